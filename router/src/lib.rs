@@ -1,1 +1,21 @@
-//! stub
+//! The postoffice: how postmesh services reach each other.
+//!
+//! # Layout
+//! - [`postoffice`]: the [`Postoffice`] trait, whose documentation is the
+//!   contract every implementation keeps, and the types it speaks.
+//! - [`memory`]: the embedded implementation, an in-process topic exchange.
+//! - [`contract`]: the contract test suite, run against every implementation.
+//!
+//! The postoffice has two topic exchanges (see [`Exchange`]): `paths`, where
+//! cores distribute messages by path to the gateways whose devices
+//! subscribed, and `postoffice`, where services address each other by
+//! `<action>.<from address>.<to address>`.
+
+pub mod contract;
+pub mod memory;
+pub mod postoffice;
+
+pub use memory::MemoryPostoffice;
+pub use postoffice::{
+    Consumer, Delivery, Exchange, Outgoing, Overflow, Postoffice, PostofficeError, Properties, QueueSpec,
+};

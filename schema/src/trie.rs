@@ -102,7 +102,7 @@ impl<T: PartialEq> Trie<T> {
     /// Calls `f` with every value of every pattern that matches `key`. Each
     /// matching pattern is visited once, even when a pattern with several
     /// `#` could match the key in more than one way.
-    pub fn for_each_match(&self, key: &str, mut f: impl FnMut(&T)) {
+    pub fn for_each_match<'a>(&'a self, key: &str, mut f: impl FnMut(&'a T)) {
         let words = Words::new(key);
         let mut hits: Vec<&Node<T>> = Vec::new();
         walk(&self.root, words.as_slice(), &mut hits);

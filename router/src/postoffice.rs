@@ -1,0 +1,250 @@
+//! The postoffice interface and its contract.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+/// The two topic exchanges of the mesh.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Exchange {
+    /// Messages by path (`feeds.breaking-news.56`): core → gateways.
+    Paths,
+    /// Internal requests by `<action>.<from>.<to>`: service → service.
+    Postoffice,
+}
+
+impl Exchange {
+    /// The exchange's name on a broker.
+    pub fn name(self) -> &'static str {
+        match self {
+            Exchange::Paths => "postmesh.paths",
+            Exchange::Postoffice => "postmesh.postoffice",
+        }
+    }
+
+    /// Both exchanges.
+    pub const ALL: [Exchange; 2] = [Exchange::Paths, Exchange::Postoffice];
+}
+
+/// What a full queue does with one more message, as RabbitMQ's
+/// `x-overflow`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Overflow {
+    /// Discard the oldest message to make room (`drop-head`).
+    #[default]
+    DropHead,
+    /// Refuse the new message: `publish` returns [`PostofficeError::Rejected`]
+    /// (`reject-publish`, surfaced through publisher confirms).
+    RejectPublish,
+}
+
+/// A queue declaration. Declaring is idempotent: declaring an existing
+/// queue with the same spec changes nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueSpec {
+    /// Queue name, unique per broker.
+    pub name: String,
+    /// Survives a broker restart (core service queues). Non-durable queues
+    /// are for one process's lifetime (gateway queues).
+    pub durable: bool,
+    /// Maximum number of ready messages (`x-max-length`). `None` means the
+    /// queue is bounded only by the implementation's capacity, and publishers
+    /// wait when it is reached (flow control).
+    pub max_len: Option<usize>,
+    /// What happens at `max_len`.
+    pub overflow: Overflow,
+    /// Messages older than this are discarded unread (`x-message-ttl`).
+    pub message_ttl: Option<Duration>,
+    /// Enables priorities 0..=max (`x-max-priority`).
+    pub max_priority: Option<u8>,
+}
+
+impl QueueSpec {
+    /// A non-durable queue with no limits beyond the implementation's.
+    pub fn transient(name: impl Into<String>) -> Self {
+        QueueSpec {
+            name: name.into(),
+            durable: false,
+            max_len: None,
+            overflow: Overflow::default(),
+            message_ttl: None,
+            max_priority: None,
+        }
+    }
+
+    /// A durable queue with no limits beyond the implementation's.
+    pub fn durable(name: impl Into<String>) -> Self {
+        QueueSpec {
+            durable: true,
+            ..QueueSpec::transient(name)
+        }
+    }
+}
+
+/// Message properties carried beside the payload (AMQP basic properties).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Properties {
+    /// The message's identity: the v1 UUID for path messages. Consumers
+    /// dedupe on it.
+    pub message_id: Option<String>,
+    /// What the payload is (`msg`, `dismissed`, an RPC action).
+    pub kind: Option<String>,
+    /// Ties an RPC reply to its request.
+    pub correlation_id: Option<String>,
+    /// Where an RPC reply goes: a routing key on the postoffice exchange.
+    pub reply_to: Option<String>,
+    /// 0..=9; only meaningful on queues with `max_priority`.
+    pub priority: Option<u8>,
+    /// Written to disk by a broker (`delivery_mode = 2`).
+    pub persistent: bool,
+}
+
+/// A message to publish.
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    pub routing_key: String,
+    pub payload: Bytes,
+    pub props: Properties,
+}
+
+/// Why a postoffice operation failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PostofficeError {
+    #[error("queue '{0}' does not exist")]
+    NoSuchQueue(String),
+    #[error("queue '{0}' is full and rejects publishes")]
+    Rejected(String),
+    #[error("queue '{0}' was declared with different arguments")]
+    SpecMismatch(String),
+    #[error("the postoffice is closed")]
+    Closed,
+    #[error("broker connection failed: {0}")]
+    Connection(String),
+}
+
+impl PostofficeError {
+    /// Whether retrying the same operation later can succeed ("if in doubt:
+    /// resend, reconnect").
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, PostofficeError::Rejected(_) | PostofficeError::Connection(_))
+    }
+}
+
+/// The message bus between services. Every implementation keeps this
+/// contract, checked by [`crate::contract`]:
+///
+/// - **Topic routing.** `publish` to an exchange delivers one copy to every
+///   queue with at least one binding whose pattern matches the routing key,
+///   with RabbitMQ topic semantics (`*` one word, `#` zero or more; empty
+///   words are words). A queue bound by several matching patterns gets one
+///   copy. A message that matches no binding is dropped, and that is `Ok`.
+/// - **What `Ok` from `publish` promises.** Every matching queue has accepted
+///   the message (on a broker: the publisher confirm arrived). A message
+///   refused by a `RejectPublish` queue at its limit gives
+///   [`PostofficeError::Rejected`].
+/// - **Ordering.** Messages from one publisher to one queue are delivered in
+///   publish order, except redeliveries and priorities.
+/// - **At-least-once.** A delivery that is neither acked nor nacked when its
+///   [`Delivery`] is dropped, or when its consumer goes away, is requeued and
+///   delivered again with `redelivered = true`. Consumers therefore dedupe
+///   by `message_id`.
+/// - **Competing consumers.** Several consumers of one queue share its
+///   messages (each message goes to one of them): this is how core services
+///   balance load.
+/// - **Prefetch.** A consumer holds at most `prefetch` unacknowledged
+///   deliveries.
+/// - **Bounded.** Every queue is bounded: by `max_len` with its overflow
+///   policy, or by the implementation's capacity, at which `publish` waits.
+/// - **Idempotent topology.** Declaring a queue or a binding twice is the same
+///   as once; unbinding a binding that does not exist is `Ok`.
+#[async_trait]
+pub trait Postoffice: Send + Sync + 'static {
+    /// Declares a queue (idempotent).
+    async fn declare_queue(&self, spec: &QueueSpec) -> Result<(), PostofficeError>;
+
+    /// Deletes a queue with its bindings and ready messages. Its consumers
+    /// end. Deleting a missing queue is `Ok`.
+    async fn delete_queue(&self, name: &str) -> Result<(), PostofficeError>;
+
+    /// Binds `queue` to `exchange` with a topic pattern (idempotent).
+    async fn bind(&self, exchange: Exchange, queue: &str, pattern: &str) -> Result<(), PostofficeError>;
+
+    /// Removes a binding (idempotent).
+    async fn unbind(&self, exchange: Exchange, queue: &str, pattern: &str) -> Result<(), PostofficeError>;
+
+    /// Publishes one message; see the contract above for what `Ok` means.
+    async fn publish(&self, exchange: Exchange, message: Outgoing) -> Result<(), PostofficeError>;
+
+    /// Starts consuming a queue with at most `prefetch` unacked deliveries.
+    async fn consume(&self, queue: &str, prefetch: u16) -> Result<Consumer, PostofficeError>;
+}
+
+/// A stream of deliveries from one queue.
+pub struct Consumer {
+    pub(crate) inner: ConsumerInner,
+}
+
+pub(crate) enum ConsumerInner {
+    Memory(crate::memory::MemoryConsumer),
+}
+
+impl Consumer {
+    /// The next delivery, or `None` when the queue was deleted or the
+    /// postoffice closed.
+    pub async fn next(&mut self) -> Option<Delivery> {
+        match &mut self.inner {
+            ConsumerInner::Memory(c) => c.next().await,
+        }
+    }
+}
+
+/// One delivered message. Ack it once handled; dropping it unacked
+/// requeues it.
+pub struct Delivery {
+    pub routing_key: String,
+    pub payload: Bytes,
+    pub props: Properties,
+    /// True when this message was delivered before and not acked.
+    pub redelivered: bool,
+    pub(crate) acker: Acker,
+}
+
+pub(crate) enum Acker {
+    Memory(crate::memory::MemoryAcker),
+}
+
+impl Delivery {
+    /// Acknowledges: the message is done and will not come back.
+    pub async fn ack(self) -> Result<(), PostofficeError> {
+        match self.acker {
+            Acker::Memory(a) => {
+                a.ack();
+                Ok(())
+            }
+        }
+    }
+
+    /// Refuses: with `requeue` the message goes back to the queue,
+    /// otherwise it is discarded.
+    pub async fn nack(self, requeue: bool) -> Result<(), PostofficeError> {
+        match self.acker {
+            Acker::Memory(a) => {
+                a.nack(requeue);
+                Ok(())
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for Delivery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Delivery")
+            .field("routing_key", &self.routing_key)
+            .field("payload_len", &self.payload.len())
+            .field("props", &self.props)
+            .field("redelivered", &self.redelivered)
+            .finish()
+    }
+}
