@@ -1,0 +1,571 @@
+//! The embedded store on [`fjall`], an LSM-tree storage engine: what
+//! `postmesh up` runs on when no Cassandra cluster is configured. Chosen by
+//! measurement (see bench/RESULTS.md): write-heavy ingest with several index
+//! rows per message favours an LSM, and folder reads are short forward range
+//! scans.
+//!
+//! # Layout (fjall keyspaces)
+//! | keyspace    | key                                             | value           |
+//! |-------------|-------------------------------------------------|-----------------|
+//! | `messages`  | UUID (16 bytes)                                 | message JSON    |
+//! | `folders`   | u16 BE folder length, folder, !time key (16)    | the path        |
+//! | `latest`    | path                                            | UUID            |
+//! | `dismissed` | user (u64 BE), UUID                             | empty           |
+//! | `retention` | category                                        | seconds (u64 BE)|
+//!
+//! A message has one `folders` row per ancestor prefix of its path, one for
+//! the path itself and one in the root folder (length 0). The time key is
+//! inverted (`!`) so a forward scan reads a folder newest first.
+//!
+//! # Writes
+//! One writer thread owns every write and commits in groups: it takes all
+//! requests waiting (up to [`MAX_GROUP`] messages) and commits them in one
+//! batch with one fsync. Readers run on tokio's blocking pool.
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path as FsPath;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
+use parking_lot::{Mutex, RwLock};
+use postmesh_schema::message::{time_key, uuid_from_time_key, v1_unix_millis};
+use postmesh_schema::{Limits, Message, Pattern, Uuid};
+use tokio::sync::{mpsc, oneshot};
+
+use super::{HistoryQuery, Page, PutOutcome, Store, StoreError};
+
+/// Most messages committed in one group (one fsync).
+pub const MAX_GROUP: usize = 4096;
+/// Write requests that may wait for the writer; more makes `put` fail with
+/// [`StoreError::Overloaded`] rather than queue without bound.
+pub const WRITE_QUEUE: usize = 4096;
+
+/// Options of the embedded store.
+#[derive(Debug, Clone)]
+pub struct EmbeddedOptions {
+    /// fsync every commit group before acknowledging it. Turning this off
+    /// keeps data safe from a process crash but not from an OS crash or
+    /// power loss.
+    pub sync: bool,
+    /// Block cache size in bytes.
+    pub cache_bytes: u64,
+    /// Path limits used when decoding stored messages.
+    pub limits: Limits,
+}
+
+impl Default for EmbeddedOptions {
+    fn default() -> Self {
+        EmbeddedOptions {
+            sync: true,
+            cache_bytes: 64 << 20,
+            limits: Limits {
+                // Stored messages were validated on the way in; decode them
+                // whatever the limits are now.
+                max_elements: usize::MAX,
+                max_bytes: usize::MAX,
+            },
+        }
+    }
+}
+
+fn engine(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Engine(e.to_string())
+}
+
+#[derive(Clone)]
+struct Tables {
+    db: Database,
+    messages: Keyspace,
+    folders: Keyspace,
+    latest: Keyspace,
+    dismissed: Keyspace,
+    retention: Keyspace,
+    /// Category → retention, mirrored from the `retention` keyspace.
+    ttl: Arc<RwLock<HashMap<String, Duration>>>,
+    limits: Limits,
+}
+
+enum Write {
+    Put(Vec<Message>, oneshot::Sender<Result<Vec<PutOutcome>, StoreError>>),
+    Dismiss(u64, Uuid, oneshot::Sender<Result<bool, StoreError>>),
+    Retention(String, Option<Duration>, oneshot::Sender<Result<(), StoreError>>),
+    Sweep(oneshot::Sender<Result<usize, StoreError>>),
+}
+
+/// The embedded store. Cheap to share behind an `Arc`; dropping the last
+/// handle stops the writer after it has committed everything queued.
+pub struct EmbeddedStore {
+    tables: Tables,
+    writes: Mutex<Option<mpsc::Sender<Write>>>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl EmbeddedStore {
+    /// Opens (or creates) the store in `dir`.
+    pub fn open(dir: &FsPath, options: EmbeddedOptions) -> Result<EmbeddedStore, StoreError> {
+        std::fs::create_dir_all(dir).map_err(engine)?;
+        let db = Database::builder(dir)
+            .cache_size(options.cache_bytes)
+            .open()
+            .map_err(engine)?;
+        let ks = |name: &str| db.keyspace(name, KeyspaceCreateOptions::default).map_err(engine);
+        let tables = Tables {
+            messages: ks("messages")?,
+            folders: ks("folders")?,
+            latest: ks("latest")?,
+            dismissed: ks("dismissed")?,
+            retention: ks("retention")?,
+            ttl: Arc::default(),
+            limits: options.limits,
+            db: db.clone(),
+        };
+        {
+            let mut ttl = tables.ttl.write();
+            for kv in tables.retention.iter() {
+                let (k, v) = kv.into_inner().map_err(engine)?;
+                let secs = u64::from_be_bytes(v.as_ref().try_into().map_err(|_| StoreError::Corrupt("retention".into()))?);
+                ttl.insert(String::from_utf8_lossy(&k).into_owned(), Duration::from_secs(secs));
+            }
+        }
+        let (tx, rx) = mpsc::channel(WRITE_QUEUE);
+        let writer_tables = tables.clone();
+        let sync = options.sync;
+        let writer = std::thread::Builder::new()
+            .name("postmesh-store-writer".into())
+            .spawn(move || writer_loop(writer_tables, rx, sync))
+            .map_err(engine)?;
+        Ok(EmbeddedStore {
+            tables,
+            writes: Mutex::new(Some(tx)),
+            writer: Mutex::new(Some(writer)),
+        })
+    }
+
+    async fn write<T>(&self, make: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> Write) -> Result<T, StoreError> {
+        let (tx, rx) = oneshot::channel();
+        let sender = self.writes.lock().clone().ok_or(StoreError::Closed)?;
+        sender.try_send(make(tx)).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => StoreError::Overloaded,
+            mpsc::error::TrySendError::Closed(_) => StoreError::Closed,
+        })?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Tables) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let tables = self.tables.clone();
+        tokio::task::spawn_blocking(move || f(&tables))
+            .await
+            .map_err(|e| StoreError::Engine(format!("read task failed: {e}")))?
+    }
+
+    /// Stops the writer after it has committed what is queued, and waits.
+    pub fn close(&self) {
+        self.writes.lock().take();
+        if let Some(w) = self.writer.lock().take() {
+            let _ = w.join();
+        }
+    }
+
+    /// Bytes on disk.
+    pub fn disk_space(&self) -> u64 {
+        self.tables.db.disk_space().unwrap_or(0)
+    }
+}
+
+impl Drop for EmbeddedStore {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+fn folder_prefix(folder: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(2 + folder.len() + 16);
+    k.extend_from_slice(&(folder.len() as u16).to_be_bytes());
+    k.extend_from_slice(folder.as_bytes());
+    k
+}
+
+fn inverted(uuid: &Uuid) -> [u8; 16] {
+    time_key(uuid).map(|b| !b)
+}
+
+fn folder_key(prefix: &[u8], uuid: &Uuid) -> Vec<u8> {
+    let mut k = Vec::with_capacity(prefix.len() + 16);
+    k.extend_from_slice(prefix);
+    k.extend_from_slice(&inverted(uuid));
+    k
+}
+
+fn uuid_of_folder_key(key: &[u8]) -> Result<Uuid, StoreError> {
+    let tail: [u8; 16] = key
+        .get(key.len().saturating_sub(16)..)
+        .and_then(|t| t.try_into().ok())
+        .ok_or_else(|| StoreError::Corrupt("short folder key".into()))?;
+    Ok(uuid_from_time_key(&tail.map(|b| !b)))
+}
+
+fn now_millis() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+impl Tables {
+    fn expired(&self, path: &str, uuid: &Uuid, now_ms: u64) -> bool {
+        let category = path.split('.').next().unwrap_or(path);
+        match self.ttl.read().get(category) {
+            Some(ttl) => v1_unix_millis(uuid) + ttl.as_millis() as u64 <= now_ms,
+            None => false,
+        }
+    }
+
+    fn load(&self, uuid: &Uuid) -> Result<Option<Message>, StoreError> {
+        match self.messages.get(uuid.as_bytes()).map_err(engine)? {
+            Some(v) => Message::from_json(&v, &self.limits)
+                .map(Some)
+                .map_err(|e| StoreError::Corrupt(format!("message {uuid}: {e}"))),
+            None => Ok(None),
+        }
+    }
+
+    fn load_all(&self, uuids: &[Uuid]) -> Result<Vec<Message>, StoreError> {
+        let mut out = Vec::with_capacity(uuids.len());
+        for u in uuids {
+            // A row swept between the index read and here is simply skipped.
+            if let Some(m) = self.load(u)? {
+                out.push(m);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Scans the folder of `pattern`'s literal prefix in `order`, starting
+    /// after `cursor`, collecting up to `limit + 1` matching UUIDs.
+    fn scan(&self, pattern: &Pattern, cursor: Option<&Uuid>, newest_first: bool, limit: usize) -> Result<(Vec<Uuid>, bool), StoreError> {
+        let folder = pattern.literal_prefix().unwrap_or("");
+        let prefix = folder_prefix(folder);
+        let whole_folder = pattern.is_folder();
+        let mut end = prefix.clone();
+        end.extend_from_slice(&[0xff; 17]);
+        let now = now_millis();
+        let iter: Box<dyn Iterator<Item = fjall::Guard>> = match (cursor, newest_first) {
+            (None, true) => Box::new(self.folders.range(prefix.clone()..end)),
+            (Some(c), true) => {
+                let start = folder_key(&prefix, c);
+                Box::new(
+                    self.folders
+                        .range::<Vec<u8>, _>((std::ops::Bound::Excluded(start), std::ops::Bound::Excluded(end))),
+                )
+            }
+            (Some(c), false) => {
+                let stop = folder_key(&prefix, c);
+                Box::new(self.folders.range(prefix.clone()..stop).rev())
+            }
+            (None, false) => Box::new(self.folders.range(prefix.clone()..end).rev()),
+        };
+        let mut found = Vec::with_capacity(limit.min(1024) + 1);
+        for guard in iter {
+            let (key, path) = guard.into_inner().map_err(engine)?;
+            let path = std::str::from_utf8(&path).map_err(|_| StoreError::Corrupt("folder path".into()))?;
+            if !whole_folder && !pattern.matches_str(path) {
+                continue;
+            }
+            let uuid = uuid_of_folder_key(&key)?;
+            if self.expired(path, &uuid, now) {
+                continue;
+            }
+            if found.len() == limit {
+                return Ok((found, true));
+            }
+            found.push(uuid);
+        }
+        Ok((found, false))
+    }
+}
+
+#[async_trait]
+impl Store for EmbeddedStore {
+    async fn put(&self, messages: Vec<Message>) -> Result<Vec<PutOutcome>, StoreError> {
+        if messages.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.write(|tx| Write::Put(messages, tx)).await
+    }
+
+    async fn get(&self, uuid: Uuid) -> Result<Option<Message>, StoreError> {
+        self.read(move |t| {
+            let m = t.load(&uuid)?;
+            Ok(m.filter(|m| !t.expired(m.path.as_str(), &m.uuid, now_millis())))
+        })
+        .await
+    }
+
+    async fn history(&self, q: HistoryQuery) -> Result<Page, StoreError> {
+        self.read(move |t| {
+            let (uuids, more) = t.scan(&q.pattern, q.before.as_ref(), true, q.limit)?;
+            Ok(Page {
+                messages: t.load_all(&uuids)?,
+                more,
+            })
+        })
+        .await
+    }
+
+    async fn since(&self, pattern: Pattern, after: Uuid, limit: usize) -> Result<Page, StoreError> {
+        self.read(move |t| {
+            let (uuids, more) = t.scan(&pattern, Some(&after), false, limit)?;
+            Ok(Page {
+                messages: t.load_all(&uuids)?,
+                more,
+            })
+        })
+        .await
+    }
+
+    async fn latest(&self, pattern: Pattern, limit: usize) -> Result<Page, StoreError> {
+        self.read(move |t| {
+            let now = now_millis();
+            let mut hits: Vec<([u8; 16], Uuid)> = Vec::new();
+            let iter = match pattern.literal_prefix() {
+                Some(p) => t.latest.prefix(p.as_bytes()),
+                None => t.latest.iter(),
+            };
+            for guard in iter {
+                let (path, uuid) = guard.into_inner().map_err(engine)?;
+                let path = std::str::from_utf8(&path).map_err(|_| StoreError::Corrupt("latest path".into()))?;
+                if !pattern.matches_str(path) {
+                    continue;
+                }
+                let uuid = Uuid::from_slice(&uuid).map_err(|_| StoreError::Corrupt("latest uuid".into()))?;
+                if !t.expired(path, &uuid, now) {
+                    hits.push((time_key(&uuid), uuid));
+                }
+            }
+            hits.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+            let more = hits.len() > limit;
+            hits.truncate(limit);
+            let uuids: Vec<Uuid> = hits.into_iter().map(|(_, u)| u).collect();
+            Ok(Page {
+                messages: t.load_all(&uuids)?,
+                more,
+            })
+        })
+        .await
+    }
+
+    async fn dismiss(&self, user: u64, uuid: Uuid) -> Result<bool, StoreError> {
+        self.write(|tx| Write::Dismiss(user, uuid, tx)).await
+    }
+
+    async fn dismissed(&self, user: u64, uuids: Vec<Uuid>) -> Result<Vec<bool>, StoreError> {
+        self.read(move |t| {
+            uuids
+                .iter()
+                .map(|u| t.dismissed.contains_key(dismiss_key(user, u)).map_err(engine))
+                .collect()
+        })
+        .await
+    }
+
+    async fn set_retention(&self, category: String, ttl: Option<Duration>) -> Result<(), StoreError> {
+        self.write(|tx| Write::Retention(category, ttl, tx)).await
+    }
+
+    async fn sweep(&self) -> Result<usize, StoreError> {
+        self.write(Write::Sweep).await
+    }
+}
+
+fn dismiss_key(user: u64, uuid: &Uuid) -> [u8; 24] {
+    let mut k = [0u8; 24];
+    k[..8].copy_from_slice(&user.to_be_bytes());
+    k[8..].copy_from_slice(uuid.as_bytes());
+    k
+}
+
+fn writer_loop(t: Tables, mut rx: mpsc::Receiver<Write>, sync: bool) {
+    let durability = Some(if sync { PersistMode::SyncAll } else { PersistMode::Buffer });
+    while let Some(first) = rx.blocking_recv() {
+        let mut puts: Vec<(Vec<Message>, oneshot::Sender<Result<Vec<PutOutcome>, StoreError>>)> = Vec::new();
+        let mut queued = 0usize;
+        let mut next = Some(first);
+        // Group commit: take everything already waiting, up to MAX_GROUP messages.
+        while let Some(w) = next.take() {
+            match w {
+                Write::Put(msgs, reply) => {
+                    queued += msgs.len();
+                    puts.push((msgs, reply));
+                }
+                Write::Dismiss(user, uuid, reply) => {
+                    let r = (|| {
+                        let key = dismiss_key(user, &uuid);
+                        if t.dismissed.contains_key(key).map_err(engine)? {
+                            return Ok(false);
+                        }
+                        let mut b = t.db.batch().durability(durability);
+                        b.insert(&t.dismissed, key, []);
+                        b.commit().map_err(engine)?;
+                        Ok(true)
+                    })();
+                    let _ = reply.send(r);
+                }
+                Write::Retention(category, ttl, reply) => {
+                    let _ = reply.send(set_retention(&t, category, ttl, durability));
+                }
+                Write::Sweep(reply) => {
+                    let _ = reply.send(sweep(&t, durability));
+                }
+            }
+            if queued < MAX_GROUP {
+                next = rx.try_recv().ok();
+            }
+        }
+        if !puts.is_empty() {
+            commit_puts(&t, puts, durability);
+        }
+    }
+}
+
+fn commit_puts(
+    t: &Tables,
+    puts: Vec<(Vec<Message>, oneshot::Sender<Result<Vec<PutOutcome>, StoreError>>)>,
+    durability: Option<PersistMode>,
+) {
+    let mut batch = t.db.batch().durability(durability);
+    let mut seen: HashSet<Uuid> = HashSet::new();
+    let mut latest: HashMap<String, Uuid> = HashMap::new();
+    let mut outcomes: Vec<Result<Vec<PutOutcome>, StoreError>> = Vec::with_capacity(puts.len());
+    for (msgs, _) in &puts {
+        let r = (|| {
+            let mut out = Vec::with_capacity(msgs.len());
+            for m in msgs {
+                if seen.contains(&m.uuid) || t.messages.contains_key(m.uuid.as_bytes()).map_err(engine)? {
+                    out.push(PutOutcome::Duplicate);
+                    continue;
+                }
+                seen.insert(m.uuid);
+                batch.insert(&t.messages, m.uuid.as_bytes().to_vec(), m.to_json());
+                let path = m.path.as_str();
+                let inv = inverted(&m.uuid);
+                for folder in std::iter::once("").chain(m.path.prefixes()) {
+                    let mut k = folder_prefix(folder);
+                    k.extend_from_slice(&inv);
+                    batch.insert(&t.folders, k, path.as_bytes().to_vec());
+                }
+                let current = match latest.get(path) {
+                    Some(u) => Some(*u),
+                    None => t
+                        .latest
+                        .get(path.as_bytes())
+                        .map_err(engine)?
+                        .and_then(|v| Uuid::from_slice(&v).ok()),
+                };
+                if current.is_none_or(|c| time_key(&c) < time_key(&m.uuid)) {
+                    latest.insert(path.to_owned(), m.uuid);
+                    batch.insert(&t.latest, path.as_bytes().to_vec(), m.uuid.as_bytes().to_vec());
+                }
+                out.push(PutOutcome::Inserted);
+            }
+            Ok(out)
+        })();
+        outcomes.push(r);
+    }
+    let committed = batch.commit().map_err(engine);
+    for ((_, reply), outcome) in puts.into_iter().zip(outcomes) {
+        let r = match &committed {
+            Ok(()) => outcome,
+            Err(e) => Err(StoreError::Engine(e.to_string())),
+        };
+        let _ = reply.send(r);
+    }
+}
+
+fn set_retention(t: &Tables, category: String, ttl: Option<Duration>, durability: Option<PersistMode>) -> Result<(), StoreError> {
+    let mut b = t.db.batch().durability(durability);
+    match ttl {
+        Some(d) => b.insert(&t.retention, category.as_bytes().to_vec(), d.as_secs().to_be_bytes().to_vec()),
+        None => b.remove(&t.retention, category.as_bytes().to_vec()),
+    }
+    b.commit().map_err(engine)?;
+    let mut map = t.ttl.write();
+    match ttl {
+        Some(d) => map.insert(category, d),
+        None => map.remove(&category),
+    };
+    Ok(())
+}
+
+/// Deletes expired messages of every category with a retention, oldest
+/// first, in batches.
+fn sweep(t: &Tables, durability: Option<PersistMode>) -> Result<usize, StoreError> {
+    let categories: Vec<String> = t.ttl.read().keys().cloned().collect();
+    let now = now_millis();
+    let mut total = 0;
+    for category in categories {
+        let prefix = folder_prefix(&category);
+        loop {
+            // Oldest entries are at the end of the (inverted) folder.
+            let mut expired: Vec<Uuid> = Vec::new();
+            for guard in t.folders.prefix(&prefix).rev() {
+                let (key, path) = guard.into_inner().map_err(engine)?;
+                let uuid = uuid_of_folder_key(&key)?;
+                if !t.expired(&String::from_utf8_lossy(&path), &uuid, now) || expired.len() >= 1000 {
+                    break;
+                }
+                expired.push(uuid);
+            }
+            if expired.is_empty() {
+                break;
+            }
+            let mut b = t.db.batch().durability(durability);
+            for uuid in &expired {
+                let Some(m) = t.load(uuid)? else {
+                    continue;
+                };
+                let inv = inverted(uuid);
+                for folder in std::iter::once("").chain(m.path.prefixes()) {
+                    let mut k = folder_prefix(folder);
+                    k.extend_from_slice(&inv);
+                    b.remove(&t.folders, k);
+                }
+                if t.latest.get(m.path.as_str().as_bytes()).map_err(engine)?.as_deref() == Some(uuid.as_bytes().as_slice()) {
+                    b.remove(&t.latest, m.path.as_str().as_bytes().to_vec());
+                }
+                b.remove(&t.messages, uuid.as_bytes().to_vec());
+                total += 1;
+            }
+            b.commit().map_err(engine)?;
+        }
+    }
+    Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn embedded_store_keeps_the_contract() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(dir.path(), EmbeddedOptions::default()).unwrap();
+        crate::store::contract::run_all(&store, "c").await;
+    }
+
+    #[tokio::test]
+    async fn survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = Message::new(postmesh_schema::Path::parse("feeds.x").unwrap(), postmesh_schema::Body::None);
+        {
+            let store = EmbeddedStore::open(dir.path(), EmbeddedOptions::default()).unwrap();
+            store.put(vec![m.clone()]).await.unwrap();
+            store.set_retention("other".into(), Some(Duration::from_secs(5))).await.unwrap();
+        }
+        let store = EmbeddedStore::open(dir.path(), EmbeddedOptions::default()).unwrap();
+        assert_eq!(store.get(m.uuid).await.unwrap(), Some(m));
+        assert_eq!(store.tables.ttl.read().get("other"), Some(&Duration::from_secs(5)));
+    }
+}
