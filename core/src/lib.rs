@@ -1,8 +1,19 @@
 //! postmesh core: persist each message by path and v1 UUID, then distribute
-//! it by path; answer history, latest and dismiss.
+//! it by path; answer history, latest, resume and dismiss.
 //!
 //! # Layout
 //! - [`store`]: the [`Store`](store::Store) trait (the contract), the embedded
 //!   implementation and the contract suite.
+//! - [`service`]: [`Core`], the services over a store and a postoffice, and
+//!   [`CoreClient`], the interface gateways call.
+//! - [`retention`]: applying per-category retention and sweeping.
+//! - [`metrics`]: Prometheus metrics.
 
+pub mod metrics;
+pub mod retention;
+pub mod service;
 pub mod store;
+
+pub use metrics::CoreMetrics;
+pub use service::{Core, CoreClient, CoreError, Published};
+pub use store::{EmbeddedStore, Page, Store, StoreError};

@@ -19,11 +19,13 @@ pub mod message;
 pub mod path;
 pub mod pattern;
 pub mod protocol;
+pub mod recent;
 pub mod trie;
 
 pub use address::{Address, AddressError, RoutingKey};
 pub use message::{Body, Class, Message, MessageError};
 pub use path::{Limits, Path, PathError};
 pub use pattern::{Pattern, PatternElem};
+pub use recent::RecentSet;
 pub use trie::Trie;
 pub use uuid::Uuid;

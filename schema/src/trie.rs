@@ -115,6 +115,23 @@ impl<T: PartialEq> Trie<T> {
         }
     }
 
+    /// Calls `f` once per matching pattern with that pattern's values.
+    /// Values are unique within one call of `f`; across calls the same value
+    /// may appear again (a subscriber under two matching patterns), which
+    /// the caller dedupes only when there was more than one call.
+    pub fn for_each_matching_pattern<'a>(&'a self, key: &str, mut f: impl FnMut(&'a [T])) {
+        let words = Words::new(key);
+        let mut hits: Vec<&Node<T>> = Vec::new();
+        walk(&self.root, words.as_slice(), &mut hits);
+        if hits.len() > 1 {
+            hits.sort_unstable_by_key(|n| std::ptr::from_ref::<Node<T>>(n) as usize);
+            hits.dedup_by(|a, b| std::ptr::eq(*a, *b));
+        }
+        for node in hits {
+            f(&node.values);
+        }
+    }
+
     /// The values of the matching patterns, collected.
     pub fn matches(&self, key: &str) -> Vec<&T> {
         let words = Words::new(key);
