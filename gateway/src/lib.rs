@@ -1,1 +1,23 @@
-//! stub
+//! postmesh gateway: where devices connect.
+//!
+//! # Layout
+//! - [`server`]: binding and serving a [`Gateway`](server::Gateway).
+//! - [`http`]: the HTTP API and router; [`ws`]: the `/ws` upgrade and the
+//!   WebSocket adapter.
+//! - [`session`]: one connection's protocol loop, over any transport.
+//! - [`hub`]: subscriptions, upstream bindings and the local fan-out.
+//! - [`outbox`]: each connection's bounded outbound queue.
+//! - [`auth`]: tokens and grants. [`config`]: settings. [`metrics`].
+
+pub mod auth;
+pub mod config;
+pub mod http;
+pub mod hub;
+pub mod metrics;
+pub mod outbox;
+pub mod server;
+pub mod session;
+pub mod ws;
+
+pub use config::GatewayConfig;
+pub use server::{Gateway, StartError};

@@ -1,0 +1,137 @@
+//! Gateway configuration: a serde tree with defaults in one place and a
+//! `validate()` step before start.
+
+use std::net::SocketAddr;
+
+use postmesh_schema::Limits;
+use serde::{Deserialize, Serialize};
+
+/// Gateway settings. Every limit is bounded and named here.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct GatewayConfig {
+    /// Address for WebSocket (`/ws`) and HTTP (`/v1/...`).
+    pub listen: SocketAddr,
+    /// HS256 secret for tokens. Without one, access is anonymous and only a
+    /// loopback address may be bound (unless `insecure`).
+    pub secret: Option<String>,
+    /// Allow a non-loopback listen address without a secret.
+    pub insecure: bool,
+    /// Largest WebSocket message or HTTP request body a client may send.
+    /// 64 KiB: messages are events, not files. Larger closes with 1009.
+    pub max_frame_bytes: usize,
+    /// Subscriptions one connection may hold (login-sync ones included).
+    pub max_subscriptions: usize,
+    /// Frames waiting for one connection before it is closed as a slow
+    /// consumer (close code 4000).
+    pub outbound_queue: usize,
+    /// Seconds one write to a connection may take before it is closed as a
+    /// slow consumer.
+    pub write_timeout_secs: u64,
+    /// WebSocket read buffer per connection, allocated eagerly: the main
+    /// term of idle memory per connection.
+    pub read_buffer_bytes: usize,
+    /// Bytes buffered per connection before writing to the socket; a batch
+    /// of frames is flushed once per wake-up anyway.
+    pub write_buffer_bytes: usize,
+    /// Most messages replayed by a `sub` with `since`; beyond it the reply
+    /// says `truncated` and the client falls back to history.
+    pub resume_limit: usize,
+    /// Latest messages replayed per pattern at login sync.
+    pub sync_latest_limit: usize,
+    /// Message ids remembered to drop duplicate deliveries.
+    pub dedupe_window: usize,
+    /// Most messages in one HTTP batch publish.
+    pub max_publish_batch: usize,
+    /// Path and pattern limits.
+    pub limits: Limits,
+    /// Seconds to drain connections on shutdown.
+    pub drain_secs: u64,
+}
+
+/// The default listen address: loopback, so a fresh `postmesh up` without a
+/// secret is not reachable from other machines.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7400";
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        GatewayConfig {
+            listen: DEFAULT_LISTEN.parse().expect("valid default address"),
+            secret: None,
+            insecure: false,
+            max_frame_bytes: 64 * 1024,
+            max_subscriptions: 256,
+            outbound_queue: 4096,
+            write_timeout_secs: 10,
+            read_buffer_bytes: 4096,
+            write_buffer_bytes: 16 * 1024,
+            resume_limit: 1000,
+            sync_latest_limit: 100,
+            dedupe_window: 65_536,
+            max_publish_batch: 1000,
+            limits: Limits::default(),
+            drain_secs: 5,
+        }
+    }
+}
+
+/// A configuration that must not start.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConfigError {
+    #[error(
+        "refusing to listen on {0} without a secret: anyone could read and publish. \
+         Set a secret (--secret / POSTMESH_SECRET) or pass --insecure"
+    )]
+    ExposedWithoutSecret(SocketAddr),
+    #[error("{0} must be at least {1}")]
+    TooSmall(&'static str, usize),
+    #[error("the secret must not be empty")]
+    EmptySecret,
+}
+
+impl GatewayConfig {
+    /// Checks the configuration before anything starts.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.secret.as_deref() == Some("") {
+            return Err(ConfigError::EmptySecret);
+        }
+        if self.secret.is_none() && !self.insecure && !self.listen.ip().is_loopback() {
+            return Err(ConfigError::ExposedWithoutSecret(self.listen));
+        }
+        for (name, value, min) in [
+            ("max_frame_bytes", self.max_frame_bytes, 256),
+            ("max_subscriptions", self.max_subscriptions, 1),
+            ("outbound_queue", self.outbound_queue, 1),
+            ("read_buffer_bytes", self.read_buffer_bytes, 256),
+            ("resume_limit", self.resume_limit, 1),
+            ("dedupe_window", self.dedupe_window, 1),
+            ("max_publish_batch", self.max_publish_batch, 1),
+        ] {
+            if value < min {
+                return Err(ConfigError::TooSmall(name, min));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exposure_needs_a_secret_or_insecure() {
+        let mut c = GatewayConfig::default();
+        assert!(c.validate().is_ok());
+        c.listen = "0.0.0.0:7400".parse().unwrap();
+        assert!(matches!(c.validate(), Err(ConfigError::ExposedWithoutSecret(_))));
+        c.insecure = true;
+        assert!(c.validate().is_ok());
+        c.insecure = false;
+        c.secret = Some("s".into());
+        assert!(c.validate().is_ok());
+        c.secret = Some(String::new());
+        assert_eq!(c.validate(), Err(ConfigError::EmptySecret));
+    }
+}

@@ -1,0 +1,306 @@
+//! The HTTP API on the gateway's listener: publish, history, latest,
+//! health and metrics. Errors are 4xx/5xx with a JSON body
+//! `{"code": .., "message": ..}` using the protocol's error codes.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use postmesh_core::Page;
+use postmesh_schema::message::{Draft, parse_v1};
+use postmesh_schema::protocol::{DEFAULT_HISTORY_LIMIT, ErrorCode, FrameError, MAX_HISTORY_LIMIT};
+use postmesh_schema::{Message, Pattern};
+use prometheus_client::registry::Registry;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::auth::Grants;
+use crate::session::Ctx;
+
+/// What the HTTP handlers share.
+pub struct App {
+    pub ctx: Arc<Ctx>,
+    pub registry: Arc<Registry>,
+    /// Cancelled on shutdown; sessions get child tokens.
+    pub shutdown: CancellationToken,
+    /// Tracks sessions, so shutdown can wait for them.
+    pub tracker: TaskTracker,
+    /// Upgrades beyond this many open connections are refused with 503.
+    pub max_connections: usize,
+    /// Largest HTTP request body.
+    pub max_body_bytes: usize,
+}
+
+/// The router: `/ws`, `/v1/*`, `/healthz`, `/metrics`.
+pub fn router(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/", get(index))
+        .route("/ws", get(crate::ws::upgrade))
+        .route("/v1/publish", post(publish))
+        .route("/v1/history", get(history))
+        .route("/v1/latest", get(latest))
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .with_state(app)
+}
+
+/// A JSON error response.
+pub fn error_response(status: StatusCode, code: ErrorCode, message: &str) -> Response {
+    let body = json!({ "code": code.as_str(), "message": message }).to_string();
+    let mut res = Response::new(Body::from(body));
+    *res.status_mut() = status;
+    res.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    res
+}
+
+fn frame_error(e: FrameError) -> Response {
+    let status = StatusCode::from_u16(e.code.http_status()).unwrap_or(StatusCode::BAD_REQUEST);
+    error_response(status, e.code, &e.message)
+}
+
+fn json_response(body: Vec<u8>) -> Response {
+    let mut res = Response::new(Body::from(body));
+    res.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    res
+}
+
+/// The token from `Authorization: Bearer ..` or `?token=`.
+fn grants(app: &App, headers: &HeaderMap, query_token: Option<&str>) -> Result<Grants, Response> {
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")));
+    match bearer.or(query_token) {
+        Some(t) => app
+            .ctx
+            .authority
+            .verify(t.trim())
+            .map_err(|e| error_response(StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized, &e.to_string())),
+        None => {
+            let g = app.ctx.authority.anonymous();
+            if g.is_unauthenticated() {
+                Err(error_response(
+                    StatusCode::UNAUTHORIZED,
+                    ErrorCode::Unauthorized,
+                    "a token is required: Authorization: Bearer <token>",
+                ))
+            } else {
+                Ok(g)
+            }
+        }
+    }
+}
+
+fn core_failure(e: postmesh_core::CoreError) -> Response {
+    tracing::warn!(error = %e, "core call failed");
+    if e.is_retryable() {
+        error_response(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Unavailable, &e.to_string())
+    } else {
+        error_response(StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Internal, &e.to_string())
+    }
+}
+
+fn page_json(page: &Page) -> Vec<u8> {
+    let mut out = Vec::with_capacity(256);
+    out.extend_from_slice(b"{\"messages\":[");
+    for (i, m) in page.messages.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        m.write_json_fields(&mut out);
+        out.push(b'}');
+    }
+    out.extend_from_slice(format!("],\"more\":{}}}", page.more).as_bytes());
+    out
+}
+
+async fn index() -> &'static str {
+    "postmesh gateway\n\nWebSocket: /ws\nHTTP: POST /v1/publish, GET /v1/history?pattern=, GET /v1/latest?pattern=, GET /healthz, GET /metrics\n"
+}
+
+#[derive(Deserialize)]
+struct TokenQuery {
+    token: Option<String>,
+}
+
+/// `POST /v1/publish`: one message `{path, meta?, body?, uuid?, class?}` or
+/// `{"messages": [...]}`. Answers once every message is durably stored and
+/// handed to the postoffice.
+async fn publish(State(app): State<Arc<App>>, Query(q): Query<TokenQuery>, req: Request) -> Response {
+    let grants = match grants(&app, req.headers(), q.token.as_deref()) {
+        Ok(g) => g,
+        Err(r) => return r,
+    };
+    let body = match axum::body::to_bytes(req.into_body(), app.max_body_bytes).await {
+        Ok(b) => b,
+        Err(_) => {
+            return error_response(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                ErrorCode::BadFrame,
+                &format!("request body over {} bytes", app.max_body_bytes),
+            );
+        }
+    };
+    let top: BTreeMap<Cow<'_, str>, &RawValue> = match serde_json::from_slice(&body) {
+        Ok(t) => t,
+        Err(e) => return error_response(StatusCode::BAD_REQUEST, ErrorCode::BadJson, &format!("body is not a JSON object: {e}")),
+    };
+    let batch = top.contains_key("messages");
+    let drafts: Vec<Draft<'_>> = if let Some(raw) = top.get("messages") {
+        match serde_json::from_str(raw.get()) {
+            Ok(d) => d,
+            Err(e) => return error_response(StatusCode::BAD_REQUEST, ErrorCode::BadFrame, &format!("messages: {e}")),
+        }
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(d) => vec![d],
+            Err(e) => return error_response(StatusCode::BAD_REQUEST, ErrorCode::BadFrame, &e.to_string()),
+        }
+    };
+    let max = app.ctx.config.max_publish_batch;
+    if drafts.is_empty() || drafts.len() > max {
+        return error_response(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::BadFrame,
+            &format!("a batch holds 1 to {max} messages"),
+        );
+    }
+    let mut messages: Vec<Message> = Vec::with_capacity(drafts.len());
+    for (i, d) in drafts.into_iter().enumerate() {
+        let m = match d.into_message(None, &app.ctx.config.limits) {
+            Ok(m) => m,
+            Err(e) => {
+                let mut fe = FrameError::from((None, e));
+                if batch {
+                    fe.message = format!("messages[{i}]: {}", fe.message);
+                }
+                return frame_error(fe);
+            }
+        };
+        if !grants.can_publish(&m.path) {
+            return error_response(
+                StatusCode::FORBIDDEN,
+                ErrorCode::Forbidden,
+                &format!("the token does not allow publishing to {}", m.path),
+            );
+        }
+        messages.push(m);
+    }
+    app.ctx.metrics.messages_published.inc_by(messages.len() as u64);
+    match app.ctx.core.publish(messages).await {
+        Ok(published) if !batch => {
+            json_response(json!({"uuid": published[0].uuid, "duplicate": published[0].duplicate}).to_string().into_bytes())
+        }
+        Ok(published) => json_response(
+            json!({
+                "uuids": published.iter().map(|p| p.uuid).collect::<Vec<_>>(),
+                "duplicates": published.iter().filter(|p| p.duplicate).count(),
+            })
+            .to_string()
+            .into_bytes(),
+        ),
+        Err(e) => core_failure(e),
+    }
+}
+
+#[derive(Deserialize)]
+struct ReadQuery {
+    pattern: Option<String>,
+    limit: Option<String>,
+    before: Option<String>,
+    token: Option<String>,
+}
+
+fn read_params(app: &App, headers: &HeaderMap, q: &ReadQuery) -> Result<(Grants, Pattern, usize), Response> {
+    let grants = grants(app, headers, q.token.as_deref())?;
+    let raw = q
+        .pattern
+        .as_deref()
+        .ok_or_else(|| error_response(StatusCode::BAD_REQUEST, ErrorCode::BadFrame, "missing ?pattern="))?;
+    let pattern = Pattern::parse_with(raw, &app.ctx.config.limits)
+        .map_err(|e| error_response(StatusCode::BAD_REQUEST, ErrorCode::BadPattern, &format!("pattern {raw:?}: {e}")))?;
+    if !grants.can_read(&pattern) {
+        return Err(error_response(
+            StatusCode::FORBIDDEN,
+            ErrorCode::Forbidden,
+            &format!("the token does not allow reading {pattern}"),
+        ));
+    }
+    let limit = match q.limit.as_deref() {
+        None => DEFAULT_HISTORY_LIMIT as usize,
+        Some(s) => match s.parse::<usize>() {
+            Ok(n) if (1..=MAX_HISTORY_LIMIT as usize).contains(&n) => n,
+            _ => {
+                return Err(error_response(
+                    StatusCode::BAD_REQUEST,
+                    ErrorCode::BadLimit,
+                    &format!("limit must be an integer from 1 to {MAX_HISTORY_LIMIT}"),
+                ));
+            }
+        },
+    };
+    Ok((grants, pattern, limit))
+}
+
+/// `GET /v1/history?pattern=&limit=&before=`: newest first.
+async fn history(State(app): State<Arc<App>>, headers: HeaderMap, Query(q): Query<ReadQuery>) -> Response {
+    let (grants, pattern, limit) = match read_params(&app, &headers, &q) {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let before = match q.before.as_deref().map(parse_v1).transpose() {
+        Ok(b) => b,
+        Err(e) => return error_response(StatusCode::BAD_REQUEST, ErrorCode::BadUuid, &format!("before: {e}")),
+    };
+    match app.ctx.core.history(pattern, limit, before, grants.user).await {
+        Ok(page) => json_response(page_json(&page)),
+        Err(e) => core_failure(e),
+    }
+}
+
+/// `GET /v1/latest?pattern=&limit=`: the newest message of each path.
+async fn latest(State(app): State<Arc<App>>, headers: HeaderMap, Query(q): Query<ReadQuery>) -> Response {
+    let (grants, pattern, limit) = match read_params(&app, &headers, &q) {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    match app.ctx.core.latest(pattern, limit, grants.user).await {
+        Ok(page) => json_response(page_json(&page)),
+        Err(e) => core_failure(e),
+    }
+}
+
+async fn healthz(State(app): State<Arc<App>>) -> Response {
+    json_response(
+        json!({
+            "status": "ok",
+            "connections": app.ctx.metrics.connections.get(),
+        })
+        .to_string()
+        .into_bytes(),
+    )
+}
+
+async fn metrics(State(app): State<Arc<App>>) -> Response {
+    let mut text = String::new();
+    if let Err(e) = prometheus_client::encoding::text::encode(&mut text, &app.registry) {
+        return error_response(StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Internal, &e.to_string());
+    }
+    let mut res = text.into_response();
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+    );
+    res
+}

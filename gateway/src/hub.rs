@@ -1,0 +1,239 @@
+//! The hub: one gateway's subscriptions and its local fan-out.
+//!
+//! Connections subscribe patterns here. The hub keeps a [`Trie`] from
+//! patterns to connections, and binds the gateway's one postoffice queue to
+//! the **union** of those patterns: the broker holds one binding per
+//! distinct pattern, made when the first connection subscribes it and
+//! removed when the last one leaves. Each message arrives once from the
+//! postoffice, is matched once against the trie, and its already-encoded
+//! frame is pushed to every matching connection's [`Outbox`].
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use parking_lot::RwLock;
+use postmesh_router::{Exchange, Postoffice, PostofficeError, QueueSpec};
+use postmesh_schema::{Pattern, RecentSet, Trie, Uuid};
+use tokio_tungstenite::tungstenite::Utf8Bytes;
+use tokio_util::sync::CancellationToken;
+
+use crate::metrics::GatewayMetrics;
+use crate::outbox::{Live, Outbox, Push};
+
+/// Unacknowledged deliveries the hub takes from its queue at a time.
+pub const HUB_PREFETCH: u16 = 512;
+
+/// Identifies a connection within one gateway.
+pub type ConnId = u64;
+
+/// A connection as the hub sees it: an id and where its frames go.
+#[derive(Debug, Clone)]
+pub struct ConnRef {
+    pub id: ConnId,
+    pub outbox: Arc<Outbox>,
+}
+
+impl PartialEq for ConnRef {
+    fn eq(&self, other: &Self) -> bool {
+        self.id == other.id
+    }
+}
+
+/// One gateway's subscription registry and fan-out.
+pub struct Hub {
+    trie: RwLock<Trie<ConnRef>>,
+    /// Connections per pattern, for the upstream bindings. An async mutex
+    /// held across bind/unbind, so that binding operations reach the
+    /// postoffice in the order their counts changed.
+    upstream: tokio::sync::Mutex<HashMap<String, usize>>,
+    postoffice: Arc<dyn Postoffice>,
+    queue: String,
+    metrics: GatewayMetrics,
+    next_id: AtomicU64,
+}
+
+impl Hub {
+    /// Declares the gateway's queue `queue` and starts consuming it until
+    /// `cancel`. The queue is deleted on shutdown.
+    pub async fn start(
+        postoffice: Arc<dyn Postoffice>,
+        queue: String,
+        dedupe_window: usize,
+        metrics: GatewayMetrics,
+        cancel: CancellationToken,
+    ) -> Result<Arc<Hub>, PostofficeError> {
+        postoffice.declare_queue(&QueueSpec::transient(&queue)).await?;
+        let mut consumer = postoffice.consume(&queue, HUB_PREFETCH).await?;
+        let hub = Arc::new(Hub {
+            trie: RwLock::new(Trie::new()),
+            upstream: tokio::sync::Mutex::new(HashMap::new()),
+            postoffice,
+            queue,
+            metrics,
+            next_id: AtomicU64::new(1),
+        });
+        let h = hub.clone();
+        tokio::spawn(async move {
+            let mut seen: RecentSet<Uuid> = RecentSet::new(dedupe_window);
+            loop {
+                let delivery = tokio::select! {
+                    _ = cancel.cancelled() => break,
+                    d = consumer.next() => match d {
+                        Some(d) => d,
+                        None => break,
+                    },
+                };
+                h.metrics.messages_in.inc();
+                let uuid = delivery
+                    .props
+                    .message_id
+                    .as_deref()
+                    .and_then(|s| Uuid::parse_str(s).ok());
+                let fresh = uuid.is_none_or(|u| seen.insert(u));
+                if !fresh {
+                    h.metrics.messages_duplicate.inc();
+                } else {
+                    match Utf8Bytes::try_from(delivery.payload.clone()) {
+                        Ok(frame) => {
+                            let live = Arc::new(Live {
+                                uuid: uuid.unwrap_or_default(),
+                                path: delivery.routing_key.clone(),
+                                frame,
+                            });
+                            h.fan_out(&live);
+                        }
+                        Err(_) => tracing::warn!(key = %delivery.routing_key, "dropping a non-UTF-8 frame"),
+                    }
+                }
+                if let Err(e) = delivery.ack().await {
+                    tracing::warn!(error = %e, "ack failed");
+                }
+            }
+            if let Err(e) = h.postoffice.delete_queue(&h.queue).await {
+                tracing::warn!(error = %e, "deleting the gateway queue failed");
+            }
+        });
+        Ok(hub)
+    }
+
+    /// Registers a new connection with an outbox of `capacity` frames.
+    pub fn connect(&self, capacity: usize) -> ConnRef {
+        self.metrics.connections.inc();
+        ConnRef {
+            id: self.next_id.fetch_add(1, Ordering::Relaxed),
+            outbox: Arc::new(Outbox::new(capacity)),
+        }
+    }
+
+    /// Subscribes `conn` to `pattern`. Returns once the pattern is bound
+    /// upstream, so everything distributed from then on will arrive: the
+    /// base of subscribe-with-history's no-gap guarantee.
+    pub async fn subscribe(&self, conn: &ConnRef, pattern: &Pattern) -> Result<(), PostofficeError> {
+        self.trie.write().insert(pattern.as_str(), conn.clone());
+        self.metrics.subscriptions.inc();
+        let mut upstream = self.upstream.lock().await;
+        let count = upstream.entry(pattern.as_str().to_owned()).or_insert(0);
+        *count += 1;
+        if *count == 1 {
+            if let Err(e) = self.postoffice.bind(Exchange::Paths, &self.queue, pattern.as_str()).await {
+                upstream.remove(pattern.as_str());
+                drop(upstream);
+                self.trie.write().remove(pattern.as_str(), conn);
+                self.metrics.subscriptions.dec();
+                return Err(e);
+            }
+            self.metrics.bindings.inc();
+        }
+        Ok(())
+    }
+
+    /// Unsubscribes `conn` from `pattern`; the last one out unbinds upstream.
+    pub async fn unsubscribe(&self, conn: &ConnRef, pattern: &Pattern) -> Result<(), PostofficeError> {
+        if self.trie.write().remove(pattern.as_str(), conn).is_none() {
+            return Ok(());
+        }
+        self.metrics.subscriptions.dec();
+        self.release_upstream(pattern.as_str()).await
+    }
+
+    async fn release_upstream(&self, pattern: &str) -> Result<(), PostofficeError> {
+        let mut upstream = self.upstream.lock().await;
+        let Some(count) = upstream.get_mut(pattern) else {
+            return Ok(());
+        };
+        *count -= 1;
+        if *count == 0 {
+            upstream.remove(pattern);
+            self.metrics.bindings.dec();
+            self.postoffice.unbind(Exchange::Paths, &self.queue, pattern).await?;
+        }
+        Ok(())
+    }
+
+    /// Forgets a connection and all its patterns. Synchronous, so it can run
+    /// from `Drop`; the upstream unbinds run on a spawned task.
+    pub fn disconnect(self: &Arc<Self>, conn: &ConnRef, patterns: Vec<Pattern>) {
+        self.metrics.connections.dec();
+        let mut released = Vec::with_capacity(patterns.len());
+        {
+            let mut trie = self.trie.write();
+            for p in patterns {
+                if trie.remove(p.as_str(), conn).is_some() {
+                    released.push(p);
+                }
+            }
+        }
+        self.metrics.subscriptions.dec_by(released.len() as i64);
+        if released.is_empty() {
+            return;
+        }
+        let hub = self.clone();
+        let cleanup = async move {
+            for p in released {
+                if let Err(e) = hub.release_upstream(p.as_str()).await {
+                    tracing::warn!(pattern = %p, error = %e, "unbind failed");
+                }
+            }
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) => {
+                handle.spawn(cleanup);
+            }
+            Err(_) => tracing::warn!("no runtime to release upstream bindings"),
+        }
+    }
+
+    /// Pushes `live` to every connection subscribed to a matching pattern,
+    /// once per connection. Returns the number of frames queued.
+    pub fn fan_out(&self, live: &Arc<Live>) -> usize {
+        let trie = self.trie.read();
+        let mut groups: Vec<&[ConnRef]> = Vec::new();
+        trie.for_each_matching_pattern(&live.path, |conns| groups.push(conns));
+        let mut queued = 0;
+        // An overflowing connection is counted when its session closes it.
+        let mut push = |c: &ConnRef| {
+            if c.outbox.push(live.clone()) == Push::Queued {
+                queued += 1;
+            }
+        };
+        match groups.as_slice() {
+            [] => {}
+            [one] => one.iter().for_each(&mut push),
+            many => {
+                // A connection under several matching patterns gets one copy.
+                let mut all: Vec<&ConnRef> = many.iter().flat_map(|g| g.iter()).collect();
+                all.sort_unstable_by_key(|c| c.id);
+                all.dedup_by_key(|c| c.id);
+                all.into_iter().for_each(&mut push);
+            }
+        }
+        self.metrics.deliveries.inc_by(queued as u64);
+        queued
+    }
+
+    /// Distinct patterns currently bound upstream.
+    pub async fn binding_count(&self) -> usize {
+        self.upstream.lock().await.len()
+    }
+}

@@ -1,0 +1,49 @@
+//! Gateway metrics, registered in the process's Prometheus registry.
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+/// Counters and gauges of one gateway.
+#[derive(Clone, Default)]
+pub struct GatewayMetrics {
+    /// Open WebSocket connections.
+    pub connections: Gauge,
+    /// Subscriptions held by connections.
+    pub subscriptions: Gauge,
+    /// Distinct patterns bound upstream on the postoffice.
+    pub bindings: Gauge,
+    /// Frames received from devices.
+    pub frames_in: Counter,
+    /// Messages published by devices and HTTP clients through this gateway.
+    pub messages_published: Counter,
+    /// Messages received from the postoffice for fan-out.
+    pub messages_in: Counter,
+    /// Duplicate messages dropped by the dedupe window.
+    pub messages_duplicate: Counter,
+    /// Frames queued to connections by fan-out.
+    pub deliveries: Counter,
+    /// Connections closed because they did not keep up.
+    pub slow_consumers: Counter,
+    /// `err` frames sent.
+    pub errors: Counter,
+}
+
+impl GatewayMetrics {
+    /// Creates the metrics and registers them under `postmesh_gateway_*`.
+    pub fn register(registry: &mut Registry) -> Self {
+        let m = GatewayMetrics::default();
+        let r = registry.sub_registry_with_prefix("postmesh_gateway");
+        r.register("connections", "Open WebSocket connections", m.connections.clone());
+        r.register("subscriptions", "Subscriptions held by connections", m.subscriptions.clone());
+        r.register("bindings", "Distinct patterns bound on the postoffice", m.bindings.clone());
+        r.register("frames_in", "Frames received from devices", m.frames_in.clone());
+        r.register("messages_published", "Messages published through this gateway", m.messages_published.clone());
+        r.register("messages_in", "Messages received from the postoffice", m.messages_in.clone());
+        r.register("messages_duplicate", "Duplicate deliveries dropped", m.messages_duplicate.clone());
+        r.register("deliveries", "Frames queued to connections by fan-out", m.deliveries.clone());
+        r.register("slow_consumers", "Connections closed for not keeping up", m.slow_consumers.clone());
+        r.register("errors", "err frames sent", m.errors.clone());
+        m
+    }
+}

@@ -1,0 +1,158 @@
+//! The WebSocket adapter: the `/ws` upgrade on the shared HTTP listener and
+//! the translation between tungstenite messages and session frames.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use axum::body::Body;
+use axum::extract::{Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use futures_util::{Sink, Stream};
+use hyper_util::rt::TokioIo;
+use postmesh_schema::protocol::ErrorCode;
+use serde::Deserialize;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+
+use crate::config::GatewayConfig;
+use crate::http::{App, error_response};
+use crate::session::{self, Inbound, Outbound};
+
+/// A WebSocket connection as a session transport.
+pub struct WsTransport<S> {
+    inner: WebSocketStream<S>,
+}
+
+impl<S> WsTransport<S> {
+    /// Wraps an established WebSocket.
+    pub fn new(inner: WebSocketStream<S>) -> Self {
+        WsTransport { inner }
+    }
+}
+
+impl<S> Stream for WsTransport<S>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    type Item = Inbound;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Inbound>> {
+        loop {
+            return match Pin::new(&mut self.inner).poll_next(cx) {
+                Poll::Pending => Poll::Pending,
+                Poll::Ready(None) => Poll::Ready(None),
+                Poll::Ready(Some(Ok(Message::Text(t)))) => Poll::Ready(Some(Inbound::Text(t))),
+                Poll::Ready(Some(Ok(Message::Binary(_)))) => Poll::Ready(Some(Inbound::Binary)),
+                // Pings are answered by tungstenite itself.
+                Poll::Ready(Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)))) => continue,
+                Poll::Ready(Some(Ok(Message::Close(_)))) => Poll::Ready(None),
+                Poll::Ready(Some(Err(WsError::Capacity(_)))) => Poll::Ready(Some(Inbound::TooBig)),
+                Poll::Ready(Some(Err(_))) => Poll::Ready(None),
+            };
+        }
+    }
+}
+
+impl<S> Sink<Outbound> for WsTransport<S>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    type Error = WsError;
+
+    fn poll_ready(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), WsError>> {
+        Pin::new(&mut self.inner).poll_ready(cx)
+    }
+
+    fn start_send(mut self: Pin<&mut Self>, item: Outbound) -> Result<(), WsError> {
+        let msg = match item {
+            Outbound::Text(t) => Message::Text(t),
+            Outbound::Close(code, reason) => Message::Close(Some(CloseFrame {
+                code: CloseCode::from(code),
+                reason: reason.into(),
+            })),
+        };
+        Pin::new(&mut self.inner).start_send(msg)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), WsError>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), WsError>> {
+        Pin::new(&mut self.inner).poll_close(cx)
+    }
+}
+
+/// The tungstenite limits and buffers for one connection.
+pub fn ws_config(c: &GatewayConfig) -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(c.read_buffer_bytes)
+        .write_buffer_size(c.write_buffer_bytes)
+        .max_write_buffer_size(c.write_buffer_bytes.max(c.max_frame_bytes) * 4 + c.max_frame_bytes)
+        .max_message_size(Some(c.max_frame_bytes))
+        .max_frame_size(Some(c.max_frame_bytes))
+}
+
+#[derive(Deserialize)]
+pub(crate) struct WsQuery {
+    token: Option<String>,
+}
+
+fn header_has(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool {
+    headers
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|v| v.trim().eq_ignore_ascii_case(token))
+}
+
+/// `GET /ws`: checks the handshake and the token, answers 101, and runs the
+/// session on the upgraded connection.
+pub(crate) async fn upgrade(State(app): State<Arc<App>>, Query(q): Query<WsQuery>, mut req: Request) -> Response {
+    let headers = req.headers();
+    if !header_has(headers, header::CONNECTION, "upgrade") || !header_has(headers, header::UPGRADE, "websocket") {
+        return error_response(StatusCode::UPGRADE_REQUIRED, ErrorCode::BadFrame, "this endpoint speaks WebSocket");
+    }
+    if headers.get(header::SEC_WEBSOCKET_VERSION).map(|v| v.as_bytes()) != Some(b"13") {
+        return error_response(StatusCode::UPGRADE_REQUIRED, ErrorCode::BadFrame, "WebSocket version 13 is required");
+    }
+    let Some(key) = headers.get(header::SEC_WEBSOCKET_KEY) else {
+        return error_response(StatusCode::BAD_REQUEST, ErrorCode::BadFrame, "missing Sec-WebSocket-Key");
+    };
+    let accept = derive_accept_key(key.as_bytes());
+    let ctx = app.ctx.clone();
+    let grants = match session::initial_grants(&ctx.authority, q.token.as_deref()) {
+        Ok(g) => g,
+        Err(e) => return error_response(StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized, &e.to_string()),
+    };
+    if ctx.metrics.connections.get() >= app.max_connections as i64 {
+        return error_response(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Unavailable, "connection limit reached");
+    }
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    let cancel = app.shutdown.child_token();
+    let config = ws_config(&ctx.config);
+    app.tracker.spawn(async move {
+        match on_upgrade.await {
+            Ok(upgraded) => {
+                let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config)).await;
+                session::run(WsTransport::new(ws), ctx, grants, cancel).await;
+            }
+            Err(e) => tracing::debug!(error = %e, "upgrade failed"),
+        }
+    });
+    let mut res = Response::new(Body::empty());
+    *res.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let h = res.headers_mut();
+    h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    if let Ok(v) = HeaderValue::from_str(&accept) {
+        h.insert(header::SEC_WEBSOCKET_ACCEPT, v);
+    }
+    res.into_response()
+}

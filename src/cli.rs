@@ -1,0 +1,206 @@
+//! Commands and flags.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use serde_json::{Map, Value, json};
+
+use crate::{client, config, up};
+
+/// A global WebSocket gateway mesh with path routing.
+#[derive(Parser, Debug)]
+#[command(name = "postmesh", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run every role in one process on the embedded postoffice and store.
+    Up(ServerArgs),
+    /// Run the gateway role alone (needs a shared postoffice).
+    Gateway(ServerArgs),
+    /// Run the core role alone (needs a shared postoffice).
+    Core(ServerArgs),
+    /// Publish one message.
+    Publish(PublishArgs),
+    /// Print live messages matching a pattern as JSON lines.
+    Tail(TailArgs),
+    /// Print stored messages matching a pattern, newest first, as JSON lines.
+    History(HistoryArgs),
+    /// Issue a token.
+    Token(TokenArgs),
+}
+
+/// Flags shared by the server roles. Each also reads `POSTMESH_*` variables
+/// and an optional TOML file; flags win.
+#[derive(Args, Debug, Default)]
+pub struct ServerArgs {
+    /// Address for WebSocket and HTTP [default: 127.0.0.1:7400]
+    #[arg(long, env = "POSTMESH_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Data directory [default: ./postmesh-data]
+    #[arg(long, env = "POSTMESH_DATA")]
+    pub data: Option<PathBuf>,
+    /// Token secret (HS256). Without one, access is anonymous and loopback-only.
+    #[arg(long, env = "POSTMESH_SECRET", hide_env_values = true)]
+    pub secret: Option<String>,
+    /// Allow a non-loopback address without a secret.
+    #[arg(long)]
+    pub insecure: bool,
+    /// TOML configuration file.
+    #[arg(long, env = "POSTMESH_CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
+impl ServerArgs {
+    fn overrides(&self) -> Value {
+        let mut gateway = Map::new();
+        if let Some(l) = self.listen {
+            gateway.insert("listen".into(), json!(l.to_string()));
+        }
+        if let Some(s) = &self.secret {
+            gateway.insert("secret".into(), json!(s));
+        }
+        if self.insecure {
+            gateway.insert("insecure".into(), json!(true));
+        }
+        let mut root = Map::new();
+        if let Some(d) = &self.data {
+            root.insert("data".into(), json!(d));
+        }
+        if !gateway.is_empty() {
+            root.insert("gateway".into(), Value::Object(gateway));
+        }
+        Value::Object(root)
+    }
+
+    fn load(&self) -> Result<config::Config, String> {
+        config::load(self.config.as_deref(), self.overrides()).map_err(|e| format!("configuration: {e}"))
+    }
+}
+
+/// Where the client commands reach a gateway.
+#[derive(Args, Debug, Clone)]
+pub struct Endpoint {
+    /// Gateway URL.
+    #[arg(long, env = "POSTMESH_URL", default_value = "http://127.0.0.1:7400")]
+    pub url: String,
+    /// Token (when the server has a secret).
+    #[arg(long, env = "POSTMESH_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct PublishArgs {
+    /// Path, e.g. feeds.breaking-news.56
+    pub path: String,
+    /// Body as JSON, e.g. '{"headline":"..."}' or '"text"'
+    pub body: Option<String>,
+    /// Meta headers as a JSON object.
+    #[arg(long)]
+    pub meta: Option<String>,
+    /// Class of service: gold, silver or bronze.
+    #[arg(long)]
+    pub class: Option<String>,
+    /// Message UUID (v1); resending the same one publishes once.
+    #[arg(long)]
+    pub uuid: Option<String>,
+    #[command(flatten)]
+    pub endpoint: Endpoint,
+}
+
+#[derive(Args, Debug)]
+pub struct TailArgs {
+    /// Pattern, e.g. 'feeds.#'
+    pub pattern: String,
+    /// First print this many stored messages (oldest first).
+    #[arg(long)]
+    pub history: Option<u32>,
+    #[command(flatten)]
+    pub endpoint: Endpoint,
+}
+
+#[derive(Args, Debug)]
+pub struct HistoryArgs {
+    /// Pattern, e.g. 'feeds.breaking-news.#'
+    pub pattern: String,
+    /// At most this many messages (1 to 1000).
+    #[arg(long, default_value_t = 50)]
+    pub limit: u32,
+    /// Only messages older than this UUID.
+    #[arg(long)]
+    pub before: Option<String>,
+    #[command(flatten)]
+    pub endpoint: Endpoint,
+}
+
+#[derive(Args, Debug)]
+pub struct TokenArgs {
+    /// The server's secret.
+    #[arg(long, env = "POSTMESH_SECRET", hide_env_values = true)]
+    pub secret: String,
+    /// User id.
+    #[arg(long)]
+    pub sub: Option<String>,
+    /// Patterns the bearer may subscribe to.
+    #[arg(long, num_args = 1..)]
+    pub subs: Vec<String>,
+    /// Patterns the bearer may publish to.
+    #[arg(long, num_args = 1..)]
+    pub pubs: Vec<String>,
+    /// Lifetime in seconds.
+    #[arg(long, default_value_t = 86_400)]
+    pub ttl: u64,
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("POSTMESH_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,fjall=warn,lsm_tree=warn"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
+/// Parses the command line and runs the command. Errors are printed as one
+/// line on stderr with a non-zero exit.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("postmesh: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("postmesh: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<ExitCode, String> {
+    match cli.command {
+        Command::Up(args) => {
+            let config = args.load()?;
+            up::run(config).await.map_err(|e| format!("{e:#}"))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Gateway(args) | Command::Core(args) => {
+            let config = args.load()?;
+            config.gateway.validate().map_err(|e| e.to_string())?;
+            Err("running one role alone needs a shared postoffice (RabbitMQ), which this build does not have yet; \
+                 use `postmesh up` to run every role in one process"
+                .into())
+        }
+        Command::Publish(args) => client::publish(args).await,
+        Command::Tail(args) => client::tail(args).await,
+        Command::History(args) => client::history(args).await,
+        Command::Token(args) => client::token(args),
+    }
+}
