@@ -47,6 +47,10 @@ use crate::outbox::Live;
 /// persistence within milliseconds; ten seconds is a wide margin.
 pub const REPLAY_MEMORY: Duration = Duration::from_secs(10);
 
+/// How long a close frame may wait behind data the device has not read yet.
+/// A device that resumes reading within this time learns why it was closed.
+pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// A frame from the device, as the transport adapter reports it.
 #[derive(Debug)]
 pub enum Inbound {
@@ -252,9 +256,8 @@ where
     }
 
     async fn close(&mut self, code: u16) -> Result<(), Stop> {
-        let timeout = self.write_timeout();
         let _ = tokio::time::timeout(
-            timeout,
+            CLOSE_TIMEOUT,
             self.transport.send(Outbound::Close(code, close_reason(code).to_owned())),
         )
         .await;
@@ -324,8 +327,12 @@ where
             self.note_prefs(&live);
             match tokio::time::timeout_at(deadline, self.transport.feed(Outbound::Text(live.frame.clone()))).await {
                 Ok(Ok(())) => sent_any = true,
-                _ => {
+                Ok(Err(_)) => {
                     result = Err(Stop);
+                    break;
+                }
+                Err(_) => {
+                    result = self.close(close::SLOW_CONSUMER).await;
                     break;
                 }
             }
@@ -335,7 +342,8 @@ where
         if result.is_ok() && sent_any {
             match tokio::time::timeout_at(deadline, self.transport.flush()).await {
                 Ok(Ok(())) => {}
-                _ => result = self.close(close::SLOW_CONSUMER).await,
+                Ok(Err(_)) => result = Err(Stop),
+                Err(_) => result = self.close(close::SLOW_CONSUMER).await,
             }
         }
         result

@@ -1,1 +1,324 @@
-//! stub
+//! The test harness: starts real servers on loopback and speaks to them
+//! over real sockets.
+//!
+//! - [`Mesh`]: a `postmesh up` in this process, on a free port and a
+//!   temporary data directory (kept across restarts).
+//! - [`Client`]: a WebSocket device speaking the JSON protocol.
+//! - [`binary`]: the `postmesh` executable, for CLI tests.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use postmesh::config::Config;
+use postmesh::up::{self, Running};
+use serde_json::{Value, json};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+/// How long a frame that should arrive may take.
+pub const ARRIVE: Duration = Duration::from_secs(10);
+
+/// A running `postmesh up`.
+pub struct Mesh {
+    pub addr: SocketAddr,
+    pub config: Config,
+    running: Option<Running>,
+    dir: tempfile::TempDir,
+}
+
+impl Mesh {
+    /// Starts with defaults (anonymous access, loopback, port 0).
+    pub async fn start() -> Mesh {
+        Mesh::start_with(|_| {}).await
+    }
+
+    /// Starts after `tune` adjusted the configuration.
+    pub async fn start_with(tune: impl FnOnce(&mut Config)) -> Mesh {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut config = Config::default();
+        config.data = dir.path().to_path_buf();
+        config.gateway.listen = "127.0.0.1:0".parse().unwrap();
+        // Tests need durability semantics, not fsync latency.
+        config.core.sync = false;
+        tune(&mut config);
+        let running = up::start(config.clone()).await.expect("mesh starts");
+        Mesh {
+            addr: running.addr,
+            config,
+            running: Some(running),
+            dir,
+        }
+    }
+
+    /// Stops and starts again on the same data directory (a new port).
+    pub async fn restart(&mut self) {
+        if let Some(r) = self.running.take() {
+            r.stop().await.expect("clean stop");
+        }
+        let running = up::start(self.config.clone()).await.expect("mesh restarts");
+        self.addr = running.addr;
+        self.running = Some(running);
+    }
+
+    /// Stops.
+    pub async fn stop(mut self) {
+        if let Some(r) = self.running.take() {
+            r.stop().await.expect("clean stop");
+        }
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().to_path_buf()
+    }
+
+    /// `http://addr`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// A device connection.
+    pub async fn ws(&self) -> Client {
+        Client::connect(&format!("ws://{}/ws", self.addr)).await
+    }
+
+    /// A device connection with `?token=`.
+    pub async fn ws_token(&self, token: &str) -> Client {
+        Client::connect(&format!("ws://{}/ws?token={token}", self.addr)).await
+    }
+
+    /// `POST /v1/publish` of one message; returns the UUID.
+    pub async fn publish(&self, path: &str, body: Value) -> String {
+        let res = self.post("/v1/publish", &json!({"path": path, "body": body}), None).await;
+        assert_eq!(res.0, 200, "publish failed: {}", res.1);
+        res.1["uuid"].as_str().expect("uuid").to_owned()
+    }
+
+    /// POST with an optional bearer token: (status, JSON body).
+    pub async fn post(&self, path: &str, body: &Value, token: Option<&str>) -> (u16, Value) {
+        let mut req = reqwest::Client::new().post(format!("{}{path}", self.url())).json(body);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let res = req.send().await.expect("http request");
+        let status = res.status().as_u16();
+        (status, res.json().await.unwrap_or(Value::Null))
+    }
+
+    /// GET: (status, JSON body).
+    pub async fn get(&self, path_and_query: &str, token: Option<&str>) -> (u16, Value) {
+        let mut req = reqwest::Client::new().get(format!("{}{path_and_query}", self.url()));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let res = req.send().await.expect("http request");
+        let status = res.status().as_u16();
+        let text = res.text().await.unwrap_or_default();
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+}
+
+/// A device: one WebSocket connection speaking JSON frames.
+pub struct Client {
+    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    /// Frames received but not yet taken.
+    backlog: VecDeque<Value>,
+    next_id: u64,
+}
+
+/// How a connection ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Closed {
+    /// A close frame with this code.
+    Code(u16),
+    /// The stream ended without a close frame.
+    Eof,
+}
+
+impl Client {
+    /// Connects to a `ws://` URL.
+    pub async fn connect(url: &str) -> Client {
+        let (ws, _) = tokio_tungstenite::connect_async(url).await.expect("websocket connects");
+        Client {
+            ws,
+            backlog: VecDeque::new(),
+            next_id: 1,
+        }
+    }
+
+    /// Sends a frame as text.
+    pub async fn send(&mut self, frame: &Value) {
+        self.send_text(&frame.to_string()).await;
+    }
+
+    /// Sends raw text.
+    pub async fn send_text(&mut self, text: &str) {
+        self.ws.send(Message::text(text)).await.expect("send");
+    }
+
+    /// Sends raw binary.
+    pub async fn send_binary(&mut self, bytes: Vec<u8>) {
+        self.ws.send(Message::binary(bytes)).await.expect("send");
+    }
+
+    async fn read(&mut self) -> Result<Value, Closed> {
+        loop {
+            match tokio::time::timeout(ARRIVE, self.ws.next()).await {
+                Err(_) => panic!("no frame within {ARRIVE:?}"),
+                Ok(None) => return Err(Closed::Eof),
+                Ok(Some(Err(_))) => return Err(Closed::Eof),
+                Ok(Some(Ok(Message::Text(t)))) => return Ok(serde_json::from_str(&t).expect("server frames are JSON")),
+                Ok(Some(Ok(Message::Close(f)))) => {
+                    return Err(Closed::Code(f.map(|f: CloseFrame| u16::from(f.code)).unwrap_or(1005)));
+                }
+                Ok(Some(Ok(_))) => continue,
+            }
+        }
+    }
+
+    /// The next frame, whatever it is.
+    pub async fn next(&mut self) -> Value {
+        if let Some(v) = self.backlog.pop_front() {
+            return v;
+        }
+        match self.read().await {
+            Ok(v) => v,
+            Err(c) => panic!("connection closed: {c:?}"),
+        }
+    }
+
+    /// Waits for the frame with `op` (and `id`, if given), keeping the
+    /// others in order for later.
+    pub async fn expect(&mut self, op: &str, id: Option<u64>) -> Value {
+        if let Some(pos) = self
+            .backlog
+            .iter()
+            .position(|v| v["op"] == op && id.is_none_or(|i| v["id"] == i))
+        {
+            return self.backlog.remove(pos).expect("position is valid");
+        }
+        loop {
+            match self.read().await {
+                Ok(v) if v["op"] == op && id.is_none_or(|i| v["id"] == i) => return v,
+                Ok(v) => self.backlog.push_back(v),
+                Err(c) => panic!("connection closed while waiting for {op}: {c:?}; backlog {:?}", self.backlog),
+            }
+        }
+    }
+
+    /// Sends `frame` with a fresh `id` and waits for its reply (`ok` or
+    /// `err`), keeping other frames for later.
+    pub async fn request(&mut self, mut frame: Value) -> Value {
+        let id = self.next_id;
+        self.next_id += 1;
+        frame["id"] = json!(id);
+        self.send(&frame).await;
+        loop {
+            if let Some(pos) = self
+                .backlog
+                .iter()
+                .position(|v| v["id"] == id && (v["op"] == "ok" || v["op"] == "err"))
+            {
+                return self.backlog.remove(pos).expect("position is valid");
+            }
+            match self.read().await {
+                Ok(v) => self.backlog.push_back(v),
+                Err(c) => panic!("connection closed while waiting for reply {id}: {c:?}"),
+            }
+        }
+    }
+
+    /// Subscribes and asserts success.
+    pub async fn sub(&mut self, pattern: &str) -> Value {
+        let r = self.request(json!({"op": "sub", "pattern": pattern})).await;
+        assert_eq!(r["op"], "ok", "sub {pattern}: {r}");
+        r
+    }
+
+    /// Takes the next `msg` frame.
+    pub async fn msg(&mut self) -> Value {
+        self.expect("msg", None).await
+    }
+
+    /// Takes `n` `msg` frames.
+    pub async fn msgs(&mut self, n: usize) -> Vec<Value> {
+        let mut out = Vec::with_capacity(n);
+        for _ in 0..n {
+            out.push(self.msg().await);
+        }
+        out
+    }
+
+    /// Asserts that no `msg` frame arrives within `wait`.
+    pub async fn quiet(&mut self, wait: Duration) {
+        assert!(
+            !self.backlog.iter().any(|v| v["op"] == "msg"),
+            "unexpected message in backlog: {:?}",
+            self.backlog
+        );
+        if let Ok(Some(Ok(Message::Text(t)))) = tokio::time::timeout(wait, self.ws.next()).await {
+            let v: Value = serde_json::from_str(&t).expect("json");
+            assert_ne!(v["op"], "msg", "unexpected message {v}");
+            self.backlog.push_back(v);
+        }
+    }
+
+    /// Reads until the connection closes; returns how, and the messages
+    /// received before.
+    pub async fn until_closed(&mut self) -> (Closed, Vec<Value>) {
+        let mut msgs: Vec<Value> = self.backlog.drain(..).filter(|v| v["op"] == "msg").collect();
+        loop {
+            match self.read().await {
+                Ok(v) if v["op"] == "msg" => msgs.push(v),
+                Ok(_) => {}
+                Err(c) => return (c, msgs),
+            }
+        }
+    }
+
+    /// Closes the connection.
+    pub async fn close(mut self) {
+        let _ = self.ws.close(None).await;
+    }
+}
+
+/// The `postmesh` executable built next to the test binaries.
+pub fn binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe.parent().and_then(|d| d.parent()).expect("target profile directory");
+    let bin = dir.join(format!("postmesh{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        bin.exists(),
+        "{} is missing: build it first with `cargo build --bins` (deploy/test.sh does)",
+        bin.display()
+    );
+    bin
+}
+
+/// Seconds since the epoch, plus `ahead`.
+pub fn epoch_plus(ahead: u64) -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + ahead
+}
+
+/// A signed token.
+pub fn token(secret: &str, sub: Option<u64>, subs: &[&str], pubs: &[&str]) -> String {
+    postmesh_gateway::auth::issue_token(
+        secret,
+        &postmesh_gateway::auth::Claims {
+            sub: sub.map(|s| s.to_string()),
+            exp: epoch_plus(3600),
+            subs: subs.iter().map(|s| s.to_string()).collect(),
+            pubs: pubs.iter().map(|s| s.to_string()).collect(),
+        },
+    )
+    .expect("token")
+}

@@ -1,0 +1,107 @@
+//! The `postmesh` binary: commands, exit codes and messages.
+
+use std::process::{Command, Stdio};
+
+use postmesh_tests::{Mesh, binary};
+use serde_json::{Value, json};
+
+fn run(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(binary()).args(args).stdin(Stdio::null()).output().expect("runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publish_tail_and_history() {
+    let mesh = Mesh::start().await;
+    let url = mesh.url();
+    let mut tail = tokio::process::Command::new(binary())
+        .args(["tail", "cli.#", "--url", &url])
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    // Wait until the tail's subscription is live.
+    for _ in 0..100 {
+        let (_, m) = mesh.get("/metrics", None).await;
+        if m.as_str().unwrap().contains("postmesh_gateway_subscriptions 1") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let u = url.clone();
+    let (code, out, err) = tokio::task::spawn_blocking(move || run(&["publish", "cli.a", r#"{"n":1}"#, "--url", &u, "--meta", r#"{"k":"v"}"#]))
+        .await
+        .unwrap();
+    assert_eq!(code, 0, "{err}");
+    let uuid = out.trim().to_owned();
+    assert_eq!(uuid.len(), 36);
+
+    use tokio::io::AsyncBufReadExt;
+    let mut lines = tokio::io::BufReader::new(tail.stdout.take().unwrap()).lines();
+    let line = tokio::time::timeout(std::time::Duration::from_secs(10), lines.next_line())
+        .await
+        .expect("tail prints")
+        .unwrap()
+        .unwrap();
+    let v: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(v["uuid"], uuid);
+    assert_eq!(v["meta"]["k"], "v");
+    tail.kill().await.unwrap();
+
+    let u = url.clone();
+    let (code, out, _) = tokio::task::spawn_blocking(move || run(&["history", "cli.#", "--url", &u])).await.unwrap();
+    assert_eq!(code, 0);
+    let first: Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
+    assert_eq!(first["body"], json!({"n": 1}));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_are_one_line_and_nonzero() {
+    let mesh = Mesh::start().await;
+    let url = mesh.url();
+    let (code, _, err) = tokio::task::spawn_blocking(move || run(&["publish", "bad.*", "--url", &url])).await.unwrap();
+    assert_ne!(code, 0);
+    assert!(err.contains("bad_path"), "{err}");
+    let (code, _, err) = run(&["publish", "a", "{not json", "--url", "http://127.0.0.1:1"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("not valid JSON"), "{err}");
+    let (code, _, err) = run(&["history", "a.#", "--url", "http://127.0.0.1:1"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("cannot reach"), "{err}");
+    let (code, _, err) = run(&["token", "--secret", "s", "--subs", "a..b"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("pattern"), "{err}");
+}
+
+#[test]
+fn token_command_issues_a_verifiable_token() {
+    let (code, out, err) = run(&["token", "--secret", "k", "--sub", "42", "--subs", "feeds.#", "--pubs", "feeds.x"]);
+    assert_eq!(code, 0, "{err}");
+    let grants = postmesh_gateway::auth::Authority::new(Some("k")).verify(out.trim()).unwrap();
+    assert_eq!(grants.user, Some(42));
+    assert!(grants.can_publish(&postmesh_schema::Path::parse("feeds.x").unwrap()));
+}
+
+#[test]
+fn role_commands_read_flags_env_and_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("p.toml");
+    std::fs::write(&file, "[gateway]\nlisten = \"0.0.0.0:7400\"\n").unwrap();
+    let out = Command::new(binary())
+        .args(["up", "--config", file.to_str().unwrap()])
+        .env_remove("POSTMESH_SECRET")
+        .env("POSTMESH_DATA", dir.path())
+        .output()
+        .unwrap();
+    assert_ne!(out.status.code(), Some(0));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("without a secret"), "{err}");
+    std::fs::write(&file, "[gateway]\nlisten_typo = 1\n").unwrap();
+    let out = Command::new(binary()).args(["up", "--config", file.to_str().unwrap()]).output().unwrap();
+    assert_ne!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("listen_typo"));
+}

@@ -1,0 +1,15 @@
+//! The engine contracts, run from here against the embedded engines (the
+//! RabbitMQ and Cassandra implementations join the same suites).
+
+#[tokio::test]
+async fn embedded_postoffice_keeps_the_postoffice_contract() {
+    let po = postmesh_router::MemoryPostoffice::new();
+    postmesh_router::contract::run_all(&po, "it").await;
+}
+
+#[tokio::test]
+async fn embedded_store_keeps_the_store_contract() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = postmesh_core::EmbeddedStore::open(dir.path(), Default::default()).unwrap();
+    postmesh_core::store::contract::run_all(&store, "it").await;
+}

@@ -1,0 +1,207 @@
+//! Tokens, refusals, limits and bad input over real sockets. Every refusal
+//! is an `err` frame with a code (or an HTTP 4xx with a JSON body), and the
+//! connection stays usable.
+
+use std::time::Duration;
+
+use postmesh_tests::{Client, Closed, Mesh, token};
+use serde_json::json;
+
+const SECRET: &str = "test-secret";
+
+async fn secured() -> Mesh {
+    Mesh::start_with(|c| c.gateway.secret = Some(SECRET.into())).await
+}
+
+#[tokio::test]
+async fn each_bad_input_gets_its_err_frame_and_the_connection_survives() {
+    let mesh = Mesh::start().await;
+    let mut d = mesh.ws().await;
+    let cases: &[(&str, &str)] = &[
+        ("not json", "bad_json"),
+        ("[1,2,3]", "bad_json"),
+        (r#"{"id":1}"#, "bad_frame"),
+        (r#"{"op":"teleport","id":2}"#, "unknown_op"),
+        (r#"{"op":"sub","id":3}"#, "bad_frame"),
+        (r#"{"op":"sub","id":4,"pattern":"a..b"}"#, "bad_pattern"),
+        (r#"{"op":"pub","id":5,"path":"a.*"}"#, "bad_path"),
+        (r#"{"op":"pub","id":6,"path":""}"#, "bad_path"),
+        (r#"{"op":"pub","id":7,"path":"a","uuid":"not-a-uuid"}"#, "bad_uuid"),
+        (r#"{"op":"pub","id":8,"path":"a","uuid":"67e55044-10b1-426f-9247-bb680e5fe0c8"}"#, "bad_uuid"),
+        (r#"{"op":"pub","id":9,"path":"a","meta":"x"}"#, "bad_message"),
+        (r#"{"op":"history","id":10,"pattern":"a.#","limit":5000}"#, "bad_limit"),
+        (r#"{"op":"unsub","id":11,"pattern":"never.subscribed"}"#, "not_subscribed"),
+        (r#"{"op":"dismiss","id":12,"uuid":"bd1961f5-1062-11e4-a630-406c8f1838fa"}"#, "unauthorized"),
+    ];
+    for (frame, code) in cases {
+        d.send_text(frame).await;
+        let e = d.expect("err", None).await;
+        assert_eq!(e["code"], *code, "{frame} gave {e}");
+        assert!(e["message"].as_str().is_some_and(|m| !m.is_empty()));
+    }
+    let deep = vec!["x"; 40].join(".");
+    let e = d.request(json!({"op": "sub", "pattern": deep})).await;
+    assert_eq!(e["code"], "bad_pattern");
+    d.send_binary(vec![0, 1, 2]).await;
+    assert_eq!(d.expect("err", None).await["code"], "bad_json");
+    // Still usable after all that.
+    let pong = d.request(json!({"op": "ping"})).await;
+    assert_eq!(pong["op"], "ok");
+    assert_eq!(pong["pong"], true);
+    // And other connections never noticed.
+    let mut other = mesh.ws().await;
+    other.sub("ok.#").await;
+    mesh.publish("ok.1", json!(1)).await;
+    other.msg().await;
+}
+
+#[tokio::test]
+async fn an_oversized_frame_closes_with_1009() {
+    let mesh = Mesh::start_with(|c| c.gateway.max_frame_bytes = 1024).await;
+    let mut d = mesh.ws().await;
+    let big = json!({"op": "pub", "id": 1, "path": "a", "body": "x".repeat(4096)});
+    d.send(&big).await;
+    let (how, _) = d.until_closed().await;
+    assert_eq!(how, Closed::Code(1009));
+    // The gateway is fine.
+    let mut other = mesh.ws().await;
+    assert_eq!(other.request(json!({"op": "ping"})).await["op"], "ok");
+}
+
+#[tokio::test]
+async fn subscription_limit() {
+    let mesh = Mesh::start_with(|c| c.gateway.max_subscriptions = 3).await;
+    let mut d = mesh.ws().await;
+    for i in 0..3 {
+        d.sub(&format!("s.{i}")).await;
+    }
+    let e = d.request(json!({"op": "sub", "pattern": "s.3"})).await;
+    assert_eq!(e["code"], "too_many_subscriptions");
+    d.request(json!({"op": "unsub", "pattern": "s.0"})).await;
+    d.sub("s.3").await;
+}
+
+#[tokio::test]
+async fn with_a_secret_tokens_are_required_and_scoped() {
+    let mesh = secured().await;
+    // No token: only ping and auth.
+    let mut anon = mesh.ws().await;
+    assert_eq!(anon.request(json!({"op": "ping"})).await["op"], "ok");
+    let e = anon.request(json!({"op": "sub", "pattern": "feeds.#"})).await;
+    assert_eq!(e["code"], "unauthorized");
+    let e = anon.request(json!({"op": "auth", "token": "garbage"})).await;
+    assert_eq!(e["code"], "unauthorized");
+    // An auth frame upgrades the connection.
+    let t = token(SECRET, None, &["feeds.#"], &["feeds.breaking-news.*"]);
+    let ok = anon.request(json!({"op": "auth", "token": t})).await;
+    assert_eq!(ok["op"], "ok", "{ok}");
+    anon.sub("feeds.breaking-news.#").await;
+    let e = anon.request(json!({"op": "sub", "pattern": "sports.#"})).await;
+    assert_eq!(e["code"], "forbidden");
+    let e = anon.request(json!({"op": "history", "pattern": "#"})).await;
+    assert_eq!(e["code"], "forbidden");
+    let e = anon.request(json!({"op": "pub", "path": "feeds.other.1"})).await;
+    assert_eq!(e["code"], "forbidden");
+    let r = anon.request(json!({"op": "pub", "path": "feeds.breaking-news.1", "body": 1})).await;
+    assert_eq!(r["op"], "ok", "{r}");
+    anon.msg().await;
+
+    // ?token= at connect time.
+    let mut d = mesh.ws_token(&t).await;
+    d.sub("feeds.#").await;
+
+    // A bad token at connect time is refused before the upgrade.
+    let refused = tokio_tungstenite::connect_async(format!("ws://{}/ws?token=nope", mesh.addr)).await;
+    match refused {
+        Err(tokio_tungstenite::tungstenite::Error::Http(res)) => assert_eq!(res.status(), 401),
+        other => panic!("expected a 401, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn http_needs_tokens_when_a_secret_is_set() {
+    let mesh = secured().await;
+    let (status, body) = mesh.post("/v1/publish", &json!({"path": "feeds.x"}), None).await;
+    assert_eq!(status, 401);
+    assert_eq!(body["code"], "unauthorized");
+    let reader = token(SECRET, None, &["feeds.#"], &[]);
+    let (status, body) = mesh.post("/v1/publish", &json!({"path": "feeds.x"}), Some(&reader)).await;
+    assert_eq!(status, 403, "{body}");
+    let writer = token(SECRET, None, &[], &["feeds.#"]);
+    let (status, _) = mesh.post("/v1/publish", &json!({"path": "feeds.x"}), Some(&writer)).await;
+    assert_eq!(status, 200);
+    let (status, _) = mesh.get("/v1/history?pattern=feeds.%23", Some(&reader)).await;
+    assert_eq!(status, 200);
+    let (status, _) = mesh.get("/v1/history?pattern=feeds.%23", Some(&writer)).await;
+    assert_eq!(status, 403);
+    let (status, _) = mesh.get("/v1/history?pattern=feeds.%23", None).await;
+    assert_eq!(status, 401);
+}
+
+#[tokio::test]
+async fn http_errors_are_4xx_with_a_code() {
+    let mesh = Mesh::start().await;
+    let cases = [
+        (json!({"path": "a.*"}), 400, "bad_path"),
+        (json!({"nopath": 1}), 400, "bad_frame"),
+        (json!({"path": "a", "class": "platinum"}), 400, "bad_frame"),
+        (json!({"messages": []}), 400, "bad_frame"),
+        (json!({"messages": [{"path": "ok"}, {"path": "bad..path"}]}), 400, "bad_path"),
+    ];
+    for (body, status, code) in cases {
+        let (s, b) = mesh.post("/v1/publish", &body, None).await;
+        assert_eq!((s, b["code"].as_str().unwrap_or("")), (status, code), "{body} gave {b}");
+    }
+    let (s, b) = mesh.get("/v1/history?pattern=a..b", None).await;
+    assert_eq!((s, b["code"].as_str().unwrap()), (400, "bad_pattern"));
+    let (s, b) = mesh.get("/v1/history", None).await;
+    assert_eq!((s, b["code"].as_str().unwrap()), (400, "bad_frame"));
+    let (s, b) = mesh.get("/v1/history?pattern=a&limit=0", None).await;
+    assert_eq!((s, b["code"].as_str().unwrap()), (400, "bad_limit"));
+    let (s, b) = mesh.get("/v1/history?pattern=a&before=nope", None).await;
+    assert_eq!((s, b["code"].as_str().unwrap()), (400, "bad_uuid"));
+    let res = reqwest::Client::new()
+        .post(format!("{}/v1/publish", mesh.url()))
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+    // A batch publish answers every UUID.
+    let (s, b) = mesh
+        .post("/v1/publish", &json!({"messages": [{"path": "b.1"}, {"path": "b.2", "body": [1]}]}), None)
+        .await;
+    assert_eq!(s, 200);
+    assert_eq!(b["uuids"].as_array().unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn exposure_without_a_secret_refuses_to_start() {
+    let mut config = postmesh::config::Config::default();
+    config.data = tempfile::tempdir().unwrap().path().to_path_buf();
+    config.gateway.listen = "0.0.0.0:0".parse().unwrap();
+    let err = postmesh::up::start(config.clone()).await.err().expect("refused");
+    assert!(err.to_string().contains("without a secret"), "{err}");
+    config.gateway.insecure = true;
+    let running = postmesh::up::start(config).await.expect("--insecure allows it");
+    running.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_expired_token_closes_the_connection() {
+    let mesh = secured().await;
+    let t = postmesh_gateway::auth::issue_token(
+        SECRET,
+        &postmesh_gateway::auth::Claims {
+            sub: None,
+            exp: postmesh_tests::epoch_plus(2),
+            subs: vec!["#".into()],
+            pubs: vec![],
+        },
+    )
+    .unwrap();
+    let mut d: Client = mesh.ws_token(&t).await;
+    d.sub("x.#").await;
+    let (how, _) = tokio::time::timeout(Duration::from_secs(10), d.until_closed()).await.expect("closed in time");
+    assert_eq!(how, Closed::Code(4001));
+}
