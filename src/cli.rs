@@ -79,7 +79,8 @@ impl ServerArgs {
     }
 
     fn load(&self) -> Result<config::Config, String> {
-        config::load(self.config.as_deref(), self.overrides()).map_err(|e| format!("configuration: {e}"))
+        config::load(self.config.as_deref(), self.overrides())
+            .map_err(|e| format!("configuration: {e}"))
     }
 }
 
@@ -160,7 +161,10 @@ pub struct TokenArgs {
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("POSTMESH_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,fjall=warn,lsm_tree=warn"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }
 
 /// Parses the command line and runs the command. Errors are printed as one
@@ -168,7 +172,10 @@ fn init_tracing() {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("postmesh: cannot start the runtime: {e}");

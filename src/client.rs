@@ -21,18 +21,30 @@ fn parse_json(what: &str, text: &str) -> Result<Value, String> {
 
 async fn check(res: reqwest::Response) -> Result<Value, String> {
     let status = res.status();
-    let text = res.text().await.map_err(|e| format!("reading the response: {e}"))?;
+    let text = res
+        .text()
+        .await
+        .map_err(|e| format!("reading the response: {e}"))?;
     let body: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
     if status.is_success() {
         Ok(body)
     } else {
-        let msg = body.get("message").and_then(Value::as_str).map(str::to_owned).unwrap_or_else(|| body.to_string());
+        let msg = body
+            .get("message")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .unwrap_or_else(|| body.to_string());
         let code = body.get("code").and_then(Value::as_str).unwrap_or("error");
         Err(format!("{status}: {code}: {msg}"))
     }
 }
 
-fn request(client: &reqwest::Client, method: reqwest::Method, url: String, endpoint: &Endpoint) -> reqwest::RequestBuilder {
+fn request(
+    client: &reqwest::Client,
+    method: reqwest::Method,
+    url: String,
+    endpoint: &Endpoint,
+) -> reqwest::RequestBuilder {
     let req = client.request(method, url);
     match &endpoint.token {
         Some(t) => req.bearer_auth(t),
@@ -75,7 +87,10 @@ pub async fn publish(args: PublishArgs) -> Result<ExitCode, String> {
 pub async fn history(args: HistoryArgs) -> Result<ExitCode, String> {
     let url = format!("{}/v1/history", base(&args.endpoint));
     let client = reqwest::Client::new();
-    let mut query = vec![("pattern", args.pattern.clone()), ("limit", args.limit.to_string())];
+    let mut query = vec![
+        ("pattern", args.pattern.clone()),
+        ("limit", args.limit.to_string()),
+    ];
     if let Some(b) = &args.before {
         query.push(("before", b.clone()));
     }
@@ -107,13 +122,19 @@ pub async fn tail(args: TailArgs) -> Result<ExitCode, String> {
         .map_err(|e| format!("cannot connect to {ws}: {e} (is `postmesh up` running?)"))?;
     if let Some(t) = &args.endpoint.token {
         let auth = json!({"op": "auth", "id": 0, "token": t});
-        socket.send(Message::text(auth.to_string())).await.map_err(|e| e.to_string())?;
+        socket
+            .send(Message::text(auth.to_string()))
+            .await
+            .map_err(|e| e.to_string())?;
     }
     let mut sub = json!({"op": "sub", "id": 1, "pattern": args.pattern});
     if let Some(k) = args.history {
         sub["history"] = json!(k);
     }
-    socket.send(Message::text(sub.to_string())).await.map_err(|e| e.to_string())?;
+    socket
+        .send(Message::text(sub.to_string()))
+        .await
+        .map_err(|e| e.to_string())?;
     loop {
         let frame = tokio::select! {
             _ = tokio::signal::ctrl_c() => return Ok(ExitCode::SUCCESS),
@@ -121,7 +142,8 @@ pub async fn tail(args: TailArgs) -> Result<ExitCode, String> {
         };
         match frame {
             Some(Ok(Message::Text(t))) => {
-                let v: Value = serde_json::from_str(&t).map_err(|e| format!("bad frame from server: {e}"))?;
+                let v: Value =
+                    serde_json::from_str(&t).map_err(|e| format!("bad frame from server: {e}"))?;
                 match v["op"].as_str() {
                     Some("msg") => {
                         let mut m = v;
@@ -130,13 +152,23 @@ pub async fn tail(args: TailArgs) -> Result<ExitCode, String> {
                         }
                         println!("{m}");
                     }
-                    Some("err") => return Err(format!("{}: {}", v["code"].as_str().unwrap_or("error"), v["message"].as_str().unwrap_or(""))),
+                    Some("err") => {
+                        return Err(format!(
+                            "{}: {}",
+                            v["code"].as_str().unwrap_or("error"),
+                            v["message"].as_str().unwrap_or("")
+                        ));
+                    }
                     _ => {}
                 }
             }
             Some(Ok(Message::Close(frame))) => {
                 return match frame {
-                    Some(f) if u16::from(f.code) != 1000 => Err(format!("server closed the connection: {} {}", u16::from(f.code), f.reason)),
+                    Some(f) if u16::from(f.code) != 1000 => Err(format!(
+                        "server closed the connection: {} {}",
+                        u16::from(f.code),
+                        f.reason
+                    )),
                     _ => Ok(ExitCode::SUCCESS),
                 };
             }
@@ -169,7 +201,8 @@ pub fn token(args: TokenArgs) -> Result<ExitCode, String> {
         subs: args.subs,
         pubs: args.pubs,
     };
-    let token = postmesh_gateway::auth::issue_token(&args.secret, &claims).map_err(|e| e.to_string())?;
+    let token =
+        postmesh_gateway::auth::issue_token(&args.secret, &claims).map_err(|e| e.to_string())?;
     println!("{token}");
     Ok(ExitCode::SUCCESS)
 }

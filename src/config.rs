@@ -98,7 +98,10 @@ impl CoreConfig {
 
 /// Loads the configuration: defaults, then `file` (if given), then
 /// `POSTMESH_*` variables, then `overrides` (flags given on the command line).
-pub fn load(file: Option<&Path>, overrides: serde_json::Value) -> Result<Config, Box<figment::Error>> {
+pub fn load(
+    file: Option<&Path>,
+    overrides: serde_json::Value,
+) -> Result<Config, Box<figment::Error>> {
     let mut f = Figment::from(Serialized::defaults(Config::default()));
     if let Some(path) = file {
         f = f.merge(Toml::file_exact(path));
@@ -127,12 +130,19 @@ mod tests {
             "data = \"/tmp/x\"\n[gateway]\nmax_subscriptions = 7\nlisten = \"127.0.0.1:9000\"\n[core.retention_secs]\nfeeds = 60\n",
         )
         .unwrap();
-        let c = load(Some(&file), serde_json::json!({"gateway": {"listen": "127.0.0.1:9001"}})).unwrap();
+        let c = load(
+            Some(&file),
+            serde_json::json!({"gateway": {"listen": "127.0.0.1:9001"}}),
+        )
+        .unwrap();
         assert_eq!(c.data, PathBuf::from("/tmp/x"));
         assert_eq!(c.gateway.max_subscriptions, 7);
         assert_eq!(c.gateway.listen.port(), 9001, "flags beat the file");
         assert_eq!(c.core.retention()["feeds"], Duration::from_secs(60));
         std::fs::write(&file, "[gateway]\nmax_subscription = 7\n").unwrap();
-        assert!(load(Some(&file), serde_json::json!({})).is_err(), "typos are errors");
+        assert!(
+            load(Some(&file), serde_json::json!({})).is_err(),
+            "typos are errors"
+        );
     }
 }

@@ -37,11 +37,31 @@ impl CoreMetrics {
     pub fn register(registry: &mut Registry) -> Self {
         let m = CoreMetrics::default();
         let r = registry.sub_registry_with_prefix("postmesh_core");
-        r.register("messages_persisted", "Messages stored for the first time", m.persisted.clone());
-        r.register("messages_duplicate", "Publishes of an already stored UUID", m.duplicates.clone());
-        r.register("messages_distributed", "Messages handed to the postoffice", m.distributed.clone());
-        r.register("store_write_seconds", "Store write latency", m.store_write_seconds.clone());
-        r.register("store_read_seconds", "Store read latency", m.store_read_seconds.clone());
+        r.register(
+            "messages_persisted",
+            "Messages stored for the first time",
+            m.persisted.clone(),
+        );
+        r.register(
+            "messages_duplicate",
+            "Publishes of an already stored UUID",
+            m.duplicates.clone(),
+        );
+        r.register(
+            "messages_distributed",
+            "Messages handed to the postoffice",
+            m.distributed.clone(),
+        );
+        r.register(
+            "store_write_seconds",
+            "Store write latency",
+            m.store_write_seconds.clone(),
+        );
+        r.register(
+            "store_read_seconds",
+            "Store read latency",
+            m.store_read_seconds.clone(),
+        );
         m
     }
 }

@@ -12,7 +12,10 @@ use tokio_util::sync::CancellationToken;
 use crate::store::{Store, StoreError};
 
 /// Writes the configured retentions to the store.
-pub async fn apply(store: &dyn Store, retention: &HashMap<String, Duration>) -> Result<(), StoreError> {
+pub async fn apply(
+    store: &dyn Store,
+    retention: &HashMap<String, Duration>,
+) -> Result<(), StoreError> {
     for (category, ttl) in retention {
         store.set_retention(category.clone(), Some(*ttl)).await?;
     }

@@ -73,10 +73,21 @@ pub trait CoreClient: Send + Sync + 'static {
     ) -> Result<Page, CoreError>;
 
     /// Stored strictly after `after`, oldest first.
-    async fn since(&self, pattern: Pattern, after: Uuid, limit: usize, user: Option<u64>) -> Result<Page, CoreError>;
+    async fn since(
+        &self,
+        pattern: Pattern,
+        after: Uuid,
+        limit: usize,
+        user: Option<u64>,
+    ) -> Result<Page, CoreError>;
 
     /// Newest message per path.
-    async fn latest(&self, pattern: Pattern, limit: usize, user: Option<u64>) -> Result<Page, CoreError>;
+    async fn latest(
+        &self,
+        pattern: Pattern,
+        limit: usize,
+        user: Option<u64>,
+    ) -> Result<Page, CoreError>;
 
     /// Records a dismissal and tells the user's devices.
     async fn dismiss(&self, user: u64, uuid: Uuid) -> Result<(), CoreError>;
@@ -101,7 +112,11 @@ pub fn priority(class: Class) -> u8 {
 
 impl Core {
     /// A core over `store`, distributing through `postoffice`.
-    pub fn new(store: Arc<dyn Store>, postoffice: Arc<dyn Postoffice>, metrics: CoreMetrics) -> Core {
+    pub fn new(
+        store: Arc<dyn Store>,
+        postoffice: Arc<dyn Postoffice>,
+        metrics: CoreMetrics,
+    ) -> Core {
         Core {
             store,
             postoffice,
@@ -132,14 +147,23 @@ impl Core {
         Ok(())
     }
 
-    async fn timed_read<T>(&self, f: impl std::future::Future<Output = Result<T, StoreError>>) -> Result<T, CoreError> {
+    async fn timed_read<T>(
+        &self,
+        f: impl std::future::Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, CoreError> {
         let start = Instant::now();
         let r = f.await;
-        self.metrics.store_read_seconds.observe(start.elapsed().as_secs_f64());
+        self.metrics
+            .store_read_seconds
+            .observe(start.elapsed().as_secs_f64());
         Ok(r?)
     }
 
-    async fn without_dismissed(&self, user: Option<u64>, messages: Vec<Message>) -> Result<Vec<Message>, CoreError> {
+    async fn without_dismissed(
+        &self,
+        user: Option<u64>,
+        messages: Vec<Message>,
+    ) -> Result<Vec<Message>, CoreError> {
         let Some(user) = user else {
             return Ok(messages);
         };
@@ -147,7 +171,10 @@ impl Core {
             return Ok(messages);
         }
         let flags = self
-            .timed_read(self.store.dismissed(user, messages.iter().map(|m| m.uuid).collect()))
+            .timed_read(
+                self.store
+                    .dismissed(user, messages.iter().map(|m| m.uuid).collect()),
+            )
             .await?;
         Ok(messages
             .into_iter()
@@ -162,7 +189,9 @@ impl CoreClient for Core {
     async fn publish(&self, messages: Vec<Message>) -> Result<Vec<Published>, CoreError> {
         let start = Instant::now();
         let outcomes = self.store.put(messages.clone()).await?;
-        self.metrics.store_write_seconds.observe(start.elapsed().as_secs_f64());
+        self.metrics
+            .store_write_seconds
+            .observe(start.elapsed().as_secs_f64());
         let mut result = Vec::with_capacity(messages.len());
         for (m, outcome) in messages.iter().zip(outcomes) {
             let duplicate = outcome == PutOutcome::Duplicate;
@@ -175,14 +204,15 @@ impl CoreClient for Core {
             // already did: the first attempt may have been stored and then
             // lost before distribution (a crash), and its publisher resent.
             let fresh = self.distributed.lock().insert(m.uuid);
-            if fresh {
-                if let Err(e) = self.distribute(m).await {
-                    // Forget it, so the publisher's resend distributes it.
-                    self.distributed.lock().remove(&m.uuid);
-                    return Err(e);
-                }
+            if fresh && let Err(e) = self.distribute(m).await {
+                // Forget it, so the publisher's resend distributes it.
+                self.distributed.lock().remove(&m.uuid);
+                return Err(e);
             }
-            result.push(Published { uuid: m.uuid, duplicate });
+            result.push(Published {
+                uuid: m.uuid,
+                duplicate,
+            });
         }
         Ok(result)
     }
@@ -208,21 +238,40 @@ impl CoreClient for Core {
             let more = page.more;
             out.extend(self.without_dismissed(user, page.messages).await?);
             if out.len() == limit || !more {
-                return Ok(Page { messages: out, more });
+                return Ok(Page {
+                    messages: out,
+                    more,
+                });
             }
         }
-        Ok(Page { messages: out, more: true })
+        Ok(Page {
+            messages: out,
+            more: true,
+        })
     }
 
-    async fn since(&self, pattern: Pattern, after: Uuid, limit: usize, user: Option<u64>) -> Result<Page, CoreError> {
-        let page = self.timed_read(self.store.since(pattern, after, limit)).await?;
+    async fn since(
+        &self,
+        pattern: Pattern,
+        after: Uuid,
+        limit: usize,
+        user: Option<u64>,
+    ) -> Result<Page, CoreError> {
+        let page = self
+            .timed_read(self.store.since(pattern, after, limit))
+            .await?;
         Ok(Page {
             more: page.more,
             messages: self.without_dismissed(user, page.messages).await?,
         })
     }
 
-    async fn latest(&self, pattern: Pattern, limit: usize, user: Option<u64>) -> Result<Page, CoreError> {
+    async fn latest(
+        &self,
+        pattern: Pattern,
+        limit: usize,
+        user: Option<u64>,
+    ) -> Result<Page, CoreError> {
         let page = self.timed_read(self.store.latest(pattern, limit)).await?;
         Ok(Page {
             more: page.more,

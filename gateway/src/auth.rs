@@ -14,7 +14,11 @@ use serde::{Deserialize, Deserializer, Serialize};
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Claims {
     /// User id.
-    #[serde(default, deserialize_with = "user_id", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "user_id",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub sub: Option<String>,
     /// Expiry, seconds since the Unix epoch.
     pub exp: u64,
@@ -88,7 +92,11 @@ impl Grants {
 
     /// True when neither anonymous-open nor authenticated.
     pub fn is_unauthenticated(&self) -> bool {
-        !self.all && self.user.is_none() && self.subs.is_empty() && self.pubs.is_empty() && self.exp.is_none()
+        !self.all
+            && self.user.is_none()
+            && self.subs.is_empty()
+            && self.pubs.is_empty()
+            && self.exp.is_none()
     }
 
     /// May subscribe to (and read history of) `pattern`: some granted
@@ -121,7 +129,9 @@ pub struct Authority {
 
 impl std::fmt::Debug for Authority {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Authority").field("secret", &self.keys.is_some()).finish()
+        f.debug_struct("Authority")
+            .field("secret", &self.keys.is_some())
+            .finish()
     }
 }
 
@@ -132,7 +142,12 @@ impl Authority {
         validation.leeway = 5;
         validation.set_required_spec_claims(&["exp"]);
         Authority {
-            keys: secret.map(|s| (EncodingKey::from_secret(s.as_bytes()), DecodingKey::from_secret(s.as_bytes()))),
+            keys: secret.map(|s| {
+                (
+                    EncodingKey::from_secret(s.as_bytes()),
+                    DecodingKey::from_secret(s.as_bytes()),
+                )
+            }),
             validation,
         }
     }
@@ -144,16 +159,23 @@ impl Authority {
 
     /// The grants of a connection or request that presented no token.
     pub fn anonymous(&self) -> Grants {
-        if self.has_secret() { Grants::none() } else { Grants::open() }
+        if self.has_secret() {
+            Grants::none()
+        } else {
+            Grants::open()
+        }
     }
 
     /// Verifies a token and turns its claims into grants.
     pub fn verify(&self, token: &str) -> Result<Grants, AuthError> {
         let (_, key) = self.keys.as_ref().ok_or(AuthError::NoSecret)?;
-        let data = jsonwebtoken::decode::<Claims>(token, key, &self.validation).map_err(|e| match e.kind() {
-            jsonwebtoken::errors::ErrorKind::ExpiredSignature => AuthError::Expired,
-            _ => AuthError::Invalid(e.to_string()),
-        })?;
+        let data =
+            jsonwebtoken::decode::<Claims>(token, key, &self.validation).map_err(|e| {
+                match e.kind() {
+                    jsonwebtoken::errors::ErrorKind::ExpiredSignature => AuthError::Expired,
+                    _ => AuthError::Invalid(e.to_string()),
+                }
+            })?;
         let c = data.claims;
         let user = c
             .sub
@@ -162,7 +184,9 @@ impl Authority {
             .transpose()?;
         let patterns = |name: &'static str, list: &[String]| -> Result<Vec<Pattern>, AuthError> {
             list.iter()
-                .map(|p| Pattern::parse(p).map_err(|e| AuthError::Claim(name, format!("{p:?}: {e}"))))
+                .map(|p| {
+                    Pattern::parse(p).map_err(|e| AuthError::Claim(name, format!("{p:?}: {e}")))
+                })
                 .collect()
         };
         Ok(Grants {
@@ -177,7 +201,8 @@ impl Authority {
     /// Signs claims into a token.
     pub fn issue(&self, claims: &Claims) -> Result<String, AuthError> {
         let (key, _) = self.keys.as_ref().ok_or(AuthError::NoSecret)?;
-        jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, key).map_err(|e| AuthError::Invalid(e.to_string()))
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, key)
+            .map_err(|e| AuthError::Invalid(e.to_string()))
     }
 }
 
@@ -213,7 +238,10 @@ mod tests {
         assert_eq!(g.user, Some(9067832));
         assert!(g.can_read(&Pattern::parse("feeds.breaking-news.#").unwrap()));
         assert!(!g.can_read(&Pattern::parse("#").unwrap()));
-        assert!(g.can_read(&Pattern::parse("id.prefs.c.2.x.M").unwrap()), "own id paths");
+        assert!(
+            g.can_read(&Pattern::parse("id.prefs.c.2.x.M").unwrap()),
+            "own id paths"
+        );
         assert!(g.can_read(&Pattern::parse("id.*.c.2.x.M").unwrap()));
         assert!(!g.can_read(&Pattern::parse("id.*.c.2.x.N").unwrap()));
         assert!(g.can_publish(&Path::parse("feeds.x.56").unwrap()));
@@ -224,12 +252,27 @@ mod tests {
     fn refusals() {
         let a = Authority::new(Some("s3cret"));
         let b = Authority::new(Some("other"));
-        let claims = Claims { sub: Some("1".into()), exp: far(), subs: vec![], pubs: vec![] };
+        let claims = Claims {
+            sub: Some("1".into()),
+            exp: far(),
+            subs: vec![],
+            pubs: vec![],
+        };
         let t = b.issue(&claims).unwrap();
         assert!(matches!(a.verify(&t), Err(AuthError::Invalid(_))));
-        let old = a.issue(&Claims { exp: 1_000, ..claims.clone() }).unwrap();
+        let old = a
+            .issue(&Claims {
+                exp: 1_000,
+                ..claims.clone()
+            })
+            .unwrap();
         assert_eq!(a.verify(&old), Err(AuthError::Expired));
-        let bad = a.issue(&Claims { sub: Some("x".into()), ..claims.clone() }).unwrap();
+        let bad = a
+            .issue(&Claims {
+                sub: Some("x".into()),
+                ..claims.clone()
+            })
+            .unwrap();
         assert!(matches!(a.verify(&bad), Err(AuthError::Claim("sub", _))));
         assert_eq!(Authority::new(None).verify(&t), Err(AuthError::NoSecret));
         assert!(a.verify("garbage").is_err());

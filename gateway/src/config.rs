@@ -125,7 +125,10 @@ mod tests {
         let mut c = GatewayConfig::default();
         assert!(c.validate().is_ok());
         c.listen = "0.0.0.0:7400".parse().unwrap();
-        assert!(matches!(c.validate(), Err(ConfigError::ExposedWithoutSecret(_))));
+        assert!(matches!(
+            c.validate(),
+            Err(ConfigError::ExposedWithoutSecret(_))
+        ));
         c.insecure = true;
         assert!(c.validate().is_ok());
         c.insecure = false;

@@ -2,6 +2,10 @@
 //! health and metrics. Errors are 4xx/5xx with a JSON body
 //! `{"code": .., "message": ..}` using the protocol's error codes.
 
+// Handlers return early with a ready `Response`; boxing it would only add
+// an allocation on the error path.
+#![allow(clippy::result_large_err)]
+
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -18,8 +22,8 @@ use postmesh_schema::protocol::{DEFAULT_HISTORY_LIMIT, ErrorCode, FrameError, MA
 use postmesh_schema::{Message, Pattern};
 use prometheus_client::registry::Registry;
 use serde::Deserialize;
-use serde_json::value::RawValue;
 use serde_json::json;
+use serde_json::value::RawValue;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -58,8 +62,10 @@ pub fn error_response(status: StatusCode, code: ErrorCode, message: &str) -> Res
     let body = json!({ "code": code.as_str(), "message": message }).to_string();
     let mut res = Response::new(Body::from(body));
     *res.status_mut() = status;
-    res.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     res
 }
 
@@ -70,8 +76,10 @@ fn frame_error(e: FrameError) -> Response {
 
 fn json_response(body: Vec<u8>) -> Response {
     let mut res = Response::new(Body::from(body));
-    res.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     res
 }
 
@@ -80,13 +88,18 @@ fn grants(app: &App, headers: &HeaderMap, query_token: Option<&str>) -> Result<G
     let bearer = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")));
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        });
     match bearer.or(query_token) {
-        Some(t) => app
-            .ctx
-            .authority
-            .verify(t.trim())
-            .map_err(|e| error_response(StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized, &e.to_string())),
+        Some(t) => app.ctx.authority.verify(t.trim()).map_err(|e| {
+            error_response(
+                StatusCode::UNAUTHORIZED,
+                ErrorCode::Unauthorized,
+                &e.to_string(),
+            )
+        }),
         None => {
             let g = app.ctx.authority.anonymous();
             if g.is_unauthenticated() {
@@ -105,9 +118,17 @@ fn grants(app: &App, headers: &HeaderMap, query_token: Option<&str>) -> Result<G
 fn core_failure(e: postmesh_core::CoreError) -> Response {
     tracing::warn!(error = %e, "core call failed");
     if e.is_retryable() {
-        error_response(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Unavailable, &e.to_string())
+        error_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::Unavailable,
+            &e.to_string(),
+        )
     } else {
-        error_response(StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Internal, &e.to_string())
+        error_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorCode::Internal,
+            &e.to_string(),
+        )
     }
 }
 
@@ -137,7 +158,11 @@ struct TokenQuery {
 /// `POST /v1/publish`: one message `{path, meta?, body?, uuid?, class?}` or
 /// `{"messages": [...]}`. Answers once every message is durably stored and
 /// handed to the postoffice.
-async fn publish(State(app): State<Arc<App>>, Query(q): Query<TokenQuery>, req: Request) -> Response {
+async fn publish(
+    State(app): State<Arc<App>>,
+    Query(q): Query<TokenQuery>,
+    req: Request,
+) -> Response {
     let grants = match grants(&app, req.headers(), q.token.as_deref()) {
         Ok(g) => g,
         Err(r) => return r,
@@ -154,18 +179,32 @@ async fn publish(State(app): State<Arc<App>>, Query(q): Query<TokenQuery>, req: 
     };
     let top: BTreeMap<Cow<'_, str>, &RawValue> = match serde_json::from_slice(&body) {
         Ok(t) => t,
-        Err(e) => return error_response(StatusCode::BAD_REQUEST, ErrorCode::BadJson, &format!("body is not a JSON object: {e}")),
+        Err(e) => {
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                ErrorCode::BadJson,
+                &format!("body is not a JSON object: {e}"),
+            );
+        }
     };
     let batch = top.contains_key("messages");
     let drafts: Vec<Draft<'_>> = if let Some(raw) = top.get("messages") {
         match serde_json::from_str(raw.get()) {
             Ok(d) => d,
-            Err(e) => return error_response(StatusCode::BAD_REQUEST, ErrorCode::BadFrame, &format!("messages: {e}")),
+            Err(e) => {
+                return error_response(
+                    StatusCode::BAD_REQUEST,
+                    ErrorCode::BadFrame,
+                    &format!("messages: {e}"),
+                );
+            }
         }
     } else {
         match serde_json::from_slice(&body) {
             Ok(d) => vec![d],
-            Err(e) => return error_response(StatusCode::BAD_REQUEST, ErrorCode::BadFrame, &e.to_string()),
+            Err(e) => {
+                return error_response(StatusCode::BAD_REQUEST, ErrorCode::BadFrame, &e.to_string());
+            }
         }
     };
     let max = app.ctx.config.max_publish_batch;
@@ -197,11 +236,16 @@ async fn publish(State(app): State<Arc<App>>, Query(q): Query<TokenQuery>, req: 
         }
         messages.push(m);
     }
-    app.ctx.metrics.messages_published.inc_by(messages.len() as u64);
+    app.ctx
+        .metrics
+        .messages_published
+        .inc_by(messages.len() as u64);
     match app.ctx.core.publish(messages).await {
-        Ok(published) if !batch => {
-            json_response(json!({"uuid": published[0].uuid, "duplicate": published[0].duplicate}).to_string().into_bytes())
-        }
+        Ok(published) if !batch => json_response(
+            json!({"uuid": published[0].uuid, "duplicate": published[0].duplicate})
+                .to_string()
+                .into_bytes(),
+        ),
         Ok(published) => json_response(
             json!({
                 "uuids": published.iter().map(|p| p.uuid).collect::<Vec<_>>(),
@@ -222,14 +266,26 @@ struct ReadQuery {
     token: Option<String>,
 }
 
-fn read_params(app: &App, headers: &HeaderMap, q: &ReadQuery) -> Result<(Grants, Pattern, usize), Response> {
+fn read_params(
+    app: &App,
+    headers: &HeaderMap,
+    q: &ReadQuery,
+) -> Result<(Grants, Pattern, usize), Response> {
     let grants = grants(app, headers, q.token.as_deref())?;
-    let raw = q
-        .pattern
-        .as_deref()
-        .ok_or_else(|| error_response(StatusCode::BAD_REQUEST, ErrorCode::BadFrame, "missing ?pattern="))?;
-    let pattern = Pattern::parse_with(raw, &app.ctx.config.limits)
-        .map_err(|e| error_response(StatusCode::BAD_REQUEST, ErrorCode::BadPattern, &format!("pattern {raw:?}: {e}")))?;
+    let raw = q.pattern.as_deref().ok_or_else(|| {
+        error_response(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::BadFrame,
+            "missing ?pattern=",
+        )
+    })?;
+    let pattern = Pattern::parse_with(raw, &app.ctx.config.limits).map_err(|e| {
+        error_response(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::BadPattern,
+            &format!("pattern {raw:?}: {e}"),
+        )
+    })?;
     if !grants.can_read(&pattern) {
         return Err(error_response(
             StatusCode::FORBIDDEN,
@@ -254,23 +310,42 @@ fn read_params(app: &App, headers: &HeaderMap, q: &ReadQuery) -> Result<(Grants,
 }
 
 /// `GET /v1/history?pattern=&limit=&before=`: newest first.
-async fn history(State(app): State<Arc<App>>, headers: HeaderMap, Query(q): Query<ReadQuery>) -> Response {
+async fn history(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Query(q): Query<ReadQuery>,
+) -> Response {
     let (grants, pattern, limit) = match read_params(&app, &headers, &q) {
         Ok(p) => p,
         Err(r) => return r,
     };
     let before = match q.before.as_deref().map(parse_v1).transpose() {
         Ok(b) => b,
-        Err(e) => return error_response(StatusCode::BAD_REQUEST, ErrorCode::BadUuid, &format!("before: {e}")),
+        Err(e) => {
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                ErrorCode::BadUuid,
+                &format!("before: {e}"),
+            );
+        }
     };
-    match app.ctx.core.history(pattern, limit, before, grants.user).await {
+    match app
+        .ctx
+        .core
+        .history(pattern, limit, before, grants.user)
+        .await
+    {
         Ok(page) => json_response(page_json(&page)),
         Err(e) => core_failure(e),
     }
 }
 
 /// `GET /v1/latest?pattern=&limit=`: the newest message of each path.
-async fn latest(State(app): State<Arc<App>>, headers: HeaderMap, Query(q): Query<ReadQuery>) -> Response {
+async fn latest(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Query(q): Query<ReadQuery>,
+) -> Response {
     let (grants, pattern, limit) = match read_params(&app, &headers, &q) {
         Ok(p) => p,
         Err(r) => return r,
@@ -295,7 +370,11 @@ async fn healthz(State(app): State<Arc<App>>) -> Response {
 async fn metrics(State(app): State<Arc<App>>) -> Response {
     let mut text = String::new();
     if let Err(e) = prometheus_client::encoding::text::encode(&mut text, &app.registry) {
-        return error_response(StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Internal, &e.to_string());
+        return error_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorCode::Internal,
+            &e.to_string(),
+        );
     }
     let mut res = text.into_response();
     res.headers_mut().insert(

@@ -63,7 +63,9 @@ impl Hub {
         metrics: GatewayMetrics,
         cancel: CancellationToken,
     ) -> Result<Arc<Hub>, PostofficeError> {
-        postoffice.declare_queue(&QueueSpec::transient(&queue)).await?;
+        postoffice
+            .declare_queue(&QueueSpec::transient(&queue))
+            .await?;
         let mut consumer = postoffice.consume(&queue, HUB_PREFETCH).await?;
         let hub = Arc::new(Hub {
             trie: RwLock::new(Trie::new()),
@@ -103,7 +105,9 @@ impl Hub {
                             });
                             h.fan_out(&live);
                         }
-                        Err(_) => tracing::warn!(key = %delivery.routing_key, "dropping a non-UTF-8 frame"),
+                        Err(_) => {
+                            tracing::warn!(key = %delivery.routing_key, "dropping a non-UTF-8 frame")
+                        }
                     }
                 }
                 if let Err(e) = delivery.ack().await {
@@ -129,14 +133,22 @@ impl Hub {
     /// Subscribes `conn` to `pattern`. Returns once the pattern is bound
     /// upstream, so everything distributed from then on will arrive: the
     /// base of subscribe-with-history's no-gap guarantee.
-    pub async fn subscribe(&self, conn: &ConnRef, pattern: &Pattern) -> Result<(), PostofficeError> {
+    pub async fn subscribe(
+        &self,
+        conn: &ConnRef,
+        pattern: &Pattern,
+    ) -> Result<(), PostofficeError> {
         self.trie.write().insert(pattern.as_str(), conn.clone());
         self.metrics.subscriptions.inc();
         let mut upstream = self.upstream.lock().await;
         let count = upstream.entry(pattern.as_str().to_owned()).or_insert(0);
         *count += 1;
         if *count == 1 {
-            if let Err(e) = self.postoffice.bind(Exchange::Paths, &self.queue, pattern.as_str()).await {
+            if let Err(e) = self
+                .postoffice
+                .bind(Exchange::Paths, &self.queue, pattern.as_str())
+                .await
+            {
                 upstream.remove(pattern.as_str());
                 drop(upstream);
                 self.trie.write().remove(pattern.as_str(), conn);
@@ -149,7 +161,11 @@ impl Hub {
     }
 
     /// Unsubscribes `conn` from `pattern`; the last one out unbinds upstream.
-    pub async fn unsubscribe(&self, conn: &ConnRef, pattern: &Pattern) -> Result<(), PostofficeError> {
+    pub async fn unsubscribe(
+        &self,
+        conn: &ConnRef,
+        pattern: &Pattern,
+    ) -> Result<(), PostofficeError> {
         if self.trie.write().remove(pattern.as_str(), conn).is_none() {
             return Ok(());
         }
@@ -166,7 +182,9 @@ impl Hub {
         if *count == 0 {
             upstream.remove(pattern);
             self.metrics.bindings.dec();
-            self.postoffice.unbind(Exchange::Paths, &self.queue, pattern).await?;
+            self.postoffice
+                .unbind(Exchange::Paths, &self.queue, pattern)
+                .await?;
         }
         Ok(())
     }

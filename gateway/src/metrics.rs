@@ -34,15 +34,51 @@ impl GatewayMetrics {
     pub fn register(registry: &mut Registry) -> Self {
         let m = GatewayMetrics::default();
         let r = registry.sub_registry_with_prefix("postmesh_gateway");
-        r.register("connections", "Open WebSocket connections", m.connections.clone());
-        r.register("subscriptions", "Subscriptions held by connections", m.subscriptions.clone());
-        r.register("bindings", "Distinct patterns bound on the postoffice", m.bindings.clone());
-        r.register("frames_in", "Frames received from devices", m.frames_in.clone());
-        r.register("messages_published", "Messages published through this gateway", m.messages_published.clone());
-        r.register("messages_in", "Messages received from the postoffice", m.messages_in.clone());
-        r.register("messages_duplicate", "Duplicate deliveries dropped", m.messages_duplicate.clone());
-        r.register("deliveries", "Frames queued to connections by fan-out", m.deliveries.clone());
-        r.register("slow_consumers", "Connections closed for not keeping up", m.slow_consumers.clone());
+        r.register(
+            "connections",
+            "Open WebSocket connections",
+            m.connections.clone(),
+        );
+        r.register(
+            "subscriptions",
+            "Subscriptions held by connections",
+            m.subscriptions.clone(),
+        );
+        r.register(
+            "bindings",
+            "Distinct patterns bound on the postoffice",
+            m.bindings.clone(),
+        );
+        r.register(
+            "frames_in",
+            "Frames received from devices",
+            m.frames_in.clone(),
+        );
+        r.register(
+            "messages_published",
+            "Messages published through this gateway",
+            m.messages_published.clone(),
+        );
+        r.register(
+            "messages_in",
+            "Messages received from the postoffice",
+            m.messages_in.clone(),
+        );
+        r.register(
+            "messages_duplicate",
+            "Duplicate deliveries dropped",
+            m.messages_duplicate.clone(),
+        );
+        r.register(
+            "deliveries",
+            "Frames queued to connections by fan-out",
+            m.deliveries.clone(),
+        );
+        r.register(
+            "slow_consumers",
+            "Connections closed for not keeping up",
+            m.slow_consumers.clone(),
+        );
         r.register("errors", "err frames sent", m.errors.clone());
         m
     }

@@ -113,7 +113,10 @@ impl Gateway {
             .with_graceful_shutdown(shutdown.cancelled_owned())
             .await?;
         tracker.close();
-        if tokio::time::timeout(self.drain, tracker.wait()).await.is_err() {
+        if tokio::time::timeout(self.drain, tracker.wait())
+            .await
+            .is_err()
+        {
             tracing::warn!("some connections did not close within the drain deadline");
         }
         Ok(())

@@ -28,8 +28,8 @@ use std::time::{Duration, Instant};
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use postmesh_core::{CoreClient, CoreError, Page};
 use postmesh_schema::protocol::{
-    ClientFrame, ErrorCode, FrameError, MAX_HISTORY_LIMIT, close, err_frame, msg_frame, ok_frame, ok_messages_frame,
-    parse_client_frame,
+    ClientFrame, ErrorCode, FrameError, MAX_HISTORY_LIMIT, close, err_frame, msg_frame, ok_frame,
+    ok_messages_frame, parse_client_frame,
 };
 use postmesh_schema::{Message, Pattern, Uuid, idpath};
 use serde_json::json;
@@ -84,18 +84,45 @@ type Op = Pin<Box<dyn Future<Output = Done> + Send>>;
 
 /// A finished operation, applied to the session's state by the loop.
 enum Done {
-    Subscribed { id: u64, pattern: Pattern, result: Result<(), FrameError> },
-    Replayed { id: u64, pattern: Pattern, result: Result<Page, FrameError> },
-    Unsubscribed { id: u64, result: Result<(), FrameError> },
-    Published { id: u64, result: Result<(Uuid, bool), FrameError> },
-    Messages { id: u64, result: Result<Page, FrameError> },
-    Dismissed { id: u64, result: Result<(), FrameError> },
+    Subscribed {
+        id: u64,
+        pattern: Pattern,
+        result: Result<(), FrameError>,
+    },
+    Replayed {
+        id: u64,
+        pattern: Pattern,
+        result: Result<Page, FrameError>,
+    },
+    Unsubscribed {
+        id: u64,
+        result: Result<(), FrameError>,
+    },
+    Published {
+        id: u64,
+        result: Result<(Uuid, bool), FrameError>,
+    },
+    Messages {
+        id: u64,
+        result: Result<Page, FrameError>,
+    },
+    Dismissed {
+        id: u64,
+        result: Result<(), FrameError>,
+    },
     /// Login sync, step 1: the user's own paths are live and their latest
     /// messages read.
-    SyncedOwn { user: u64, result: Result<Page, FrameError> },
+    SyncedOwn {
+        user: u64,
+        result: Result<Page, FrameError>,
+    },
     /// Login sync, step 2 (and every later preferences change): the
     /// preference patterns are live and their latest messages read.
-    SyncedPrefs { user: u64, pages: Vec<Page>, rejected: Vec<(String, FrameError)> },
+    SyncedPrefs {
+        user: u64,
+        pages: Vec<Page>,
+        rejected: Vec<(String, FrameError)>,
+    },
 }
 
 #[derive(Default)]
@@ -119,7 +146,8 @@ struct Subscriptions {
 impl Drop for Subscriptions {
     fn drop(&mut self) {
         self.conn.outbox.close(close::GOING_AWAY);
-        self.hub.disconnect(&self.conn, std::mem::take(&mut self.patterns));
+        self.hub
+            .disconnect(&self.conn, std::mem::take(&mut self.patterns));
     }
 }
 
@@ -143,7 +171,11 @@ struct Session<T> {
 struct Stop;
 
 fn core_error(id: Option<u64>, e: CoreError) -> FrameError {
-    let code = if e.is_retryable() { ErrorCode::Unavailable } else { ErrorCode::Internal };
+    let code = if e.is_retryable() {
+        ErrorCode::Unavailable
+    } else {
+        ErrorCode::Internal
+    };
     tracing::warn!(error = %e, "core call failed");
     FrameError::new(id, code, e.to_string())
 }
@@ -155,7 +187,9 @@ fn postoffice_error(id: Option<u64>, e: postmesh_router::PostofficeError) -> Fra
 
 fn close_reason(code: u16) -> &'static str {
     match code {
-        close::SLOW_CONSUMER => "slow consumer: outbound queue overflow; reconnect and resume with since",
+        close::SLOW_CONSUMER => {
+            "slow consumer: outbound queue overflow; reconnect and resume with since"
+        }
         close::TOKEN_EXPIRED => "token expired",
         close::TOO_BIG => "frame too big",
         _ => "going away",
@@ -244,7 +278,8 @@ where
 
     async fn send(&mut self, text: impl Into<Utf8Bytes>) -> Result<(), Stop> {
         let timeout = self.write_timeout();
-        match tokio::time::timeout(timeout, self.transport.send(Outbound::Text(text.into()))).await {
+        match tokio::time::timeout(timeout, self.transport.send(Outbound::Text(text.into()))).await
+        {
             Ok(Ok(())) => Ok(()),
             _ => Err(Stop),
         }
@@ -258,7 +293,8 @@ where
     async fn close(&mut self, code: u16) -> Result<(), Stop> {
         let _ = tokio::time::timeout(
             CLOSE_TIMEOUT,
-            self.transport.send(Outbound::Close(code, close_reason(code).to_owned())),
+            self.transport
+                .send(Outbound::Close(code, close_reason(code).to_owned())),
         )
         .await;
         if code == close::SLOW_CONSUMER {
@@ -270,7 +306,11 @@ where
     /// Whether a live frame for `path` goes out now (it matches an active
     /// subscription) rather than waiting for a pending replay.
     fn is_active(&self, path: &str) -> bool {
-        let pending = self.pending.as_ref().map(|p| p.patterns.as_slice()).unwrap_or(&[]);
+        let pending = self
+            .pending
+            .as_ref()
+            .map(|p| p.patterns.as_slice())
+            .unwrap_or(&[]);
         self.subs
             .patterns
             .iter()
@@ -325,7 +365,12 @@ where
                 p.delivered.insert(live.uuid);
             }
             self.note_prefs(&live);
-            match tokio::time::timeout_at(deadline, self.transport.feed(Outbound::Text(live.frame.clone()))).await {
+            match tokio::time::timeout_at(
+                deadline,
+                self.transport.feed(Outbound::Text(live.frame.clone())),
+            )
+            .await
+            {
                 Ok(Ok(())) => sent_any = true,
                 Ok(Err(_)) => {
                     result = Err(Stop);
@@ -361,7 +406,11 @@ where
             ClientFrame::Auth { id, token } => return self.on_auth(id, &token, inflight).await,
             _ if self.grants.is_unauthenticated() => {
                 return self
-                    .send_err(FrameError::new(Some(id), ErrorCode::Unauthorized, "authenticate first: send an auth frame or connect with ?token="))
+                    .send_err(FrameError::new(
+                        Some(id),
+                        ErrorCode::Unauthorized,
+                        "authenticate first: send an auth frame or connect with ?token=",
+                    ))
                     .await;
             }
             _ => {}
@@ -370,7 +419,12 @@ where
         let core = self.ctx.core.clone();
         let op: Op = match frame {
             ClientFrame::Ping { .. } | ClientFrame::Auth { .. } => unreachable!("handled above"),
-            ClientFrame::Sub { id, pattern, history, since } => {
+            ClientFrame::Sub {
+                id,
+                pattern,
+                history,
+                since,
+            } => {
                 if !self.grants.can_read(&pattern) {
                     return self.forbidden(id, &pattern).await;
                 }
@@ -380,28 +434,49 @@ where
                 if self.subs.patterns.len() >= self.ctx.config.max_subscriptions {
                     let max = self.ctx.config.max_subscriptions;
                     return self
-                        .send_err(FrameError::new(Some(id), ErrorCode::TooManySubscriptions, format!("at most {max} subscriptions per connection")))
+                        .send_err(FrameError::new(
+                            Some(id),
+                            ErrorCode::TooManySubscriptions,
+                            format!("at most {max} subscriptions per connection"),
+                        ))
                         .await;
                 }
                 self.subs.patterns.push(pattern.clone());
                 let (hub, conn) = (self.ctx.hub.clone(), self.subs.conn.clone());
                 if history.is_none() && since.is_none() {
                     Box::pin(async move {
-                        let result = hub.subscribe(&conn, &pattern).await.map_err(|e| postoffice_error(Some(id), e));
-                        Done::Subscribed { id, pattern, result }
+                        let result = hub
+                            .subscribe(&conn, &pattern)
+                            .await
+                            .map_err(|e| postoffice_error(Some(id), e));
+                        Done::Subscribed {
+                            id,
+                            pattern,
+                            result,
+                        }
                     })
                 } else {
-                    self.pending.get_or_insert_with(Pending::default).patterns.push(pattern.clone());
+                    self.pending
+                        .get_or_insert_with(Pending::default)
+                        .patterns
+                        .push(pattern.clone());
                     let resume_limit = self.ctx.config.resume_limit;
                     Box::pin(async move {
                         let result = async {
-                            hub.subscribe(&conn, &pattern).await.map_err(|e| postoffice_error(Some(id), e))?;
+                            hub.subscribe(&conn, &pattern)
+                                .await
+                                .map_err(|e| postoffice_error(Some(id), e))?;
                             let read = match (history, since) {
-                                (Some(k), _) => core.history(pattern.clone(), k as usize, None, user).await.map(|mut p| {
-                                    p.messages.reverse();
-                                    p
-                                }),
-                                (None, Some(after)) => core.since(pattern.clone(), after, resume_limit, user).await,
+                                (Some(k), _) => core
+                                    .history(pattern.clone(), k as usize, None, user)
+                                    .await
+                                    .map(|mut p| {
+                                        p.messages.reverse();
+                                        p
+                                    }),
+                                (None, Some(after)) => {
+                                    core.since(pattern.clone(), after, resume_limit, user).await
+                                }
                                 (None, None) => unreachable!("checked above"),
                             };
                             match read {
@@ -413,26 +488,45 @@ where
                             }
                         }
                         .await;
-                        Done::Replayed { id, pattern, result }
+                        Done::Replayed {
+                            id,
+                            pattern,
+                            result,
+                        }
                     })
                 }
             }
             ClientFrame::Unsub { id, pattern } => {
                 let Some(pos) = self.subs.patterns.iter().position(|p| *p == pattern) else {
                     return self
-                        .send_err(FrameError::new(Some(id), ErrorCode::NotSubscribed, format!("not subscribed to {pattern}")))
+                        .send_err(FrameError::new(
+                            Some(id),
+                            ErrorCode::NotSubscribed,
+                            format!("not subscribed to {pattern}"),
+                        ))
                         .await;
                 };
-                if self.pending.as_ref().is_some_and(|p| p.patterns.contains(&pattern)) {
+                if self
+                    .pending
+                    .as_ref()
+                    .is_some_and(|p| p.patterns.contains(&pattern))
+                {
                     return self
-                        .send_err(FrameError::new(Some(id), ErrorCode::NotSubscribed, format!("{pattern} is still being subscribed")))
+                        .send_err(FrameError::new(
+                            Some(id),
+                            ErrorCode::NotSubscribed,
+                            format!("{pattern} is still being subscribed"),
+                        ))
                         .await;
                 }
                 self.subs.patterns.remove(pos);
                 self.prefs.retain(|p| *p != pattern);
                 let (hub, conn) = (self.ctx.hub.clone(), self.subs.conn.clone());
                 Box::pin(async move {
-                    let result = hub.unsubscribe(&conn, &pattern).await.map_err(|e| postoffice_error(Some(id), e));
+                    let result = hub
+                        .unsubscribe(&conn, &pattern)
+                        .await
+                        .map_err(|e| postoffice_error(Some(id), e));
                     Done::Unsubscribed { id, result }
                 })
             }
@@ -440,7 +534,11 @@ where
                 if !self.grants.can_publish(&message.path) {
                     let path = message.path.clone();
                     return self
-                        .send_err(FrameError::new(Some(id), ErrorCode::Forbidden, format!("the token does not allow publishing to {path}")))
+                        .send_err(FrameError::new(
+                            Some(id),
+                            ErrorCode::Forbidden,
+                            format!("the token does not allow publishing to {path}"),
+                        ))
                         .await;
                 }
                 self.ctx.metrics.messages_published.inc();
@@ -453,7 +551,12 @@ where
                     Done::Published { id, result }
                 })
             }
-            ClientFrame::History { id, pattern, limit, before } => {
+            ClientFrame::History {
+                id,
+                pattern,
+                limit,
+                before,
+            } => {
                 if !self.grants.can_read(&pattern) {
                     return self.forbidden(id, &pattern).await;
                 }
@@ -480,11 +583,18 @@ where
             ClientFrame::Dismiss { id, uuid } => {
                 let Some(user) = user else {
                     return self
-                        .send_err(FrameError::new(Some(id), ErrorCode::Unauthorized, "dismiss needs a token with a user (sub claim)"))
+                        .send_err(FrameError::new(
+                            Some(id),
+                            ErrorCode::Unauthorized,
+                            "dismiss needs a token with a user (sub claim)",
+                        ))
                         .await;
                 };
                 Box::pin(async move {
-                    let result = core.dismiss(user, uuid).await.map_err(|e| core_error(Some(id), e));
+                    let result = core
+                        .dismiss(user, uuid)
+                        .await
+                        .map_err(|e| core_error(Some(id), e));
                     Done::Dismissed { id, result }
                 })
             }
@@ -502,19 +612,40 @@ where
         .await
     }
 
-    async fn on_auth(&mut self, id: u64, token: &str, inflight: &mut Option<Op>) -> Result<(), Stop> {
+    async fn on_auth(
+        &mut self,
+        id: u64,
+        token: &str,
+        inflight: &mut Option<Op>,
+    ) -> Result<(), Stop> {
         let grants = match self.ctx.authority.verify(token) {
             Ok(g) => g,
-            Err(e) => return self.send_err(FrameError::new(Some(id), ErrorCode::Unauthorized, e.to_string())).await,
+            Err(e) => {
+                return self
+                    .send_err(FrameError::new(
+                        Some(id),
+                        ErrorCode::Unauthorized,
+                        e.to_string(),
+                    ))
+                    .await;
+            }
         };
         if self.grants.user.is_some() && grants.user != self.grants.user {
             return self
-                .send_err(FrameError::new(Some(id), ErrorCode::Forbidden, "this connection is authenticated as another user"))
+                .send_err(FrameError::new(
+                    Some(id),
+                    ErrorCode::Forbidden,
+                    "this connection is authenticated as another user",
+                ))
                 .await;
         }
         let first_login = self.grants.user.is_none() && grants.user.is_some();
         self.grants = grants;
-        let user = self.grants.user.map(|u| format!(r#","user":"{u}""#)).unwrap_or_default();
+        let user = self
+            .grants
+            .user
+            .map(|u| format!(r#","user":"{u}""#))
+            .unwrap_or_default();
         self.send(ok_frame(id, &user)).await?;
         if first_login && let Some(u) = self.grants.user {
             *inflight = Some(self.start_login_sync(u));
@@ -527,13 +658,24 @@ where
     fn start_login_sync(&mut self, user: u64) -> Op {
         let own = Pattern::parse(&idpath::user_pattern(user)).expect("user patterns are valid");
         self.subs.patterns.push(own.clone());
-        self.pending.get_or_insert_with(Pending::default).patterns.push(own.clone());
-        let (hub, conn, core) = (self.ctx.hub.clone(), self.subs.conn.clone(), self.ctx.core.clone());
+        self.pending
+            .get_or_insert_with(Pending::default)
+            .patterns
+            .push(own.clone());
+        let (hub, conn, core) = (
+            self.ctx.hub.clone(),
+            self.subs.conn.clone(),
+            self.ctx.core.clone(),
+        );
         let limit = self.ctx.config.sync_latest_limit;
         Box::pin(async move {
             let result = async {
-                hub.subscribe(&conn, &own).await.map_err(|e| postoffice_error(None, e))?;
-                core.latest(own, limit, Some(user)).await.map_err(|e| core_error(None, e))
+                hub.subscribe(&conn, &own)
+                    .await
+                    .map_err(|e| postoffice_error(None, e))?;
+                core.latest(own, limit, Some(user))
+                    .await
+                    .map_err(|e| core_error(None, e))
             }
             .await;
             Done::SyncedOwn { user, result }
@@ -557,16 +699,28 @@ where
         let mut want = Vec::new();
         for raw in wanted {
             match Pattern::parse_with(&raw, &self.ctx.config.limits) {
-                Err(e) => rejected.push((raw, FrameError::new(None, ErrorCode::BadPattern, e.to_string()))),
+                Err(e) => rejected.push((
+                    raw,
+                    FrameError::new(None, ErrorCode::BadPattern, e.to_string()),
+                )),
                 Ok(p) if !self.grants.can_read(&p) => rejected.push((
                     raw,
-                    FrameError::new(None, ErrorCode::Forbidden, "the token does not allow reading this pattern"),
+                    FrameError::new(
+                        None,
+                        ErrorCode::Forbidden,
+                        "the token does not allow reading this pattern",
+                    ),
                 )),
                 Ok(p) if !want.contains(&p) => want.push(p),
                 Ok(_) => {}
             }
         }
-        let dropped: Vec<Pattern> = self.prefs.iter().filter(|p| !want.contains(p)).cloned().collect();
+        let dropped: Vec<Pattern> = self
+            .prefs
+            .iter()
+            .filter(|p| !want.contains(p))
+            .cloned()
+            .collect();
         let mut added = Vec::new();
         for p in &want {
             if self.subs.patterns.contains(p) {
@@ -575,7 +729,11 @@ where
             if self.subs.patterns.len() >= self.ctx.config.max_subscriptions {
                 rejected.push((
                     p.to_string(),
-                    FrameError::new(None, ErrorCode::TooManySubscriptions, "subscription limit reached"),
+                    FrameError::new(
+                        None,
+                        ErrorCode::TooManySubscriptions,
+                        "subscription limit reached",
+                    ),
                 ));
                 continue;
             }
@@ -585,9 +743,16 @@ where
         self.subs.patterns.retain(|p| !dropped.contains(p));
         self.prefs = want;
         if !added.is_empty() {
-            self.pending.get_or_insert_with(Pending::default).patterns.extend(added.iter().cloned());
+            self.pending
+                .get_or_insert_with(Pending::default)
+                .patterns
+                .extend(added.iter().cloned());
         }
-        let (hub, conn, core) = (self.ctx.hub.clone(), self.subs.conn.clone(), self.ctx.core.clone());
+        let (hub, conn, core) = (
+            self.ctx.hub.clone(),
+            self.subs.conn.clone(),
+            self.ctx.core.clone(),
+        );
         let limit = self.ctx.config.sync_latest_limit;
         Box::pin(async move {
             for p in &dropped {
@@ -598,8 +763,12 @@ where
             let mut pages = Vec::new();
             for p in added {
                 let r = async {
-                    hub.subscribe(&conn, &p).await.map_err(|e| postoffice_error(None, e))?;
-                    core.latest(p.clone(), limit, Some(user)).await.map_err(|e| core_error(None, e))
+                    hub.subscribe(&conn, &p)
+                        .await
+                        .map_err(|e| postoffice_error(None, e))?;
+                    core.latest(p.clone(), limit, Some(user))
+                        .await
+                        .map_err(|e| core_error(None, e))
                 }
                 .await;
                 match r {
@@ -607,7 +776,11 @@ where
                     Err(e) => rejected.push((p.to_string(), e)),
                 }
             }
-            Done::SyncedPrefs { user, pages, rejected }
+            Done::SyncedPrefs {
+                user,
+                pages,
+                rejected,
+            }
         })
     }
 
@@ -625,19 +798,34 @@ where
         let fresh: Vec<&Message> = messages
             .iter()
             .filter(|m| !delivered.is_some_and(|d| d.contains(&m.uuid)))
-            .filter(|m| !self.replayed.as_ref().is_some_and(|(s, _)| s.contains(&m.uuid)))
+            .filter(|m| {
+                !self
+                    .replayed
+                    .as_ref()
+                    .is_some_and(|(s, _)| s.contains(&m.uuid))
+            })
             .collect();
         let timeout = self.write_timeout();
         let mut sent = 0;
         for m in &fresh {
-            match tokio::time::timeout(timeout, self.transport.feed(Outbound::Text(Utf8Bytes::try_from(msg_frame(m)).map_err(|_| Stop)?))).await {
+            match tokio::time::timeout(
+                timeout,
+                self.transport.feed(Outbound::Text(
+                    Utf8Bytes::try_from(msg_frame(m)).map_err(|_| Stop)?,
+                )),
+            )
+            .await
+            {
                 Ok(Ok(())) => sent += 1,
                 _ => return Err(Stop),
             }
         }
         if sent > 0 {
             let until = Instant::now() + REPLAY_MEMORY;
-            let set = &mut self.replayed.get_or_insert_with(|| (HashSet::new(), until)).0;
+            let set = &mut self
+                .replayed
+                .get_or_insert_with(|| (HashSet::new(), until))
+                .0;
             set.extend(fresh.iter().map(|m| m.uuid));
             self.replayed.as_mut().expect("just set").1 = until;
         }
@@ -659,11 +847,19 @@ where
         let timeout = self.write_timeout();
         let mut any = false;
         for live in p.buffer {
-            if p.delivered.contains(&live.uuid) || self.was_replayed(&live.uuid) || !self.is_active(&live.path) {
+            if p.delivered.contains(&live.uuid)
+                || self.was_replayed(&live.uuid)
+                || !self.is_active(&live.path)
+            {
                 continue;
             }
             self.note_prefs(&live);
-            match tokio::time::timeout(timeout, self.transport.feed(Outbound::Text(live.frame.clone()))).await {
+            match tokio::time::timeout(
+                timeout,
+                self.transport.feed(Outbound::Text(live.frame.clone())),
+            )
+            .await
+            {
                 Ok(Ok(())) => any = true,
                 _ => return Err(Stop),
             }
@@ -679,17 +875,29 @@ where
 
     async fn apply(&mut self, done: Done) -> Result<(), Stop> {
         match done {
-            Done::Subscribed { id, pattern, result } => match result {
+            Done::Subscribed {
+                id,
+                pattern,
+                result,
+            } => match result {
                 Ok(()) => self.send(ok_frame(id, "")).await,
                 Err(e) => {
                     self.subs.patterns.retain(|p| *p != pattern);
                     self.send_err(e).await
                 }
             },
-            Done::Replayed { id, pattern, result } => match result {
+            Done::Replayed {
+                id,
+                pattern,
+                result,
+            } => match result {
                 Ok(page) => {
                     let n = self.send_replay(&page.messages).await?;
-                    self.send(ok_frame(id, &format!(r#","replayed":{n},"more":{}"#, page.more))).await?;
+                    self.send(ok_frame(
+                        id,
+                        &format!(r#","replayed":{n},"more":{}"#, page.more),
+                    ))
+                    .await?;
                     self.settle(std::slice::from_ref(&pattern)).await
                 }
                 Err(e) => {
@@ -704,19 +912,26 @@ where
             },
             Done::Published { id, result } => match result {
                 Ok((uuid, duplicate)) => {
-                    self.send(ok_frame(id, &format!(r#","uuid":"{uuid}","duplicate":{duplicate}"#))).await
+                    self.send(ok_frame(
+                        id,
+                        &format!(r#","uuid":"{uuid}","duplicate":{duplicate}"#),
+                    ))
+                    .await
                 }
                 Err(e) => self.send_err(e).await,
             },
             Done::Messages { id, result } => match result {
                 Ok(page) => {
-                    let frame = ok_messages_frame(id, &page.messages, &format!(r#","more":{}"#, page.more));
-                    self.send(Utf8Bytes::try_from(frame).map_err(|_| Stop)?).await
+                    let frame =
+                        ok_messages_frame(id, &page.messages, &format!(r#","more":{}"#, page.more));
+                    self.send(Utf8Bytes::try_from(frame).map_err(|_| Stop)?)
+                        .await
                 }
                 Err(e) => self.send_err(e).await,
             },
             Done::SyncedOwn { user, result } => {
-                let own = Pattern::parse(&idpath::user_pattern(user)).expect("user patterns are valid");
+                let own =
+                    Pattern::parse(&idpath::user_pattern(user)).expect("user patterns are valid");
                 match result {
                     Ok(page) => {
                         let mut oldest_first = page.messages;
@@ -740,7 +955,11 @@ where
                     }
                 }
             }
-            Done::SyncedPrefs { user, pages, rejected } => {
+            Done::SyncedPrefs {
+                user,
+                pages,
+                rejected,
+            } => {
                 let mut all: Vec<Message> = pages.into_iter().flat_map(|p| p.messages).collect();
                 all.sort_by_key(|m| postmesh_schema::message::time_key(&m.uuid));
                 all.dedup_by_key(|m| m.uuid);
@@ -758,7 +977,11 @@ where
                     "rejected": rejected.iter().map(|(p, e)| json!({"pattern": p, "code": e.code.as_str(), "message": e.message})).collect::<Vec<_>>(),
                 });
                 self.send(frame.to_string()).await?;
-                let settled: Vec<Pattern> = self.pending.as_ref().map(|p| p.patterns.clone()).unwrap_or_default();
+                let settled: Vec<Pattern> = self
+                    .pending
+                    .as_ref()
+                    .map(|p| p.patterns.clone())
+                    .unwrap_or_default();
                 self.settle(&settled).await
             }
         }
@@ -772,7 +995,10 @@ pub fn refusal(code: ErrorCode, message: &str) -> String {
 }
 
 /// The grants a new connection starts with: from its `?token=` if any.
-pub fn initial_grants(authority: &Authority, token: Option<&str>) -> Result<Grants, crate::auth::AuthError> {
+pub fn initial_grants(
+    authority: &Authority,
+    token: Option<&str>,
+) -> Result<Grants, crate::auth::AuthError> {
     match token {
         Some(t) => authority.verify(t),
         None => Ok(authority.anonymous()),

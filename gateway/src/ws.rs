@@ -49,7 +49,9 @@ where
                 Poll::Ready(Some(Ok(Message::Text(t)))) => Poll::Ready(Some(Inbound::Text(t))),
                 Poll::Ready(Some(Ok(Message::Binary(_)))) => Poll::Ready(Some(Inbound::Binary)),
                 // Pings are answered by tungstenite itself.
-                Poll::Ready(Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)))) => continue,
+                Poll::Ready(Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)))) => {
+                    continue;
+                }
                 Poll::Ready(Some(Ok(Message::Close(_)))) => Poll::Ready(None),
                 Poll::Ready(Some(Err(WsError::Capacity(_)))) => Poll::Ready(Some(Inbound::TooBig)),
                 Poll::Ready(Some(Err(_))) => Poll::Ready(None),
@@ -114,25 +116,57 @@ fn header_has(headers: &HeaderMap, name: header::HeaderName, token: &str) -> boo
 
 /// `GET /ws`: checks the handshake and the token, answers 101, and runs the
 /// session on the upgraded connection.
-pub(crate) async fn upgrade(State(app): State<Arc<App>>, Query(q): Query<WsQuery>, mut req: Request) -> Response {
+pub(crate) async fn upgrade(
+    State(app): State<Arc<App>>,
+    Query(q): Query<WsQuery>,
+    mut req: Request,
+) -> Response {
     let headers = req.headers();
-    if !header_has(headers, header::CONNECTION, "upgrade") || !header_has(headers, header::UPGRADE, "websocket") {
-        return error_response(StatusCode::UPGRADE_REQUIRED, ErrorCode::BadFrame, "this endpoint speaks WebSocket");
+    if !header_has(headers, header::CONNECTION, "upgrade")
+        || !header_has(headers, header::UPGRADE, "websocket")
+    {
+        return error_response(
+            StatusCode::UPGRADE_REQUIRED,
+            ErrorCode::BadFrame,
+            "this endpoint speaks WebSocket",
+        );
     }
-    if headers.get(header::SEC_WEBSOCKET_VERSION).map(|v| v.as_bytes()) != Some(b"13") {
-        return error_response(StatusCode::UPGRADE_REQUIRED, ErrorCode::BadFrame, "WebSocket version 13 is required");
+    if headers
+        .get(header::SEC_WEBSOCKET_VERSION)
+        .map(|v| v.as_bytes())
+        != Some(b"13")
+    {
+        return error_response(
+            StatusCode::UPGRADE_REQUIRED,
+            ErrorCode::BadFrame,
+            "WebSocket version 13 is required",
+        );
     }
     let Some(key) = headers.get(header::SEC_WEBSOCKET_KEY) else {
-        return error_response(StatusCode::BAD_REQUEST, ErrorCode::BadFrame, "missing Sec-WebSocket-Key");
+        return error_response(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::BadFrame,
+            "missing Sec-WebSocket-Key",
+        );
     };
     let accept = derive_accept_key(key.as_bytes());
     let ctx = app.ctx.clone();
     let grants = match session::initial_grants(&ctx.authority, q.token.as_deref()) {
         Ok(g) => g,
-        Err(e) => return error_response(StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized, &e.to_string()),
+        Err(e) => {
+            return error_response(
+                StatusCode::UNAUTHORIZED,
+                ErrorCode::Unauthorized,
+                &e.to_string(),
+            );
+        }
     };
     if ctx.metrics.connections.get() >= app.max_connections as i64 {
-        return error_response(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Unavailable, "connection limit reached");
+        return error_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::Unavailable,
+            "connection limit reached",
+        );
     }
     let on_upgrade = hyper::upgrade::on(&mut req);
     let cancel = app.shutdown.child_token();
@@ -140,7 +174,12 @@ pub(crate) async fn upgrade(State(app): State<Arc<App>>, Query(q): Query<WsQuery
     app.tracker.spawn(async move {
         match on_upgrade.await {
             Ok(upgraded) => {
-                let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config)).await;
+                let ws = WebSocketStream::from_raw_socket(
+                    TokioIo::new(upgraded),
+                    Role::Server,
+                    Some(config),
+                )
+                .await;
                 session::run(WsTransport::new(ws), ctx, grants, cancel).await;
             }
             Err(e) => tracing::debug!(error = %e, "upgrade failed"),

@@ -7,7 +7,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::time::timeout;
 
-use crate::postoffice::{Consumer, Delivery, Exchange, Outgoing, Overflow, Postoffice, PostofficeError, Properties, QueueSpec};
+use crate::postoffice::{
+    Consumer, Delivery, Exchange, Outgoing, Overflow, Postoffice, PostofficeError, Properties,
+    QueueSpec,
+};
 
 /// How long a delivery that should arrive may take.
 const ARRIVE: Duration = Duration::from_secs(5);
@@ -66,12 +69,30 @@ pub async fn run_all<P: Postoffice + ?Sized>(po: &P, prefix: &str) {
 
 /// `#` matches zero words, `*` exactly one.
 pub async fn topic_routing<P: Postoffice + ?Sized>(po: &P, prefix: &str) {
-    let mut hash = queue(po, &format!("{prefix}.routing.hash"), &[&format!("{prefix}.feeds.#")]).await;
-    let mut star = queue(po, &format!("{prefix}.routing.star"), &[&format!("{prefix}.feeds.*")]).await;
-    po.publish(Exchange::Paths, out(&format!("{prefix}.feeds"), "1")).await.unwrap();
-    po.publish(Exchange::Paths, out(&format!("{prefix}.feeds.a"), "2")).await.unwrap();
-    po.publish(Exchange::Paths, out(&format!("{prefix}.feeds.a.b"), "3")).await.unwrap();
-    po.publish(Exchange::Paths, out(&format!("{prefix}.other"), "4")).await.unwrap();
+    let mut hash = queue(
+        po,
+        &format!("{prefix}.routing.hash"),
+        &[&format!("{prefix}.feeds.#")],
+    )
+    .await;
+    let mut star = queue(
+        po,
+        &format!("{prefix}.routing.star"),
+        &[&format!("{prefix}.feeds.*")],
+    )
+    .await;
+    po.publish(Exchange::Paths, out(&format!("{prefix}.feeds"), "1"))
+        .await
+        .unwrap();
+    po.publish(Exchange::Paths, out(&format!("{prefix}.feeds.a"), "2"))
+        .await
+        .unwrap();
+    po.publish(Exchange::Paths, out(&format!("{prefix}.feeds.a.b"), "3"))
+        .await
+        .unwrap();
+    po.publish(Exchange::Paths, out(&format!("{prefix}.other"), "4"))
+        .await
+        .unwrap();
     for want in ["1", "2", "3"] {
         let d = recv(&mut hash).await;
         assert_eq!(d.payload, want.as_bytes());
@@ -85,14 +106,28 @@ pub async fn topic_routing<P: Postoffice + ?Sized>(po: &P, prefix: &str) {
     d.ack().await.unwrap();
     quiet(&mut hash).await;
     quiet(&mut star).await;
-    cleanup(po, &[&format!("{prefix}.routing.hash"), &format!("{prefix}.routing.star")]).await;
+    cleanup(
+        po,
+        &[
+            &format!("{prefix}.routing.hash"),
+            &format!("{prefix}.routing.star"),
+        ],
+    )
+    .await;
 }
 
 /// Several matching bindings on one queue still deliver one copy.
 pub async fn one_copy_per_queue<P: Postoffice + ?Sized>(po: &P, prefix: &str) {
     let name = format!("{prefix}.onecopy");
-    let mut c = queue(po, &name, &[&format!("{prefix}.a.#"), &format!("{prefix}.*.b"), "#"]).await;
-    po.publish(Exchange::Paths, out(&format!("{prefix}.a.b"), "x")).await.unwrap();
+    let mut c = queue(
+        po,
+        &name,
+        &[&format!("{prefix}.a.#"), &format!("{prefix}.*.b"), "#"],
+    )
+    .await;
+    po.publish(Exchange::Paths, out(&format!("{prefix}.a.b"), "x"))
+        .await
+        .unwrap();
     recv(&mut c).await.ack().await.unwrap();
     quiet(&mut c).await;
     cleanup(po, &[&name]).await;
@@ -101,11 +136,19 @@ pub async fn one_copy_per_queue<P: Postoffice + ?Sized>(po: &P, prefix: &str) {
 /// A binding on one exchange does not see the other's messages.
 pub async fn exchanges_are_separate<P: Postoffice + ?Sized>(po: &P, prefix: &str) {
     let name = format!("{prefix}.exchanges");
-    po.declare_queue(&QueueSpec::transient(&name)).await.unwrap();
-    po.bind(Exchange::Postoffice, &name, &format!("{prefix}.#")).await.unwrap();
+    po.declare_queue(&QueueSpec::transient(&name))
+        .await
+        .unwrap();
+    po.bind(Exchange::Postoffice, &name, &format!("{prefix}.#"))
+        .await
+        .unwrap();
     let mut c = po.consume(&name, 10).await.unwrap();
-    po.publish(Exchange::Paths, out(&format!("{prefix}.x"), "paths")).await.unwrap();
-    po.publish(Exchange::Postoffice, out(&format!("{prefix}.x"), "po")).await.unwrap();
+    po.publish(Exchange::Paths, out(&format!("{prefix}.x"), "paths"))
+        .await
+        .unwrap();
+    po.publish(Exchange::Postoffice, out(&format!("{prefix}.x"), "po"))
+        .await
+        .unwrap();
     let d = recv(&mut c).await;
     assert_eq!(d.payload, "po".as_bytes());
     d.ack().await.unwrap();
@@ -118,10 +161,14 @@ pub async fn unbind_stops_delivery<P: Postoffice + ?Sized>(po: &P, prefix: &str)
     let name = format!("{prefix}.unbind");
     let pattern = format!("{prefix}.u.#");
     let mut c = queue(po, &name, &[&pattern]).await;
-    po.publish(Exchange::Paths, out(&format!("{prefix}.u.1"), "1")).await.unwrap();
+    po.publish(Exchange::Paths, out(&format!("{prefix}.u.1"), "1"))
+        .await
+        .unwrap();
     recv(&mut c).await.ack().await.unwrap();
     po.unbind(Exchange::Paths, &name, &pattern).await.unwrap();
-    po.publish(Exchange::Paths, out(&format!("{prefix}.u.2"), "2")).await.unwrap();
+    po.publish(Exchange::Paths, out(&format!("{prefix}.u.2"), "2"))
+        .await
+        .unwrap();
     quiet(&mut c).await;
     cleanup(po, &[&name]).await;
 }
@@ -130,7 +177,9 @@ pub async fn unbind_stops_delivery<P: Postoffice + ?Sized>(po: &P, prefix: &str)
 pub async fn unacked_is_redelivered<P: Postoffice + ?Sized>(po: &P, prefix: &str) {
     let name = format!("{prefix}.redeliver");
     let mut c = queue(po, &name, &[&format!("{prefix}.r")]).await;
-    po.publish(Exchange::Paths, out(&format!("{prefix}.r"), "once")).await.unwrap();
+    po.publish(Exchange::Paths, out(&format!("{prefix}.r"), "once"))
+        .await
+        .unwrap();
     let d = recv(&mut c).await;
     assert!(!d.redelivered);
     drop(d);
@@ -140,7 +189,9 @@ pub async fn unacked_is_redelivered<P: Postoffice + ?Sized>(po: &P, prefix: &str
     d.ack().await.unwrap();
     quiet(&mut c).await;
     // A consumer that goes away returns its unacked deliveries too.
-    po.publish(Exchange::Paths, out(&format!("{prefix}.r"), "twice")).await.unwrap();
+    po.publish(Exchange::Paths, out(&format!("{prefix}.r"), "twice"))
+        .await
+        .unwrap();
     let d = recv(&mut c).await;
     drop(c);
     drop(d);
@@ -156,7 +207,9 @@ pub async fn unacked_is_redelivered<P: Postoffice + ?Sized>(po: &P, prefix: &str
 pub async fn nack<P: Postoffice + ?Sized>(po: &P, prefix: &str) {
     let name = format!("{prefix}.nack");
     let mut c = queue(po, &name, &[&format!("{prefix}.n")]).await;
-    po.publish(Exchange::Paths, out(&format!("{prefix}.n"), "n")).await.unwrap();
+    po.publish(Exchange::Paths, out(&format!("{prefix}.n"), "n"))
+        .await
+        .unwrap();
     recv(&mut c).await.nack(true).await.unwrap();
     let d = recv(&mut c).await;
     assert!(d.redelivered);
@@ -172,7 +225,9 @@ pub async fn competing_consumers<P: Postoffice + ?Sized>(po: &P, prefix: &str) {
     let mut b = po.consume(&name, 1).await.unwrap();
     let n = 20;
     for i in 0..n {
-        po.publish(Exchange::Paths, out(&format!("{prefix}.c"), &i.to_string())).await.unwrap();
+        po.publish(Exchange::Paths, out(&format!("{prefix}.c"), &i.to_string()))
+            .await
+            .unwrap();
     }
     let mut seen = Vec::new();
     // `b` has prefetch 1, so it takes at most one at a time; `a` the rest.
@@ -193,15 +248,24 @@ pub async fn competing_consumers<P: Postoffice + ?Sized>(po: &P, prefix: &str) {
 /// A consumer with prefetch 2 holds at most 2 unacked deliveries.
 pub async fn prefetch_limits_unacked<P: Postoffice + ?Sized>(po: &P, prefix: &str) {
     let name = format!("{prefix}.prefetch");
-    po.declare_queue(&QueueSpec::transient(&name)).await.unwrap();
-    po.bind(Exchange::Paths, &name, &format!("{prefix}.p")).await.unwrap();
+    po.declare_queue(&QueueSpec::transient(&name))
+        .await
+        .unwrap();
+    po.bind(Exchange::Paths, &name, &format!("{prefix}.p"))
+        .await
+        .unwrap();
     let mut c = po.consume(&name, 2).await.unwrap();
     for i in 0..3 {
-        po.publish(Exchange::Paths, out(&format!("{prefix}.p"), &i.to_string())).await.unwrap();
+        po.publish(Exchange::Paths, out(&format!("{prefix}.p"), &i.to_string()))
+            .await
+            .unwrap();
     }
     let d0 = recv(&mut c).await;
     let d1 = recv(&mut c).await;
-    assert!(timeout(QUIET, c.next()).await.is_err(), "a third unacked delivery exceeds prefetch");
+    assert!(
+        timeout(QUIET, c.next()).await.is_err(),
+        "a third unacked delivery exceeds prefetch"
+    );
     d0.ack().await.unwrap();
     let d2 = recv(&mut c).await;
     assert_eq!(d2.payload, "2".as_bytes());
@@ -215,7 +279,12 @@ pub async fn ordering<P: Postoffice + ?Sized>(po: &P, prefix: &str) {
     let name = format!("{prefix}.order");
     let mut c = queue(po, &name, &[&format!("{prefix}.o.#")]).await;
     for i in 0..200 {
-        po.publish(Exchange::Paths, out(&format!("{prefix}.o.{}", i % 7), &i.to_string())).await.unwrap();
+        po.publish(
+            Exchange::Paths,
+            out(&format!("{prefix}.o.{}", i % 7), &i.to_string()),
+        )
+        .await
+        .unwrap();
     }
     for i in 0..200 {
         let d = recv(&mut c).await;
@@ -234,9 +303,13 @@ pub async fn drop_head<P: Postoffice + ?Sized>(po: &P, prefix: &str) {
         ..QueueSpec::transient(&name)
     };
     po.declare_queue(&spec).await.unwrap();
-    po.bind(Exchange::Paths, &name, &format!("{prefix}.d")).await.unwrap();
+    po.bind(Exchange::Paths, &name, &format!("{prefix}.d"))
+        .await
+        .unwrap();
     for i in 0..5 {
-        po.publish(Exchange::Paths, out(&format!("{prefix}.d"), &i.to_string())).await.unwrap();
+        po.publish(Exchange::Paths, out(&format!("{prefix}.d"), &i.to_string()))
+            .await
+            .unwrap();
     }
     let mut c = po.consume(&name, 10).await.unwrap();
     for want in ["2", "3", "4"] {
@@ -257,10 +330,19 @@ pub async fn reject_publish<P: Postoffice + ?Sized>(po: &P, prefix: &str) {
         ..QueueSpec::transient(&name)
     };
     po.declare_queue(&spec).await.unwrap();
-    po.bind(Exchange::Paths, &name, &format!("{prefix}.j")).await.unwrap();
-    po.publish(Exchange::Paths, out(&format!("{prefix}.j"), "0")).await.unwrap();
-    po.publish(Exchange::Paths, out(&format!("{prefix}.j"), "1")).await.unwrap();
-    let e = po.publish(Exchange::Paths, out(&format!("{prefix}.j"), "2")).await.unwrap_err();
+    po.bind(Exchange::Paths, &name, &format!("{prefix}.j"))
+        .await
+        .unwrap();
+    po.publish(Exchange::Paths, out(&format!("{prefix}.j"), "0"))
+        .await
+        .unwrap();
+    po.publish(Exchange::Paths, out(&format!("{prefix}.j"), "1"))
+        .await
+        .unwrap();
+    let e = po
+        .publish(Exchange::Paths, out(&format!("{prefix}.j"), "2"))
+        .await
+        .unwrap_err();
     assert!(matches!(e, PostofficeError::Rejected(_)), "{e:?}");
     assert!(e.is_retryable());
     cleanup(po, &[&name]).await;
@@ -277,9 +359,13 @@ pub async fn topology_is_idempotent<P: Postoffice + ?Sized>(po: &P, prefix: &str
     let pattern = format!("{prefix}.i");
     po.bind(Exchange::Paths, &name, &pattern).await.unwrap();
     po.bind(Exchange::Paths, &name, &pattern).await.unwrap();
-    po.unbind(Exchange::Paths, &name, &format!("{prefix}.never")).await.unwrap();
+    po.unbind(Exchange::Paths, &name, &format!("{prefix}.never"))
+        .await
+        .unwrap();
     let mut c = po.consume(&name, 10).await.unwrap();
-    po.publish(Exchange::Paths, out(&pattern, "i")).await.unwrap();
+    po.publish(Exchange::Paths, out(&pattern, "i"))
+        .await
+        .unwrap();
     recv(&mut c).await.ack().await.unwrap();
     quiet(&mut c).await;
     let other = QueueSpec {
@@ -291,7 +377,8 @@ pub async fn topology_is_idempotent<P: Postoffice + ?Sized>(po: &P, prefix: &str
         Err(PostofficeError::SpecMismatch(_))
     ));
     assert!(matches!(
-        po.bind(Exchange::Paths, &format!("{prefix}.missing"), "x").await,
+        po.bind(Exchange::Paths, &format!("{prefix}.missing"), "x")
+            .await,
         Err(PostofficeError::NoSuchQueue(_))
     ));
     drop(c);
@@ -304,7 +391,9 @@ pub async fn delete_ends_consumers<P: Postoffice + ?Sized>(po: &P, prefix: &str)
     let name = format!("{prefix}.delete");
     let mut c = queue(po, &name, &[&format!("{prefix}.x")]).await;
     po.delete_queue(&name).await.unwrap();
-    let ended = timeout(ARRIVE, c.next()).await.expect("consumer should end");
+    let ended = timeout(ARRIVE, c.next())
+        .await
+        .expect("consumer should end");
     assert!(ended.is_none());
 }
 
@@ -316,10 +405,16 @@ pub async fn message_ttl<P: Postoffice + ?Sized>(po: &P, prefix: &str) {
         ..QueueSpec::transient(&name)
     };
     po.declare_queue(&spec).await.unwrap();
-    po.bind(Exchange::Paths, &name, &format!("{prefix}.t")).await.unwrap();
-    po.publish(Exchange::Paths, out(&format!("{prefix}.t"), "old")).await.unwrap();
+    po.bind(Exchange::Paths, &name, &format!("{prefix}.t"))
+        .await
+        .unwrap();
+    po.publish(Exchange::Paths, out(&format!("{prefix}.t"), "old"))
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(400)).await;
-    po.publish(Exchange::Paths, out(&format!("{prefix}.t"), "new")).await.unwrap();
+    po.publish(Exchange::Paths, out(&format!("{prefix}.t"), "new"))
+        .await
+        .unwrap();
     let mut c = po.consume(&name, 10).await.unwrap();
     let d = recv(&mut c).await;
     assert_eq!(d.payload, "new".as_bytes());
@@ -339,6 +434,10 @@ mod tests {
     async fn memory_postoffice_keeps_the_contract() {
         let po = crate::MemoryPostoffice::new();
         super::run_all(&po, "contract").await;
-        assert_eq!(po.binding_count(crate::Exchange::Paths), 0, "cleanup removed every binding");
+        assert_eq!(
+            po.binding_count(crate::Exchange::Paths),
+            0,
+            "cleanup removed every binding"
+        );
     }
 }

@@ -17,5 +17,6 @@ pub mod postoffice;
 
 pub use memory::MemoryPostoffice;
 pub use postoffice::{
-    Consumer, Delivery, Exchange, Outgoing, Overflow, Postoffice, PostofficeError, Properties, QueueSpec,
+    Consumer, Delivery, Exchange, Outgoing, Overflow, Postoffice, PostofficeError, Properties,
+    QueueSpec,
 };

@@ -17,8 +17,8 @@ use postmesh_schema::Trie;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::postoffice::{
-    Acker, Consumer, ConsumerInner, Delivery, Exchange, Outgoing, Overflow, Postoffice, PostofficeError, Properties,
-    QueueSpec,
+    Acker, Consumer, ConsumerInner, Delivery, Exchange, Outgoing, Overflow, Postoffice,
+    PostofficeError, Properties, QueueSpec,
 };
 
 /// Capacity of a queue declared without `max_len`. Publishers wait when it
@@ -51,7 +51,9 @@ impl Queue {
         match (self.spec.max_len, self.spec.overflow) {
             (None, _) => self.tx.send(env).await.map_err(|_| PostofficeError::Closed),
             (Some(_), Overflow::RejectPublish) => self.tx.try_send(env).map_err(|e| match e {
-                async_channel::TrySendError::Full(_) => PostofficeError::Rejected(self.spec.name.clone()),
+                async_channel::TrySendError::Full(_) => {
+                    PostofficeError::Rejected(self.spec.name.clone())
+                }
                 async_channel::TrySendError::Closed(_) => PostofficeError::Closed,
             }),
             (Some(_), Overflow::DropHead) => {
@@ -64,7 +66,9 @@ impl Queue {
                             let _ = self.rx.try_recv();
                             env = back;
                         }
-                        Err(async_channel::TrySendError::Closed(_)) => return Err(PostofficeError::Closed),
+                        Err(async_channel::TrySendError::Closed(_)) => {
+                            return Err(PostofficeError::Closed);
+                        }
                     }
                 }
             }
@@ -149,7 +153,8 @@ impl Postoffice for MemoryPostoffice {
                 Err(PostofficeError::SpecMismatch(spec.name.clone()))
             };
         }
-        let (tx, rx) = async_channel::bounded(spec.max_len.unwrap_or(DEFAULT_QUEUE_CAPACITY).max(1));
+        let (tx, rx) =
+            async_channel::bounded(spec.max_len.unwrap_or(DEFAULT_QUEUE_CAPACITY).max(1));
         state.queues.insert(
             spec.name.clone(),
             Arc::new(Queue {
@@ -173,7 +178,12 @@ impl Postoffice for MemoryPostoffice {
         Ok(())
     }
 
-    async fn bind(&self, exchange: Exchange, queue: &str, pattern: &str) -> Result<(), PostofficeError> {
+    async fn bind(
+        &self,
+        exchange: Exchange,
+        queue: &str,
+        pattern: &str,
+    ) -> Result<(), PostofficeError> {
         let mut state = self.state.write();
         if !state.queues.contains_key(queue) {
             return Err(PostofficeError::NoSuchQueue(queue.to_owned()));
@@ -189,7 +199,12 @@ impl Postoffice for MemoryPostoffice {
         Ok(())
     }
 
-    async fn unbind(&self, exchange: Exchange, queue: &str, pattern: &str) -> Result<(), PostofficeError> {
+    async fn unbind(
+        &self,
+        exchange: Exchange,
+        queue: &str,
+        pattern: &str,
+    ) -> Result<(), PostofficeError> {
         let mut state = self.state.write();
         let removed = state
             .bindings
@@ -214,7 +229,10 @@ impl Postoffice for MemoryPostoffice {
             trie.for_each_match(&message.routing_key, |q| names.push(q));
             names.sort_unstable();
             names.dedup();
-            names.into_iter().filter_map(|n| state.queues.get(n).cloned()).collect()
+            names
+                .into_iter()
+                .filter_map(|n| state.queues.get(n).cloned())
+                .collect()
         };
         if targets.is_empty() {
             return Ok(());

@@ -128,7 +128,10 @@ impl PostofficeError {
     /// Whether retrying the same operation later can succeed ("if in doubt:
     /// resend, reconnect").
     pub fn is_retryable(&self) -> bool {
-        matches!(self, PostofficeError::Rejected(_) | PostofficeError::Connection(_))
+        matches!(
+            self,
+            PostofficeError::Rejected(_) | PostofficeError::Connection(_)
+        )
     }
 }
 
@@ -169,10 +172,20 @@ pub trait Postoffice: Send + Sync + 'static {
     async fn delete_queue(&self, name: &str) -> Result<(), PostofficeError>;
 
     /// Binds `queue` to `exchange` with a topic pattern (idempotent).
-    async fn bind(&self, exchange: Exchange, queue: &str, pattern: &str) -> Result<(), PostofficeError>;
+    async fn bind(
+        &self,
+        exchange: Exchange,
+        queue: &str,
+        pattern: &str,
+    ) -> Result<(), PostofficeError>;
 
     /// Removes a binding (idempotent).
-    async fn unbind(&self, exchange: Exchange, queue: &str, pattern: &str) -> Result<(), PostofficeError>;
+    async fn unbind(
+        &self,
+        exchange: Exchange,
+        queue: &str,
+        pattern: &str,
+    ) -> Result<(), PostofficeError>;
 
     /// Publishes one message; see the contract above for what `Ok` means.
     async fn publish(&self, exchange: Exchange, message: Outgoing) -> Result<(), PostofficeError>;

@@ -161,8 +161,14 @@ mod tests {
     #[test]
     fn standard_bindings() {
         let me = Address::parse("us-west-2.search.route.i-123.12").unwrap();
-        assert_eq!(me.unique_binding(), "*.*.*.*.*.*.us-west-2.search.route.i-123.12");
-        assert_eq!(me.service_binding("route"), "route.us-west-2.*.*.*.*.*.*.route.*.*");
+        assert_eq!(
+            me.unique_binding(),
+            "*.*.*.*.*.*.us-west-2.search.route.i-123.12"
+        );
+        assert_eq!(
+            me.service_binding("route"),
+            "route.us-west-2.*.*.*.*.*.*.route.*.*"
+        );
         let req = "route.us-west-2.search.resolve.i-123.12.us-west-2.search.route.-.-";
         assert!(topic_match(&me.service_binding("route"), req));
         assert!(!topic_match(&me.unique_binding(), req));
@@ -173,9 +179,21 @@ mod tests {
 
     #[test]
     fn errors() {
-        assert_eq!(Address::parse("a.b.c").unwrap_err(), AddressError::Elements(3));
-        assert_eq!(RoutingKey::parse("a.b").unwrap_err(), AddressError::KeyElements(2));
-        assert!(matches!(Address::parse("a.b.c.*.e"), Err(AddressError::BadElement(_))));
-        assert!(matches!(Address::parse("a..c.d.e"), Err(AddressError::BadElement(_))));
+        assert_eq!(
+            Address::parse("a.b.c").unwrap_err(),
+            AddressError::Elements(3)
+        );
+        assert_eq!(
+            RoutingKey::parse("a.b").unwrap_err(),
+            AddressError::KeyElements(2)
+        );
+        assert!(matches!(
+            Address::parse("a.b.c.*.e"),
+            Err(AddressError::BadElement(_))
+        ));
+        assert!(matches!(
+            Address::parse("a..c.d.e"),
+            Err(AddressError::BadElement(_))
+        ));
     }
 }

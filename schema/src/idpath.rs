@@ -149,7 +149,10 @@ mod tests {
     #[test]
     fn design_example() {
         assert_eq!(split_id(9067832), "c.2.x.M");
-        assert_eq!(split_id_path("id.prefs.09067832").unwrap().as_str(), "id.prefs.c.2.x.M");
+        assert_eq!(
+            split_id_path("id.prefs.09067832").unwrap().as_str(),
+            "id.prefs.c.2.x.M"
+        );
         let p = Path::parse("id.prefs.c.2.x.M").unwrap();
         assert_eq!(join_id_path(&p).unwrap(), "id.prefs.9067832");
     }
@@ -170,11 +173,17 @@ mod tests {
         let s = split_id(u64::MAX);
         assert_eq!(join_id(s.split('.')).unwrap(), u64::MAX);
         assert_eq!(join_id(["z"; 11]).unwrap_err(), IdError::Overflow);
-        assert_eq!(join_id(["ab"]).unwrap_err(), IdError::NotBase62("ab".into()));
+        assert_eq!(
+            join_id(["ab"]).unwrap_err(),
+            IdError::NotBase62("ab".into())
+        );
         assert_eq!(join_id(["-"]).unwrap_err(), IdError::NotBase62("-".into()));
         assert_eq!(join_id([]).unwrap_err(), IdError::Empty);
         assert!(matches!(parse_decimal("12a"), Err(IdError::NotDecimal(_))));
-        assert_eq!(parse_decimal("18446744073709551616").unwrap_err(), IdError::Overflow);
+        assert_eq!(
+            parse_decimal("18446744073709551616").unwrap_err(),
+            IdError::Overflow
+        );
     }
 
     #[test]

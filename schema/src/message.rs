@@ -10,8 +10,8 @@
 //! A binary body travels as `"body_base64":".."` instead of `"body"`; an
 //! absent body has neither field. `"body": null` is read as no body.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
@@ -74,7 +74,9 @@ impl Eq for Body {}
 impl Body {
     /// A JSON body from a value.
     pub fn json(value: &Value) -> Body {
-        Body::Json(RawValue::from_string(value.to_string()).expect("a Value serializes to valid JSON"))
+        Body::Json(
+            RawValue::from_string(value.to_string()).expect("a Value serializes to valid JSON"),
+        )
     }
 
     /// The body as a JSON value, if it is JSON.
@@ -180,7 +182,9 @@ impl Message {
     /// ignored), validating the path with `limits`.
     pub fn from_json(bytes: &[u8], limits: &Limits) -> Result<Message, MessageError> {
         let draft: Draft<'_> = serde_json::from_slice(bytes)?;
-        let uuid = draft.uuid.ok_or_else(|| MessageError::Uuid(String::new()))?;
+        let uuid = draft
+            .uuid
+            .ok_or_else(|| MessageError::Uuid(String::new()))?;
         draft.into_message(Some(uuid), limits)
     }
 
@@ -211,7 +215,11 @@ pub struct Draft<'a> {
 impl Draft<'_> {
     /// Validates and builds the message. `uuid` overrides the draft's own
     /// (pass `self.uuid`); when both are absent a fresh v1 UUID is assigned.
-    pub fn into_message(self, uuid: Option<&str>, limits: &Limits) -> Result<Message, MessageError> {
+    pub fn into_message(
+        self,
+        uuid: Option<&str>,
+        limits: &Limits,
+    ) -> Result<Message, MessageError> {
         let path = Path::parse_with(&self.path, limits)?;
         let uuid = match uuid.or(self.uuid) {
             Some(s) => parse_v1(s)?,
@@ -226,7 +234,9 @@ impl Draft<'_> {
             (Some(_), Some(_)) => return Err(MessageError::TwoBodies),
             (Some(raw), None) if raw.get() == "null" => Body::None,
             (Some(raw), None) => Body::Json(raw.to_owned()),
-            (None, Some(b64)) => Body::Binary(BASE64.decode(b64).map_err(|_| MessageError::Base64)?.into()),
+            (None, Some(b64)) => {
+                Body::Binary(BASE64.decode(b64).map_err(|_| MessageError::Base64)?.into())
+            }
             (None, None) => Body::None,
         };
         Ok(Message {
@@ -354,7 +364,10 @@ mod tests {
             assert!(time_key(&w[0]) < time_key(&w[1]));
         }
         assert!(ids.iter().all(|u| u.get_version_num() == 1));
-        let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64;
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
         assert!(v1_unix_millis(&ids[0]).abs_diff(now_ms) < 5_000);
     }
 
@@ -392,16 +405,35 @@ mod tests {
     #[test]
     fn drafts_validate() {
         let limits = Limits::default();
-        let d = |s: &str| serde_json::from_str::<Draft<'_>>(s).unwrap().into_message(None, &limits);
-        assert!(matches!(d(r#"{"path":"a..b"}"#), Err(MessageError::Path(_))));
-        assert!(matches!(d(r#"{"path":"a","uuid":"nope"}"#), Err(MessageError::Uuid(_))));
+        let d = |s: &str| {
+            serde_json::from_str::<Draft<'_>>(s)
+                .unwrap()
+                .into_message(None, &limits)
+        };
+        assert!(matches!(
+            d(r#"{"path":"a..b"}"#),
+            Err(MessageError::Path(_))
+        ));
+        assert!(matches!(
+            d(r#"{"path":"a","uuid":"nope"}"#),
+            Err(MessageError::Uuid(_))
+        ));
         assert!(matches!(
             d(r#"{"path":"a","uuid":"67e55044-10b1-426f-9247-bb680e5fe0c8"}"#),
             Err(MessageError::UuidVersion(_, 4))
         ));
-        assert!(matches!(d(r#"{"path":"a","meta":[1]}"#), Err(MessageError::Meta)));
-        assert!(matches!(d(r#"{"path":"a","body":1,"body_base64":"AA=="}"#), Err(MessageError::TwoBodies)));
-        assert!(matches!(d(r#"{"path":"a","body_base64":"!!"}"#), Err(MessageError::Base64)));
+        assert!(matches!(
+            d(r#"{"path":"a","meta":[1]}"#),
+            Err(MessageError::Meta)
+        ));
+        assert!(matches!(
+            d(r#"{"path":"a","body":1,"body_base64":"AA=="}"#),
+            Err(MessageError::TwoBodies)
+        ));
+        assert!(matches!(
+            d(r#"{"path":"a","body_base64":"!!"}"#),
+            Err(MessageError::Base64)
+        ));
         let m = d(r#"{"path":"a","body":null}"#).unwrap();
         assert_eq!(m.body, Body::None);
         assert_eq!(m.class, Class::Silver);

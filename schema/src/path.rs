@@ -110,7 +110,11 @@ impl Path {
 }
 
 /// Shared validation for paths (`allow_wildcards = false`) and patterns.
-pub(crate) fn check_elements(s: &str, limits: &Limits, allow_wildcards: bool) -> Result<(), PathError> {
+pub(crate) fn check_elements(
+    s: &str,
+    limits: &Limits,
+    allow_wildcards: bool,
+) -> Result<(), PathError> {
     if s.is_empty() {
         return Err(PathError::Empty);
     }
@@ -189,7 +193,13 @@ mod tests {
 
     #[test]
     fn valid_paths() {
-        for s in ["feeds", "feeds.breaking-news.56", "id.prefs.c.2.x.M", "ünï.cødé", "a b.c"] {
+        for s in [
+            "feeds",
+            "feeds.breaking-news.56",
+            "id.prefs.c.2.x.M",
+            "ünï.cødé",
+            "a b.c",
+        ] {
             assert_eq!(Path::parse(s).unwrap().as_str(), s);
         }
     }
@@ -201,8 +211,20 @@ mod tests {
             ("a..b", PathError::EmptyElement { index: 1 }),
             (".a", PathError::EmptyElement { index: 0 }),
             ("a.", PathError::EmptyElement { index: 1 }),
-            ("a.*.b", PathError::Wildcard { index: 1, wildcard: '*' }),
-            ("#", PathError::Wildcard { index: 0, wildcard: '#' }),
+            (
+                "a.*.b",
+                PathError::Wildcard {
+                    index: 1,
+                    wildcard: '*',
+                },
+            ),
+            (
+                "#",
+                PathError::Wildcard {
+                    index: 0,
+                    wildcard: '#',
+                },
+            ),
             ("a.b\nc", PathError::ControlCharacter { index: 1 }),
         ];
         for (s, e) in cases {
@@ -216,7 +238,10 @@ mod tests {
         let long = "x".repeat(1025);
         assert_eq!(
             Path::parse(&long).unwrap_err(),
-            PathError::TooLong { len: 1025, max: 1024 }
+            PathError::TooLong {
+                len: 1025,
+                max: 1024
+            }
         );
         // Elements that merely contain wildcard characters are literal text.
         assert!(Path::parse("a.b*.#c").is_ok());
@@ -224,10 +249,19 @@ mod tests {
 
     #[test]
     fn custom_limits() {
-        let limits = Limits { max_elements: 2, max_bytes: 5 };
+        let limits = Limits {
+            max_elements: 2,
+            max_bytes: 5,
+        };
         assert!(Path::parse_with("a.b", &limits).is_ok());
-        assert!(matches!(Path::parse_with("a.b.c", &limits), Err(PathError::TooManyElements { .. })));
-        assert!(matches!(Path::parse_with("abcdef", &limits), Err(PathError::TooLong { .. })));
+        assert!(matches!(
+            Path::parse_with("a.b.c", &limits),
+            Err(PathError::TooManyElements { .. })
+        ));
+        assert!(matches!(
+            Path::parse_with("abcdef", &limits),
+            Err(PathError::TooLong { .. })
+        ));
     }
 
     #[test]
@@ -236,6 +270,9 @@ mod tests {
         assert_eq!(p.category(), "feeds");
         assert_eq!(p.depth(), 3);
         let v: Vec<_> = p.prefixes().collect();
-        assert_eq!(v, ["feeds", "feeds.breaking-news", "feeds.breaking-news.56"]);
+        assert_eq!(
+            v,
+            ["feeds", "feeds.breaking-news", "feeds.breaking-news.56"]
+        );
     }
 }

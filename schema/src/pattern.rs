@@ -125,7 +125,11 @@ pub(crate) mod smallvec_like {
         }
 
         pub(crate) fn as_slice(&self) -> &[&'a str] {
-            if self.len <= 32 { &self.inline[..self.len] } else { &self.heap }
+            if self.len <= 32 {
+                &self.inline[..self.len]
+            } else {
+                &self.heap
+            }
         }
     }
 }
@@ -174,7 +178,8 @@ impl Pattern {
 
     /// True if the pattern has no wildcard: it names one path.
     pub fn is_exact(&self) -> bool {
-        self.elements().all(|e| matches!(e, PatternElem::Literal(_)))
+        self.elements()
+            .all(|e| matches!(e, PatternElem::Literal(_)))
     }
 
     /// The longest run of literal elements before the first wildcard, as
@@ -335,14 +340,20 @@ mod tests {
     fn validation() {
         assert!(Pattern::parse("feeds.#").is_ok());
         assert!(Pattern::parse("*.b.#").is_ok());
-        assert_eq!(Pattern::parse("a..#").unwrap_err(), PathError::EmptyElement { index: 1 });
+        assert_eq!(
+            Pattern::parse("a..#").unwrap_err(),
+            PathError::EmptyElement { index: 1 }
+        );
         assert_eq!(Pattern::parse("").unwrap_err(), PathError::Empty);
     }
 
     #[test]
     fn literal_prefix_and_folder() {
         let p = |s| Pattern::parse(s).unwrap();
-        assert_eq!(p("feeds.breaking-news.#").literal_prefix(), Some("feeds.breaking-news"));
+        assert_eq!(
+            p("feeds.breaking-news.#").literal_prefix(),
+            Some("feeds.breaking-news")
+        );
         assert!(p("feeds.breaking-news.#").is_folder());
         assert_eq!(p("feeds.*.56").literal_prefix(), Some("feeds"));
         assert!(!p("feeds.*.56").is_folder());

@@ -8,11 +8,11 @@
 use std::borrow::Cow;
 
 use serde::Deserialize;
-use serde_json::value::RawValue;
 use serde_json::Value;
+use serde_json::value::RawValue;
 use uuid::Uuid;
 
-use crate::message::{parse_v1, Draft, Message, MessageError};
+use crate::message::{Draft, Message, MessageError, parse_v1};
 use crate::path::{Limits, PathError};
 use crate::pattern::Pattern;
 
@@ -216,11 +216,20 @@ struct RawFrame<'a> {
 
 /// Parses one text frame.
 pub fn parse_client_frame(text: &str, limits: &Limits) -> Result<ClientFrame, FrameError> {
-    let raw: RawFrame<'_> = serde_json::from_str(text)
-        .map_err(|e| FrameError::new(None, ErrorCode::BadJson, format!("not a JSON object frame: {e}")))?;
+    let raw: RawFrame<'_> = serde_json::from_str(text).map_err(|e| {
+        FrameError::new(
+            None,
+            ErrorCode::BadJson,
+            format!("not a JSON object frame: {e}"),
+        )
+    })?;
     let id = match &raw.id {
         Some(v) => Some(v.as_u64().ok_or_else(|| {
-            FrameError::new(None, ErrorCode::BadFrame, "id must be a non-negative integer")
+            FrameError::new(
+                None,
+                ErrorCode::BadFrame,
+                "id must be a non-negative integer",
+            )
         })?),
         None => None,
     };
@@ -229,12 +238,14 @@ pub fn parse_client_frame(text: &str, limits: &Limits) -> Result<ClientFrame, Fr
         .op
         .as_deref()
         .ok_or_else(|| bad(ErrorCode::BadFrame, "missing op".into()))?;
-    let need_id = || id.ok_or_else(|| bad(ErrorCode::BadFrame, format!("{op} needs an integer id")));
+    let need_id =
+        || id.ok_or_else(|| bad(ErrorCode::BadFrame, format!("{op} needs an integer id")));
     let pattern = |field: &Option<Cow<'_, str>>| -> Result<Pattern, FrameError> {
         let s = field
             .as_deref()
             .ok_or_else(|| bad(ErrorCode::BadFrame, format!("{op} needs a pattern")))?;
-        Pattern::parse_with(s, limits).map_err(|e: PathError| bad(ErrorCode::BadPattern, format!("pattern {s:?}: {e}")))
+        Pattern::parse_with(s, limits)
+            .map_err(|e: PathError| bad(ErrorCode::BadPattern, format!("pattern {s:?}: {e}")))
     };
     let uuid = |field: &Option<Cow<'_, str>>, name: &str| -> Result<Option<Uuid>, FrameError> {
         field
@@ -242,7 +253,10 @@ pub fn parse_client_frame(text: &str, limits: &Limits) -> Result<ClientFrame, Fr
             .map(|s| parse_v1(s).map_err(|e| bad(ErrorCode::BadUuid, format!("{name}: {e}"))))
             .transpose()
     };
-    let count = |field: &Option<Value>, name: &str, default: Option<u32>| -> Result<Option<u32>, FrameError> {
+    let count = |field: &Option<Value>,
+                 name: &str,
+                 default: Option<u32>|
+     -> Result<Option<u32>, FrameError> {
         match field {
             None | Some(Value::Null) => Ok(default),
             Some(v) => match v.as_u64() {
@@ -264,9 +278,15 @@ pub fn parse_client_frame(text: &str, limits: &Limits) -> Result<ClientFrame, Fr
                 .to_owned(),
         },
         "sub" => {
-            let (history, since) = (count(&raw.history, "history", None)?, uuid(&raw.since, "since")?);
+            let (history, since) = (
+                count(&raw.history, "history", None)?,
+                uuid(&raw.since, "since")?,
+            );
             if history.is_some() && since.is_some() {
-                return Err(bad(ErrorCode::BadFrame, "history and since are exclusive".into()));
+                return Err(bad(
+                    ErrorCode::BadFrame,
+                    "history and since are exclusive".into(),
+                ));
             }
             ClientFrame::Sub {
                 id: need_id()?,
@@ -287,7 +307,10 @@ pub fn parse_client_frame(text: &str, limits: &Limits) -> Result<ClientFrame, Fr
             let class = match raw.class {
                 None | Some(Value::Null) => None,
                 Some(v) => Some(serde_json::from_value(v).map_err(|_| {
-                    bad(ErrorCode::BadMessage, "class must be gold, silver or bronze".into())
+                    bad(
+                        ErrorCode::BadMessage,
+                        "class must be gold, silver or bronze".into(),
+                    )
                 })?),
             };
             let draft = Draft {
@@ -306,7 +329,8 @@ pub fn parse_client_frame(text: &str, limits: &Limits) -> Result<ClientFrame, Fr
         "history" => ClientFrame::History {
             id: need_id()?,
             pattern: pattern(&raw.pattern)?,
-            limit: count(&raw.limit, "limit", Some(DEFAULT_HISTORY_LIMIT))?.unwrap_or(DEFAULT_HISTORY_LIMIT),
+            limit: count(&raw.limit, "limit", Some(DEFAULT_HISTORY_LIMIT))?
+                .unwrap_or(DEFAULT_HISTORY_LIMIT),
             before: uuid(&raw.before, "before")?,
         },
         "latest" => ClientFrame::Latest {
@@ -315,7 +339,8 @@ pub fn parse_client_frame(text: &str, limits: &Limits) -> Result<ClientFrame, Fr
         },
         "dismiss" => ClientFrame::Dismiss {
             id: need_id()?,
-            uuid: uuid(&raw.uuid, "uuid")?.ok_or_else(|| bad(ErrorCode::BadFrame, "dismiss needs a uuid".into()))?,
+            uuid: uuid(&raw.uuid, "uuid")?
+                .ok_or_else(|| bad(ErrorCode::BadFrame, "dismiss needs a uuid".into()))?,
         },
         "ping" => ClientFrame::Ping { id: need_id()? },
         other => return Err(bad(ErrorCode::UnknownOp, format!("unknown op {other:?}"))),
@@ -351,7 +376,11 @@ pub fn ok_frame(id: u64, extra: &str) -> String {
 }
 
 /// `{"op":"ok","id":N,"messages":[...]<extra>}`, messages in the given order.
-pub fn ok_messages_frame<'a>(id: u64, messages: impl IntoIterator<Item = &'a Message>, extra: &str) -> Vec<u8> {
+pub fn ok_messages_frame<'a>(
+    id: u64,
+    messages: impl IntoIterator<Item = &'a Message>,
+    extra: &str,
+) -> Vec<u8> {
     let mut out = Vec::with_capacity(256);
     out.extend_from_slice(format!(r#"{{"op":"ok","id":{id},"messages":["#).as_bytes());
     for (i, m) in messages.into_iter().enumerate() {
@@ -397,13 +426,28 @@ mod tests {
 
     #[test]
     fn parses_every_op() {
-        assert_eq!(parse(r#"{"op":"ping","id":1}"#).unwrap(), ClientFrame::Ping { id: 1 });
+        assert_eq!(
+            parse(r#"{"op":"ping","id":1}"#).unwrap(),
+            ClientFrame::Ping { id: 1 }
+        );
         assert!(matches!(
             parse(r#"{"op":"sub","id":2,"pattern":"feeds.#","history":10}"#).unwrap(),
-            ClientFrame::Sub { id: 2, history: Some(10), since: None, .. }
+            ClientFrame::Sub {
+                id: 2,
+                history: Some(10),
+                since: None,
+                ..
+            }
         ));
-        assert!(matches!(parse(r#"{"op":"unsub","id":3,"pattern":"a.*"}"#).unwrap(), ClientFrame::Unsub { id: 3, .. }));
-        match parse(r#"{"op":"pub","id":4,"path":"a.b","body":{"x":1},"meta":{"k":"v"},"class":"gold"}"#).unwrap() {
+        assert!(matches!(
+            parse(r#"{"op":"unsub","id":3,"pattern":"a.*"}"#).unwrap(),
+            ClientFrame::Unsub { id: 3, .. }
+        ));
+        match parse(
+            r#"{"op":"pub","id":4,"path":"a.b","body":{"x":1},"meta":{"k":"v"},"class":"gold"}"#,
+        )
+        .unwrap()
+        {
             ClientFrame::Pub { id: 4, message } => {
                 assert_eq!(message.path.as_str(), "a.b");
                 assert_eq!(message.class, crate::Class::Gold);
@@ -413,15 +457,25 @@ mod tests {
         }
         assert!(matches!(
             parse(r#"{"op":"history","id":5,"pattern":"a.#"}"#).unwrap(),
-            ClientFrame::History { limit: DEFAULT_HISTORY_LIMIT, before: None, .. }
+            ClientFrame::History {
+                limit: DEFAULT_HISTORY_LIMIT,
+                before: None,
+                ..
+            }
         ));
-        assert!(matches!(parse(r#"{"op":"latest","id":6,"pattern":"a.#"}"#).unwrap(), ClientFrame::Latest { .. }));
+        assert!(matches!(
+            parse(r#"{"op":"latest","id":6,"pattern":"a.#"}"#).unwrap(),
+            ClientFrame::Latest { .. }
+        ));
         let u = crate::message::new_v1();
         assert_eq!(
             parse(&format!(r#"{{"op":"dismiss","id":7,"uuid":"{u}"}}"#)).unwrap(),
             ClientFrame::Dismiss { id: 7, uuid: u }
         );
-        assert!(matches!(parse(r#"{"op":"auth","id":8,"token":"t"}"#).unwrap(), ClientFrame::Auth { .. }));
+        assert!(matches!(
+            parse(r#"{"op":"auth","id":8,"token":"t"}"#).unwrap(),
+            ClientFrame::Auth { .. }
+        ));
     }
 
     #[test]
@@ -430,17 +484,53 @@ mod tests {
             ("not json", None, ErrorCode::BadJson),
             ("[1,2]", None, ErrorCode::BadJson),
             (r#"{"id":1}"#, Some(1), ErrorCode::BadFrame),
-            (r#"{"op":"sub","id":-1,"pattern":"a"}"#, None, ErrorCode::BadFrame),
+            (
+                r#"{"op":"sub","id":-1,"pattern":"a"}"#,
+                None,
+                ErrorCode::BadFrame,
+            ),
             (r#"{"op":"fly","id":2}"#, Some(2), ErrorCode::UnknownOp),
             (r#"{"op":"sub","id":3}"#, Some(3), ErrorCode::BadFrame),
-            (r#"{"op":"sub","id":4,"pattern":"a..b"}"#, Some(4), ErrorCode::BadPattern),
-            (r#"{"op":"pub","id":5,"path":"a.*"}"#, Some(5), ErrorCode::BadPath),
-            (r#"{"op":"pub","id":6,"path":"a","uuid":"x"}"#, Some(6), ErrorCode::BadUuid),
-            (r#"{"op":"pub","id":7,"path":"a","meta":3}"#, Some(7), ErrorCode::BadMessage),
-            (r#"{"op":"pub","id":8,"path":"a","class":"platinum"}"#, Some(8), ErrorCode::BadMessage),
-            (r#"{"op":"history","id":9,"pattern":"a","limit":1001}"#, Some(9), ErrorCode::BadLimit),
-            (r#"{"op":"history","id":10,"pattern":"a","limit":0}"#, Some(10), ErrorCode::BadLimit),
-            (r#"{"op":"sub","id":11,"pattern":"a","history":5,"since":"bd1961f5-1062-11e4-a630-406c8f1838fa"}"#, Some(11), ErrorCode::BadFrame),
+            (
+                r#"{"op":"sub","id":4,"pattern":"a..b"}"#,
+                Some(4),
+                ErrorCode::BadPattern,
+            ),
+            (
+                r#"{"op":"pub","id":5,"path":"a.*"}"#,
+                Some(5),
+                ErrorCode::BadPath,
+            ),
+            (
+                r#"{"op":"pub","id":6,"path":"a","uuid":"x"}"#,
+                Some(6),
+                ErrorCode::BadUuid,
+            ),
+            (
+                r#"{"op":"pub","id":7,"path":"a","meta":3}"#,
+                Some(7),
+                ErrorCode::BadMessage,
+            ),
+            (
+                r#"{"op":"pub","id":8,"path":"a","class":"platinum"}"#,
+                Some(8),
+                ErrorCode::BadMessage,
+            ),
+            (
+                r#"{"op":"history","id":9,"pattern":"a","limit":1001}"#,
+                Some(9),
+                ErrorCode::BadLimit,
+            ),
+            (
+                r#"{"op":"history","id":10,"pattern":"a","limit":0}"#,
+                Some(10),
+                ErrorCode::BadLimit,
+            ),
+            (
+                r#"{"op":"sub","id":11,"pattern":"a","history":5,"since":"bd1961f5-1062-11e4-a630-406c8f1838fa"}"#,
+                Some(11),
+                ErrorCode::BadFrame,
+            ),
             (r#"{"op":"dismiss","id":12}"#, Some(12), ErrorCode::BadFrame),
             (r#"{"op":"ping"}"#, None, ErrorCode::BadFrame),
         ];
@@ -455,16 +545,21 @@ mod tests {
 
     #[test]
     fn frames_are_valid_json() {
-        let m = Message::new(Path::parse("feeds.x").unwrap(), crate::Body::json(&serde_json::json!([1, "two"])));
+        let m = Message::new(
+            Path::parse("feeds.x").unwrap(),
+            crate::Body::json(&serde_json::json!([1, "two"])),
+        );
         let v: Value = serde_json::from_slice(&msg_frame(&m)).unwrap();
         assert_eq!(v["op"], "msg");
         assert_eq!(v["path"], "feeds.x");
         assert_eq!(v["uuid"], m.uuid.to_string());
         assert_eq!(v["body"][1], "two");
-        let v: Value = serde_json::from_slice(&ok_messages_frame(9, [&m, &m], r#","more":true"#)).unwrap();
+        let v: Value =
+            serde_json::from_slice(&ok_messages_frame(9, [&m, &m], r#","more":true"#)).unwrap();
         assert_eq!(v["messages"].as_array().unwrap().len(), 2);
         assert_eq!(v["more"], true);
-        let v: Value = serde_json::from_str(&err_frame(None, ErrorCode::Forbidden, "no \"way\"")).unwrap();
+        let v: Value =
+            serde_json::from_str(&err_frame(None, ErrorCode::Forbidden, "no \"way\"")).unwrap();
         assert_eq!(v["id"], Value::Null);
         let v: Value = serde_json::from_str(&dismissed_frame(&m.uuid)).unwrap();
         assert_eq!(v["op"], "dismissed");

@@ -41,7 +41,10 @@ impl<T> Default for Node<T> {
 
 impl<T> Node<T> {
     fn is_empty(&self) -> bool {
-        self.values.is_empty() && self.literal.is_empty() && self.star.is_none() && self.hash.is_none()
+        self.values.is_empty()
+            && self.literal.is_empty()
+            && self.star.is_none()
+            && self.hash.is_none()
     }
 
     fn child_mut(&mut self, word: &str) -> &mut Node<T> {
@@ -205,7 +208,11 @@ fn remove_rec<T: PartialEq>(node: &mut Node<T>, words: &[&str], value: &T) -> (b
     let result;
     match *word {
         "*" | "#" => {
-            let slot = if *word == "*" { &mut node.star } else { &mut node.hash };
+            let slot = if *word == "*" {
+                &mut node.star
+            } else {
+                &mut node.hash
+            };
             let Some(child) = slot.as_deref_mut() else {
                 return (false, false);
             };
@@ -240,10 +247,17 @@ mod tests {
         assert!(!t.insert("feeds.#", 2), "duplicate value is a no-op");
         assert!(t.insert("feeds.*.56", 3));
         assert!(t.insert("id.*.c.2.x.M", 4));
-        let mut got: Vec<i32> = t.matches("feeds.breaking-news.56").into_iter().copied().collect();
+        let mut got: Vec<i32> = t
+            .matches("feeds.breaking-news.56")
+            .into_iter()
+            .copied()
+            .collect();
         got.sort();
         assert_eq!(got, [1, 2, 3]);
-        assert_eq!(t.matches("feeds").into_iter().copied().collect::<Vec<_>>(), [1, 2]);
+        assert_eq!(
+            t.matches("feeds").into_iter().copied().collect::<Vec<_>>(),
+            [1, 2]
+        );
         assert_eq!(t.matches("id.prefs.c.2.x.M"), [&4]);
         assert!(t.matches("id.prefs.c.2.x").is_empty());
         assert_eq!(t.pattern_count(), 3);
@@ -270,9 +284,12 @@ mod tests {
     #[test]
     fn agrees_with_topic_match() {
         let patterns = [
-            "#", "*", "a", "a.#", "a.*", "*.b", "#.b", "a.#.b", "a.*.#", "#.#", "*.*.*", "", "a..b", "*.", "#.a.#",
+            "#", "*", "a", "a.#", "a.*", "*.b", "#.b", "a.#.b", "a.*.#", "#.#", "*.*.*", "",
+            "a..b", "*.", "#.a.#",
         ];
-        let keys = ["", "a", "b", "a.b", "a.b.c", "a..b", "a.", ".", "x.a.b", "a.a.b.b", "a.b.b"];
+        let keys = [
+            "", "a", "b", "a.b", "a.b.c", "a..b", "a.", ".", "x.a.b", "a.a.b.b", "a.b.b",
+        ];
         let mut t = Trie::new();
         for (i, p) in patterns.iter().enumerate() {
             t.insert(p, i);
@@ -280,7 +297,9 @@ mod tests {
         for k in keys {
             let mut got: Vec<usize> = t.matches(k).into_iter().copied().collect();
             got.sort();
-            let want: Vec<usize> = (0..patterns.len()).filter(|i| topic_match(patterns[*i], k)).collect();
+            let want: Vec<usize> = (0..patterns.len())
+                .filter(|i| topic_match(patterns[*i], k))
+                .collect();
             assert_eq!(got, want, "key {k:?}");
         }
     }

@@ -511,6 +511,22 @@ proptest! {
     }
 
     #[test]
+    fn literal_prefix_bounds_matches_and_folders_are_exact(a in valid_pattern(6)) {
+        let prefix = a.literal_prefix();
+        let in_folder = |k: &str| match prefix {
+            None => true,
+            Some(p) => k == p || k.strip_prefix(p).is_some_and(|rest| rest.starts_with('.')),
+        };
+        for k in universe() {
+            if a.matches_str(k) {
+                prop_assert!(in_folder(k), "{} matches {:?} outside its prefix {:?}", a, k, prefix);
+            } else if a.is_folder() {
+                prop_assert!(!in_folder(k), "folder {} misses {:?} inside {:?}", a, k, prefix);
+            }
+        }
+    }
+
+    #[test]
     fn covers_is_reflexive_and_exact_patterns_are_points(a in valid_pattern(6), k in vec(prop_oneof![Just("a"), Just("b"), Just("c")], 1..6)) {
         prop_assert!(a.covers(&a));
         let path = Path::parse(&k.join(".")).unwrap();
@@ -816,10 +832,14 @@ proptest! {
             prop_assert_eq!(&back, p);
         }
         if let Ok(p) = &pat {
-            // Whatever the literal prefix, every matching path lies under it.
-            let _ = p.literal_prefix();
-            let _ = p.is_folder();
             prop_assert!(p.covers(p));
+            if let Ok(path) = &path {
+                // No wildcard: the pattern is its own literal prefix.
+                prop_assert!(p.is_exact() && !p.is_folder());
+                prop_assert_eq!(p.literal_prefix(), Some(path.as_str()));
+            } else {
+                let _ = (p.literal_prefix(), p.is_folder());
+            }
         }
         // The other string-taking functions must not panic either.
         let _ = Path::parse(&s);

@@ -40,8 +40,10 @@ impl Mesh {
     /// Starts after `tune` adjusted the configuration.
     pub async fn start_with(tune: impl FnOnce(&mut Config)) -> Mesh {
         let dir = tempfile::tempdir().expect("temp dir");
-        let mut config = Config::default();
-        config.data = dir.path().to_path_buf();
+        let mut config = Config {
+            data: dir.path().to_path_buf(),
+            ..Config::default()
+        };
         config.gateway.listen = "127.0.0.1:0".parse().unwrap();
         // Tests need durability semantics, not fsync latency.
         config.core.sync = false;
@@ -94,14 +96,18 @@ impl Mesh {
 
     /// `POST /v1/publish` of one message; returns the UUID.
     pub async fn publish(&self, path: &str, body: Value) -> String {
-        let res = self.post("/v1/publish", &json!({"path": path, "body": body}), None).await;
+        let res = self
+            .post("/v1/publish", &json!({"path": path, "body": body}), None)
+            .await;
         assert_eq!(res.0, 200, "publish failed: {}", res.1);
         res.1["uuid"].as_str().expect("uuid").to_owned()
     }
 
     /// POST with an optional bearer token: (status, JSON body).
     pub async fn post(&self, path: &str, body: &Value, token: Option<&str>) -> (u16, Value) {
-        let mut req = reqwest::Client::new().post(format!("{}{path}", self.url())).json(body);
+        let mut req = reqwest::Client::new()
+            .post(format!("{}{path}", self.url()))
+            .json(body);
         if let Some(t) = token {
             req = req.bearer_auth(t);
         }
@@ -119,7 +125,10 @@ impl Mesh {
         let res = req.send().await.expect("http request");
         let status = res.status().as_u16();
         let text = res.text().await.unwrap_or_default();
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
     }
 }
 
@@ -143,7 +152,9 @@ pub enum Closed {
 impl Client {
     /// Connects to a `ws://` URL.
     pub async fn connect(url: &str) -> Client {
-        let (ws, _) = tokio_tungstenite::connect_async(url).await.expect("websocket connects");
+        let (ws, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .expect("websocket connects");
         Client {
             ws,
             backlog: VecDeque::new(),
@@ -172,9 +183,13 @@ impl Client {
                 Err(_) => panic!("no frame within {ARRIVE:?}"),
                 Ok(None) => return Err(Closed::Eof),
                 Ok(Some(Err(_))) => return Err(Closed::Eof),
-                Ok(Some(Ok(Message::Text(t)))) => return Ok(serde_json::from_str(&t).expect("server frames are JSON")),
+                Ok(Some(Ok(Message::Text(t)))) => {
+                    return Ok(serde_json::from_str(&t).expect("server frames are JSON"));
+                }
                 Ok(Some(Ok(Message::Close(f)))) => {
-                    return Err(Closed::Code(f.map(|f: CloseFrame| u16::from(f.code)).unwrap_or(1005)));
+                    return Err(Closed::Code(
+                        f.map(|f: CloseFrame| u16::from(f.code)).unwrap_or(1005),
+                    ));
                 }
                 Ok(Some(Ok(_))) => continue,
             }
@@ -206,7 +221,10 @@ impl Client {
             match self.read().await {
                 Ok(v) if v["op"] == op && id.is_none_or(|i| v["id"] == i) => return v,
                 Ok(v) => self.backlog.push_back(v),
-                Err(c) => panic!("connection closed while waiting for {op}: {c:?}; backlog {:?}", self.backlog),
+                Err(c) => panic!(
+                    "connection closed while waiting for {op}: {c:?}; backlog {:?}",
+                    self.backlog
+                ),
             }
         }
     }
@@ -271,7 +289,11 @@ impl Client {
     /// Reads until the connection closes; returns how, and the messages
     /// received before.
     pub async fn until_closed(&mut self) -> (Closed, Vec<Value>) {
-        let mut msgs: Vec<Value> = self.backlog.drain(..).filter(|v| v["op"] == "msg").collect();
+        let mut msgs: Vec<Value> = self
+            .backlog
+            .drain(..)
+            .filter(|v| v["op"] == "msg")
+            .collect();
         loop {
             match self.read().await {
                 Ok(v) if v["op"] == "msg" => msgs.push(v),
@@ -290,7 +312,10 @@ impl Client {
 /// The `postmesh` executable built next to the test binaries.
 pub fn binary() -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
-    let dir = exe.parent().and_then(|d| d.parent()).expect("target profile directory");
+    let dir = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .expect("target profile directory");
     let bin = dir.join(format!("postmesh{}", std::env::consts::EXE_SUFFIX));
     assert!(
         bin.exists(),

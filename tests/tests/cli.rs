@@ -6,7 +6,11 @@ use postmesh_tests::{Mesh, binary};
 use serde_json::{Value, json};
 
 fn run(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(binary()).args(args).stdin(Stdio::null()).output().expect("runs");
+    let out = Command::new(binary())
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("runs");
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -27,15 +31,28 @@ async fn publish_tail_and_history() {
     // Wait until the tail's subscription is live.
     for _ in 0..100 {
         let (_, m) = mesh.get("/metrics", None).await;
-        if m.as_str().unwrap().contains("postmesh_gateway_subscriptions 1") {
+        if m.as_str()
+            .unwrap()
+            .contains("postmesh_gateway_subscriptions 1")
+        {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     let u = url.clone();
-    let (code, out, err) = tokio::task::spawn_blocking(move || run(&["publish", "cli.a", r#"{"n":1}"#, "--url", &u, "--meta", r#"{"k":"v"}"#]))
-        .await
-        .unwrap();
+    let (code, out, err) = tokio::task::spawn_blocking(move || {
+        run(&[
+            "publish",
+            "cli.a",
+            r#"{"n":1}"#,
+            "--url",
+            &u,
+            "--meta",
+            r#"{"k":"v"}"#,
+        ])
+    })
+    .await
+    .unwrap();
     assert_eq!(code, 0, "{err}");
     let uuid = out.trim().to_owned();
     assert_eq!(uuid.len(), 36);
@@ -53,7 +70,10 @@ async fn publish_tail_and_history() {
     tail.kill().await.unwrap();
 
     let u = url.clone();
-    let (code, out, _) = tokio::task::spawn_blocking(move || run(&["history", "cli.#", "--url", &u])).await.unwrap();
+    let (code, out, _) =
+        tokio::task::spawn_blocking(move || run(&["history", "cli.#", "--url", &u]))
+            .await
+            .unwrap();
     assert_eq!(code, 0);
     let first: Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
     assert_eq!(first["body"], json!({"n": 1}));
@@ -63,7 +83,10 @@ async fn publish_tail_and_history() {
 async fn errors_are_one_line_and_nonzero() {
     let mesh = Mesh::start().await;
     let url = mesh.url();
-    let (code, _, err) = tokio::task::spawn_blocking(move || run(&["publish", "bad.*", "--url", &url])).await.unwrap();
+    let (code, _, err) =
+        tokio::task::spawn_blocking(move || run(&["publish", "bad.*", "--url", &url]))
+            .await
+            .unwrap();
     assert_ne!(code, 0);
     assert!(err.contains("bad_path"), "{err}");
     let (code, _, err) = run(&["publish", "a", "{not json", "--url", "http://127.0.0.1:1"]);
@@ -79,9 +102,13 @@ async fn errors_are_one_line_and_nonzero() {
 
 #[test]
 fn token_command_issues_a_verifiable_token() {
-    let (code, out, err) = run(&["token", "--secret", "k", "--sub", "42", "--subs", "feeds.#", "--pubs", "feeds.x"]);
+    let (code, out, err) = run(&[
+        "token", "--secret", "k", "--sub", "42", "--subs", "feeds.#", "--pubs", "feeds.x",
+    ]);
     assert_eq!(code, 0, "{err}");
-    let grants = postmesh_gateway::auth::Authority::new(Some("k")).verify(out.trim()).unwrap();
+    let grants = postmesh_gateway::auth::Authority::new(Some("k"))
+        .verify(out.trim())
+        .unwrap();
     assert_eq!(grants.user, Some(42));
     assert!(grants.can_publish(&postmesh_schema::Path::parse("feeds.x").unwrap()));
 }
@@ -101,7 +128,10 @@ fn role_commands_read_flags_env_and_files() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("without a secret"), "{err}");
     std::fs::write(&file, "[gateway]\nlisten_typo = 1\n").unwrap();
-    let out = Command::new(binary()).args(["up", "--config", file.to_str().unwrap()]).output().unwrap();
+    let out = Command::new(binary())
+        .args(["up", "--config", file.to_str().unwrap()])
+        .output()
+        .unwrap();
     assert_ne!(out.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&out.stderr).contains("listen_typo"));
 }

@@ -8,7 +8,9 @@ use postmesh_tests::{Closed, Mesh};
 use serde_json::{Value, json};
 
 fn uuids(msgs: &[Value]) -> Vec<String> {
-    msgs.iter().map(|m| m["uuid"].as_str().unwrap().to_owned()).collect()
+    msgs.iter()
+        .map(|m| m["uuid"].as_str().unwrap().to_owned())
+        .collect()
 }
 
 #[tokio::test]
@@ -16,7 +18,9 @@ async fn http_publish_reaches_a_subscribed_device() {
     let mesh = Mesh::start().await;
     let mut device = mesh.ws().await;
     device.sub("feeds.breaking-news.#").await;
-    let uuid = mesh.publish("feeds.breaking-news.56", json!({"headline": "Rates cut"})).await;
+    let uuid = mesh
+        .publish("feeds.breaking-news.56", json!({"headline": "Rates cut"}))
+        .await;
     let m = device.msg().await;
     assert_eq!(m["path"], "feeds.breaking-news.56");
     assert_eq!(m["uuid"], uuid);
@@ -33,7 +37,9 @@ async fn history_of_a_folder_is_one_query_newest_first() {
     let u55 = mesh.publish("feeds.breaking-news.55", json!("older")).await;
     let u56 = mesh.publish("feeds.breaking-news.56", json!("newer")).await;
     mesh.publish("feeds.sports.1", json!("elsewhere")).await;
-    let (status, body) = mesh.get("/v1/history?pattern=feeds.breaking-news.%23", None).await;
+    let (status, body) = mesh
+        .get("/v1/history?pattern=feeds.breaking-news.%23", None)
+        .await;
     assert_eq!(status, 200, "{body}");
     let got = uuids(body["messages"].as_array().unwrap());
     assert_eq!(got, [u56.clone(), u55.clone()]);
@@ -45,14 +51,21 @@ async fn history_of_a_folder_is_one_query_newest_first() {
         .request(json!({"op": "history", "pattern": "feeds.breaking-news.#", "limit": 1}))
         .await;
     assert_eq!(r["op"], "ok");
-    assert_eq!(uuids(r["messages"].as_array().unwrap()), [u56.clone()]);
+    assert_eq!(
+        uuids(r["messages"].as_array().unwrap()),
+        std::slice::from_ref(&u56)
+    );
     assert_eq!(r["more"], true);
     let r = device
-        .request(json!({"op": "history", "pattern": "feeds.breaking-news.#", "limit": 1, "before": u56}))
+        .request(
+            json!({"op": "history", "pattern": "feeds.breaking-news.#", "limit": 1, "before": u56}),
+        )
         .await;
     assert_eq!(uuids(r["messages"].as_array().unwrap()), [u55]);
     // A wildcard in the middle.
-    let r = device.request(json!({"op": "history", "pattern": "feeds.*.1"})).await;
+    let r = device
+        .request(json!({"op": "history", "pattern": "feeds.*.1"}))
+        .await;
     assert_eq!(r["messages"][0]["path"], "feeds.sports.1");
 }
 
@@ -64,7 +77,9 @@ async fn latest_is_the_newest_per_path() {
     let b1 = mesh.publish("scores.b", json!(1)).await;
     let (status, body) = mesh.get("/v1/latest?pattern=scores.*", None).await;
     assert_eq!(status, 200);
-    let got: HashSet<String> = uuids(body["messages"].as_array().unwrap()).into_iter().collect();
+    let got: HashSet<String> = uuids(body["messages"].as_array().unwrap())
+        .into_iter()
+        .collect();
     assert_eq!(got, HashSet::from([a2, b1]));
 }
 
@@ -87,7 +102,9 @@ async fn one_copy_per_connection_and_unsub() {
     }
     mesh.publish("feeds.x.56", json!(null)).await;
     device.quiet(Duration::from_millis(300)).await;
-    let r = device.request(json!({"op": "unsub", "pattern": "feeds.#"})).await;
+    let r = device
+        .request(json!({"op": "unsub", "pattern": "feeds.#"}))
+        .await;
     assert_eq!(r["code"], "not_subscribed");
 }
 
@@ -147,7 +164,9 @@ async fn subscribe_with_history_has_no_gap_and_no_duplicate() {
     for _ in 0..4 {
         tokio::time::sleep(Duration::from_millis(40)).await;
         let mut d = mesh.ws().await;
-        let r = d.request(json!({"op": "sub", "pattern": "live.#", "history": 1000})).await;
+        let r = d
+            .request(json!({"op": "sub", "pattern": "live.#", "history": 1000}))
+            .await;
         assert_eq!(r["op"], "ok", "{r}");
         devices.push(d);
     }
@@ -179,7 +198,9 @@ async fn resume_after_a_dropped_connection_has_no_gap() {
     }
     let mut d = mesh.ws().await;
     let last = seen.last().unwrap().clone();
-    let r = d.request(json!({"op": "sub", "pattern": "news.#", "since": last})).await;
+    let r = d
+        .request(json!({"op": "sub", "pattern": "news.#", "since": last}))
+        .await;
     assert_eq!(r["op"], "ok", "{r}");
     assert_eq!(r["replayed"], 7);
     assert_eq!(r["more"], false);
@@ -193,7 +214,9 @@ async fn resume_after_a_dropped_connection_has_no_gap() {
 #[tokio::test]
 async fn restart_on_the_same_data_keeps_history() {
     let mut mesh = Mesh::start().await;
-    let u = mesh.publish("feeds.breaking-news.56", json!("persisted")).await;
+    let u = mesh
+        .publish("feeds.breaking-news.56", json!("persisted"))
+        .await;
     mesh.restart().await;
     let (status, body) = mesh.get("/v1/history?pattern=feeds.%23", None).await;
     assert_eq!(status, 200);
@@ -227,9 +250,15 @@ async fn a_slow_consumer_is_disconnected_and_the_others_keep_receiving() {
     let flood = tokio::spawn(async move {
         let client = reqwest::Client::new();
         for b in 0..batches {
-            let messages: Vec<Value> =
-                (0..per_batch).map(|i| json!({"path": format!("flood.{b}"), "body": {"i": i, "pad": body}})).collect();
-            let res = client.post(format!("{url}/v1/publish")).json(&json!({"messages": messages})).send().await.unwrap();
+            let messages: Vec<Value> = (0..per_batch)
+                .map(|i| json!({"path": format!("flood.{b}"), "body": {"i": i, "pad": body}}))
+                .collect();
+            let res = client
+                .post(format!("{url}/v1/publish"))
+                .json(&json!({"messages": messages}))
+                .send()
+                .await
+                .unwrap();
             assert_eq!(res.status(), 200);
         }
     });
@@ -241,12 +270,17 @@ async fn a_slow_consumer_is_disconnected_and_the_others_keep_receiving() {
     flood.await.unwrap();
     // The slow device wakes up: it reads what was buffered, then the close.
     let (how, got) = slow.until_closed().await;
-    fast_reader.await.expect("the fast device received every message");
+    fast_reader
+        .await
+        .expect("the fast device received every message");
     assert_eq!(how, Closed::Code(4000), "closed as a slow consumer");
     assert!(got.len() < batches * per_batch, "it could not have kept up");
     let (_, metrics) = mesh.get("/metrics", None).await;
     assert!(
-        metrics.as_str().unwrap().contains("postmesh_gateway_slow_consumers_total 1"),
+        metrics
+            .as_str()
+            .unwrap()
+            .contains("postmesh_gateway_slow_consumers_total 1"),
         "metric counts it"
     );
 }
@@ -260,7 +294,13 @@ async fn dismiss_reaches_the_users_other_devices() {
     phone.expect("synced", None).await;
     let mut laptop = mesh.ws_token(&t).await;
     laptop.expect("synced", None).await;
-    let (status, body) = mesh.post("/v1/publish", &json!({"path": "alerts.1", "body": "x"}), Some(&t)).await;
+    let (status, body) = mesh
+        .post(
+            "/v1/publish",
+            &json!({"path": "alerts.1", "body": "x"}),
+            Some(&t),
+        )
+        .await;
     assert_eq!(status, 200, "{body}");
     let u = body["uuid"].as_str().unwrap();
     let r = phone.request(json!({"op": "dismiss", "uuid": u})).await;
@@ -268,7 +308,9 @@ async fn dismiss_reaches_the_users_other_devices() {
     let d = laptop.expect("dismissed", None).await;
     assert_eq!(d["uuid"], u);
     // Dismissed messages are left out of the user's history.
-    let r = laptop.request(json!({"op": "history", "pattern": "alerts.#"})).await;
+    let r = laptop
+        .request(json!({"op": "history", "pattern": "alerts.#"}))
+        .await;
     assert_eq!(r["messages"].as_array().unwrap().len(), 0, "{r}");
     let (_, body) = mesh.get("/v1/history?pattern=alerts.%23", Some(&t)).await;
     assert_eq!(body["messages"].as_array().unwrap().len(), 0);

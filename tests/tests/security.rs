@@ -26,12 +26,30 @@ async fn each_bad_input_gets_its_err_frame_and_the_connection_survives() {
         (r#"{"op":"sub","id":4,"pattern":"a..b"}"#, "bad_pattern"),
         (r#"{"op":"pub","id":5,"path":"a.*"}"#, "bad_path"),
         (r#"{"op":"pub","id":6,"path":""}"#, "bad_path"),
-        (r#"{"op":"pub","id":7,"path":"a","uuid":"not-a-uuid"}"#, "bad_uuid"),
-        (r#"{"op":"pub","id":8,"path":"a","uuid":"67e55044-10b1-426f-9247-bb680e5fe0c8"}"#, "bad_uuid"),
-        (r#"{"op":"pub","id":9,"path":"a","meta":"x"}"#, "bad_message"),
-        (r#"{"op":"history","id":10,"pattern":"a.#","limit":5000}"#, "bad_limit"),
-        (r#"{"op":"unsub","id":11,"pattern":"never.subscribed"}"#, "not_subscribed"),
-        (r#"{"op":"dismiss","id":12,"uuid":"bd1961f5-1062-11e4-a630-406c8f1838fa"}"#, "unauthorized"),
+        (
+            r#"{"op":"pub","id":7,"path":"a","uuid":"not-a-uuid"}"#,
+            "bad_uuid",
+        ),
+        (
+            r#"{"op":"pub","id":8,"path":"a","uuid":"67e55044-10b1-426f-9247-bb680e5fe0c8"}"#,
+            "bad_uuid",
+        ),
+        (
+            r#"{"op":"pub","id":9,"path":"a","meta":"x"}"#,
+            "bad_message",
+        ),
+        (
+            r#"{"op":"history","id":10,"pattern":"a.#","limit":5000}"#,
+            "bad_limit",
+        ),
+        (
+            r#"{"op":"unsub","id":11,"pattern":"never.subscribed"}"#,
+            "not_subscribed",
+        ),
+        (
+            r#"{"op":"dismiss","id":12,"uuid":"bd1961f5-1062-11e4-a630-406c8f1838fa"}"#,
+            "unauthorized",
+        ),
     ];
     for (frame, code) in cases {
         d.send_text(frame).await;
@@ -87,22 +105,32 @@ async fn with_a_secret_tokens_are_required_and_scoped() {
     // No token: only ping and auth.
     let mut anon = mesh.ws().await;
     assert_eq!(anon.request(json!({"op": "ping"})).await["op"], "ok");
-    let e = anon.request(json!({"op": "sub", "pattern": "feeds.#"})).await;
+    let e = anon
+        .request(json!({"op": "sub", "pattern": "feeds.#"}))
+        .await;
     assert_eq!(e["code"], "unauthorized");
-    let e = anon.request(json!({"op": "auth", "token": "garbage"})).await;
+    let e = anon
+        .request(json!({"op": "auth", "token": "garbage"}))
+        .await;
     assert_eq!(e["code"], "unauthorized");
     // An auth frame upgrades the connection.
     let t = token(SECRET, None, &["feeds.#"], &["feeds.breaking-news.*"]);
     let ok = anon.request(json!({"op": "auth", "token": t})).await;
     assert_eq!(ok["op"], "ok", "{ok}");
     anon.sub("feeds.breaking-news.#").await;
-    let e = anon.request(json!({"op": "sub", "pattern": "sports.#"})).await;
+    let e = anon
+        .request(json!({"op": "sub", "pattern": "sports.#"}))
+        .await;
     assert_eq!(e["code"], "forbidden");
     let e = anon.request(json!({"op": "history", "pattern": "#"})).await;
     assert_eq!(e["code"], "forbidden");
-    let e = anon.request(json!({"op": "pub", "path": "feeds.other.1"})).await;
+    let e = anon
+        .request(json!({"op": "pub", "path": "feeds.other.1"}))
+        .await;
     assert_eq!(e["code"], "forbidden");
-    let r = anon.request(json!({"op": "pub", "path": "feeds.breaking-news.1", "body": 1})).await;
+    let r = anon
+        .request(json!({"op": "pub", "path": "feeds.breaking-news.1", "body": 1}))
+        .await;
     assert_eq!(r["op"], "ok", "{r}");
     anon.msg().await;
 
@@ -111,7 +139,8 @@ async fn with_a_secret_tokens_are_required_and_scoped() {
     d.sub("feeds.#").await;
 
     // A bad token at connect time is refused before the upgrade.
-    let refused = tokio_tungstenite::connect_async(format!("ws://{}/ws?token=nope", mesh.addr)).await;
+    let refused =
+        tokio_tungstenite::connect_async(format!("ws://{}/ws?token=nope", mesh.addr)).await;
     match refused {
         Err(tokio_tungstenite::tungstenite::Error::Http(res)) => assert_eq!(res.status(), 401),
         other => panic!("expected a 401, got {other:?}"),
@@ -121,18 +150,28 @@ async fn with_a_secret_tokens_are_required_and_scoped() {
 #[tokio::test]
 async fn http_needs_tokens_when_a_secret_is_set() {
     let mesh = secured().await;
-    let (status, body) = mesh.post("/v1/publish", &json!({"path": "feeds.x"}), None).await;
+    let (status, body) = mesh
+        .post("/v1/publish", &json!({"path": "feeds.x"}), None)
+        .await;
     assert_eq!(status, 401);
     assert_eq!(body["code"], "unauthorized");
     let reader = token(SECRET, None, &["feeds.#"], &[]);
-    let (status, body) = mesh.post("/v1/publish", &json!({"path": "feeds.x"}), Some(&reader)).await;
+    let (status, body) = mesh
+        .post("/v1/publish", &json!({"path": "feeds.x"}), Some(&reader))
+        .await;
     assert_eq!(status, 403, "{body}");
     let writer = token(SECRET, None, &[], &["feeds.#"]);
-    let (status, _) = mesh.post("/v1/publish", &json!({"path": "feeds.x"}), Some(&writer)).await;
+    let (status, _) = mesh
+        .post("/v1/publish", &json!({"path": "feeds.x"}), Some(&writer))
+        .await;
     assert_eq!(status, 200);
-    let (status, _) = mesh.get("/v1/history?pattern=feeds.%23", Some(&reader)).await;
+    let (status, _) = mesh
+        .get("/v1/history?pattern=feeds.%23", Some(&reader))
+        .await;
     assert_eq!(status, 200);
-    let (status, _) = mesh.get("/v1/history?pattern=feeds.%23", Some(&writer)).await;
+    let (status, _) = mesh
+        .get("/v1/history?pattern=feeds.%23", Some(&writer))
+        .await;
     assert_eq!(status, 403);
     let (status, _) = mesh.get("/v1/history?pattern=feeds.%23", None).await;
     assert_eq!(status, 401);
@@ -146,11 +185,19 @@ async fn http_errors_are_4xx_with_a_code() {
         (json!({"nopath": 1}), 400, "bad_frame"),
         (json!({"path": "a", "class": "platinum"}), 400, "bad_frame"),
         (json!({"messages": []}), 400, "bad_frame"),
-        (json!({"messages": [{"path": "ok"}, {"path": "bad..path"}]}), 400, "bad_path"),
+        (
+            json!({"messages": [{"path": "ok"}, {"path": "bad..path"}]}),
+            400,
+            "bad_path",
+        ),
     ];
     for (body, status, code) in cases {
         let (s, b) = mesh.post("/v1/publish", &body, None).await;
-        assert_eq!((s, b["code"].as_str().unwrap_or("")), (status, code), "{body} gave {b}");
+        assert_eq!(
+            (s, b["code"].as_str().unwrap_or("")),
+            (status, code),
+            "{body} gave {b}"
+        );
     }
     let (s, b) = mesh.get("/v1/history?pattern=a..b", None).await;
     assert_eq!((s, b["code"].as_str().unwrap()), (400, "bad_pattern"));
@@ -169,7 +216,11 @@ async fn http_errors_are_4xx_with_a_code() {
     assert_eq!(res.status(), 400);
     // A batch publish answers every UUID.
     let (s, b) = mesh
-        .post("/v1/publish", &json!({"messages": [{"path": "b.1"}, {"path": "b.2", "body": [1]}]}), None)
+        .post(
+            "/v1/publish",
+            &json!({"messages": [{"path": "b.1"}, {"path": "b.2", "body": [1]}]}),
+            None,
+        )
         .await;
     assert_eq!(s, 200);
     assert_eq!(b["uuids"].as_array().unwrap().len(), 2);
@@ -177,13 +228,21 @@ async fn http_errors_are_4xx_with_a_code() {
 
 #[tokio::test]
 async fn exposure_without_a_secret_refuses_to_start() {
-    let mut config = postmesh::config::Config::default();
-    config.data = tempfile::tempdir().unwrap().path().to_path_buf();
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = postmesh::config::Config {
+        data: dir.path().to_path_buf(),
+        ..Default::default()
+    };
     config.gateway.listen = "0.0.0.0:0".parse().unwrap();
-    let err = postmesh::up::start(config.clone()).await.err().expect("refused");
+    let err = postmesh::up::start(config.clone())
+        .await
+        .err()
+        .expect("refused");
     assert!(err.to_string().contains("without a secret"), "{err}");
     config.gateway.insecure = true;
-    let running = postmesh::up::start(config).await.expect("--insecure allows it");
+    let running = postmesh::up::start(config)
+        .await
+        .expect("--insecure allows it");
     running.stop().await.unwrap();
 }
 
@@ -202,6 +261,8 @@ async fn an_expired_token_closes_the_connection() {
     .unwrap();
     let mut d: Client = mesh.ws_token(&t).await;
     d.sub("x.#").await;
-    let (how, _) = tokio::time::timeout(Duration::from_secs(10), d.until_closed()).await.expect("closed in time");
+    let (how, _) = tokio::time::timeout(Duration::from_secs(10), d.until_closed())
+        .await
+        .expect("closed in time");
     assert_eq!(how, Closed::Code(4001));
 }

@@ -88,10 +88,17 @@ struct Tables {
     limits: Limits,
 }
 
+type PutReply = oneshot::Sender<Result<Vec<PutOutcome>, StoreError>>;
+type PutRequest = (Vec<Message>, PutReply);
+
 enum Write {
-    Put(Vec<Message>, oneshot::Sender<Result<Vec<PutOutcome>, StoreError>>),
+    Put(Vec<Message>, PutReply),
     Dismiss(u64, Uuid, oneshot::Sender<Result<bool, StoreError>>),
-    Retention(String, Option<Duration>, oneshot::Sender<Result<(), StoreError>>),
+    Retention(
+        String,
+        Option<Duration>,
+        oneshot::Sender<Result<(), StoreError>>,
+    ),
     Sweep(oneshot::Sender<Result<usize, StoreError>>),
 }
 
@@ -111,7 +118,10 @@ impl EmbeddedStore {
             .cache_size(options.cache_bytes)
             .open()
             .map_err(engine)?;
-        let ks = |name: &str| db.keyspace(name, KeyspaceCreateOptions::default).map_err(engine);
+        let ks = |name: &str| {
+            db.keyspace(name, KeyspaceCreateOptions::default)
+                .map_err(engine)
+        };
         let tables = Tables {
             messages: ks("messages")?,
             folders: ks("folders")?,
@@ -126,8 +136,15 @@ impl EmbeddedStore {
             let mut ttl = tables.ttl.write();
             for kv in tables.retention.iter() {
                 let (k, v) = kv.into_inner().map_err(engine)?;
-                let secs = u64::from_be_bytes(v.as_ref().try_into().map_err(|_| StoreError::Corrupt("retention".into()))?);
-                ttl.insert(String::from_utf8_lossy(&k).into_owned(), Duration::from_secs(secs));
+                let secs = u64::from_be_bytes(
+                    v.as_ref()
+                        .try_into()
+                        .map_err(|_| StoreError::Corrupt("retention".into()))?,
+                );
+                ttl.insert(
+                    String::from_utf8_lossy(&k).into_owned(),
+                    Duration::from_secs(secs),
+                );
             }
         }
         let (tx, rx) = mpsc::channel(WRITE_QUEUE);
@@ -144,7 +161,10 @@ impl EmbeddedStore {
         })
     }
 
-    async fn write<T>(&self, make: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> Write) -> Result<T, StoreError> {
+    async fn write<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> Write,
+    ) -> Result<T, StoreError> {
         let (tx, rx) = oneshot::channel();
         let sender = self.writes.lock().clone().ok_or(StoreError::Closed)?;
         sender.try_send(make(tx)).map_err(|e| match e {
@@ -211,7 +231,10 @@ fn uuid_of_folder_key(key: &[u8]) -> Result<Uuid, StoreError> {
 }
 
 fn now_millis() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 impl Tables {
@@ -245,7 +268,13 @@ impl Tables {
 
     /// Scans the folder of `pattern`'s literal prefix in `order`, starting
     /// after `cursor`, collecting up to `limit + 1` matching UUIDs.
-    fn scan(&self, pattern: &Pattern, cursor: Option<&Uuid>, newest_first: bool, limit: usize) -> Result<(Vec<Uuid>, bool), StoreError> {
+    fn scan(
+        &self,
+        pattern: &Pattern,
+        cursor: Option<&Uuid>,
+        newest_first: bool,
+        limit: usize,
+    ) -> Result<(Vec<Uuid>, bool), StoreError> {
         let folder = pattern.literal_prefix().unwrap_or("");
         let prefix = folder_prefix(folder);
         let whole_folder = pattern.is_folder();
@@ -256,10 +285,10 @@ impl Tables {
             (None, true) => Box::new(self.folders.range(prefix.clone()..end)),
             (Some(c), true) => {
                 let start = folder_key(&prefix, c);
-                Box::new(
-                    self.folders
-                        .range::<Vec<u8>, _>((std::ops::Bound::Excluded(start), std::ops::Bound::Excluded(end))),
-                )
+                Box::new(self.folders.range::<Vec<u8>, _>((
+                    std::ops::Bound::Excluded(start),
+                    std::ops::Bound::Excluded(end),
+                )))
             }
             (Some(c), false) => {
                 let stop = folder_key(&prefix, c);
@@ -270,7 +299,8 @@ impl Tables {
         let mut found = Vec::with_capacity(limit.min(1024) + 1);
         for guard in iter {
             let (key, path) = guard.into_inner().map_err(engine)?;
-            let path = std::str::from_utf8(&path).map_err(|_| StoreError::Corrupt("folder path".into()))?;
+            let path = std::str::from_utf8(&path)
+                .map_err(|_| StoreError::Corrupt("folder path".into()))?;
             if !whole_folder && !pattern.matches_str(path) {
                 continue;
             }
@@ -336,16 +366,18 @@ impl Store for EmbeddedStore {
             };
             for guard in iter {
                 let (path, uuid) = guard.into_inner().map_err(engine)?;
-                let path = std::str::from_utf8(&path).map_err(|_| StoreError::Corrupt("latest path".into()))?;
+                let path = std::str::from_utf8(&path)
+                    .map_err(|_| StoreError::Corrupt("latest path".into()))?;
                 if !pattern.matches_str(path) {
                     continue;
                 }
-                let uuid = Uuid::from_slice(&uuid).map_err(|_| StoreError::Corrupt("latest uuid".into()))?;
+                let uuid = Uuid::from_slice(&uuid)
+                    .map_err(|_| StoreError::Corrupt("latest uuid".into()))?;
                 if !t.expired(path, &uuid, now) {
                     hits.push((time_key(&uuid), uuid));
                 }
             }
-            hits.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+            hits.sort_unstable_by_key(|h| std::cmp::Reverse(h.0));
             let more = hits.len() > limit;
             hits.truncate(limit);
             let uuids: Vec<Uuid> = hits.into_iter().map(|(_, u)| u).collect();
@@ -365,13 +397,21 @@ impl Store for EmbeddedStore {
         self.read(move |t| {
             uuids
                 .iter()
-                .map(|u| t.dismissed.contains_key(dismiss_key(user, u)).map_err(engine))
+                .map(|u| {
+                    t.dismissed
+                        .contains_key(dismiss_key(user, u))
+                        .map_err(engine)
+                })
                 .collect()
         })
         .await
     }
 
-    async fn set_retention(&self, category: String, ttl: Option<Duration>) -> Result<(), StoreError> {
+    async fn set_retention(
+        &self,
+        category: String,
+        ttl: Option<Duration>,
+    ) -> Result<(), StoreError> {
         self.write(|tx| Write::Retention(category, ttl, tx)).await
     }
 
@@ -388,9 +428,13 @@ fn dismiss_key(user: u64, uuid: &Uuid) -> [u8; 24] {
 }
 
 fn writer_loop(t: Tables, mut rx: mpsc::Receiver<Write>, sync: bool) {
-    let durability = Some(if sync { PersistMode::SyncAll } else { PersistMode::Buffer });
+    let durability = Some(if sync {
+        PersistMode::SyncAll
+    } else {
+        PersistMode::Buffer
+    });
     while let Some(first) = rx.blocking_recv() {
-        let mut puts: Vec<(Vec<Message>, oneshot::Sender<Result<Vec<PutOutcome>, StoreError>>)> = Vec::new();
+        let mut puts: Vec<PutRequest> = Vec::new();
         let mut queued = 0usize;
         let mut next = Some(first);
         // Group commit: take everything already waiting, up to MAX_GROUP messages.
@@ -430,11 +474,7 @@ fn writer_loop(t: Tables, mut rx: mpsc::Receiver<Write>, sync: bool) {
     }
 }
 
-fn commit_puts(
-    t: &Tables,
-    puts: Vec<(Vec<Message>, oneshot::Sender<Result<Vec<PutOutcome>, StoreError>>)>,
-    durability: Option<PersistMode>,
-) {
+fn commit_puts(t: &Tables, puts: Vec<PutRequest>, durability: Option<PersistMode>) {
     let mut batch = t.db.batch().durability(durability);
     let mut seen: HashSet<Uuid> = HashSet::new();
     let mut latest: HashMap<String, Uuid> = HashMap::new();
@@ -443,7 +483,9 @@ fn commit_puts(
         let r = (|| {
             let mut out = Vec::with_capacity(msgs.len());
             for m in msgs {
-                if seen.contains(&m.uuid) || t.messages.contains_key(m.uuid.as_bytes()).map_err(engine)? {
+                if seen.contains(&m.uuid)
+                    || t.messages.contains_key(m.uuid.as_bytes()).map_err(engine)?
+                {
                     out.push(PutOutcome::Duplicate);
                     continue;
                 }
@@ -466,7 +508,11 @@ fn commit_puts(
                 };
                 if current.is_none_or(|c| time_key(&c) < time_key(&m.uuid)) {
                     latest.insert(path.to_owned(), m.uuid);
-                    batch.insert(&t.latest, path.as_bytes().to_vec(), m.uuid.as_bytes().to_vec());
+                    batch.insert(
+                        &t.latest,
+                        path.as_bytes().to_vec(),
+                        m.uuid.as_bytes().to_vec(),
+                    );
                 }
                 out.push(PutOutcome::Inserted);
             }
@@ -484,10 +530,19 @@ fn commit_puts(
     }
 }
 
-fn set_retention(t: &Tables, category: String, ttl: Option<Duration>, durability: Option<PersistMode>) -> Result<(), StoreError> {
+fn set_retention(
+    t: &Tables,
+    category: String,
+    ttl: Option<Duration>,
+    durability: Option<PersistMode>,
+) -> Result<(), StoreError> {
     let mut b = t.db.batch().durability(durability);
     match ttl {
-        Some(d) => b.insert(&t.retention, category.as_bytes().to_vec(), d.as_secs().to_be_bytes().to_vec()),
+        Some(d) => b.insert(
+            &t.retention,
+            category.as_bytes().to_vec(),
+            d.as_secs().to_be_bytes().to_vec(),
+        ),
         None => b.remove(&t.retention, category.as_bytes().to_vec()),
     }
     b.commit().map_err(engine)?;
@@ -513,7 +568,8 @@ fn sweep(t: &Tables, durability: Option<PersistMode>) -> Result<usize, StoreErro
             for guard in t.folders.prefix(&prefix).rev() {
                 let (key, path) = guard.into_inner().map_err(engine)?;
                 let uuid = uuid_of_folder_key(&key)?;
-                if !t.expired(&String::from_utf8_lossy(&path), &uuid, now) || expired.len() >= 1000 {
+                if !t.expired(&String::from_utf8_lossy(&path), &uuid, now) || expired.len() >= 1000
+                {
                     break;
                 }
                 expired.push(uuid);
@@ -532,7 +588,12 @@ fn sweep(t: &Tables, durability: Option<PersistMode>) -> Result<usize, StoreErro
                     k.extend_from_slice(&inv);
                     b.remove(&t.folders, k);
                 }
-                if t.latest.get(m.path.as_str().as_bytes()).map_err(engine)?.as_deref() == Some(uuid.as_bytes().as_slice()) {
+                if t.latest
+                    .get(m.path.as_str().as_bytes())
+                    .map_err(engine)?
+                    .as_deref()
+                    == Some(uuid.as_bytes().as_slice())
+                {
                     b.remove(&t.latest, m.path.as_str().as_bytes().to_vec());
                 }
                 b.remove(&t.messages, uuid.as_bytes().to_vec());
@@ -558,14 +619,23 @@ mod tests {
     #[tokio::test]
     async fn survives_reopen() {
         let dir = tempfile::tempdir().unwrap();
-        let m = Message::new(postmesh_schema::Path::parse("feeds.x").unwrap(), postmesh_schema::Body::None);
+        let m = Message::new(
+            postmesh_schema::Path::parse("feeds.x").unwrap(),
+            postmesh_schema::Body::None,
+        );
         {
             let store = EmbeddedStore::open(dir.path(), EmbeddedOptions::default()).unwrap();
             store.put(vec![m.clone()]).await.unwrap();
-            store.set_retention("other".into(), Some(Duration::from_secs(5))).await.unwrap();
+            store
+                .set_retention("other".into(), Some(Duration::from_secs(5)))
+                .await
+                .unwrap();
         }
         let store = EmbeddedStore::open(dir.path(), EmbeddedOptions::default()).unwrap();
         assert_eq!(store.get(m.uuid).await.unwrap(), Some(m));
-        assert_eq!(store.tables.ttl.read().get("other"), Some(&Duration::from_secs(5)));
+        assert_eq!(
+            store.tables.ttl.read().get("other"),
+            Some(&Duration::from_secs(5))
+        );
     }
 }

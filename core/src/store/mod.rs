@@ -109,7 +109,11 @@ pub trait Store: Send + Sync + 'static {
     async fn dismissed(&self, user: u64, uuids: Vec<Uuid>) -> Result<Vec<bool>, StoreError>;
 
     /// Sets (or with `None` clears) the retention of a category.
-    async fn set_retention(&self, category: String, ttl: Option<Duration>) -> Result<(), StoreError>;
+    async fn set_retention(
+        &self,
+        category: String,
+        ttl: Option<Duration>,
+    ) -> Result<(), StoreError>;
 
     /// Deletes messages past their category's retention. Returns how many.
     async fn sweep(&self) -> Result<usize, StoreError>;
