@@ -203,7 +203,11 @@ async fn publish(
         match serde_json::from_slice(&body) {
             Ok(d) => vec![d],
             Err(e) => {
-                return error_response(StatusCode::BAD_REQUEST, ErrorCode::BadFrame, &e.to_string());
+                return error_response(
+                    StatusCode::BAD_REQUEST,
+                    ErrorCode::BadFrame,
+                    &e.to_string(),
+                );
             }
         }
     };

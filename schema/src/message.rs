@@ -72,8 +72,11 @@ impl PartialEq for Body {
 impl Eq for Body {}
 
 impl Body {
-    /// A JSON body from a value.
+    /// A JSON body from a value. JSON `null` is no body, as on the wire.
     pub fn json(value: &Value) -> Body {
+        if value.is_null() {
+            return Body::None;
+        }
         Body::Json(
             RawValue::from_string(value.to_string()).expect("a Value serializes to valid JSON"),
         )

@@ -214,7 +214,9 @@ impl Pattern {
 
     /// Whether every key this pattern matches is also matched by `self`:
     /// `feeds.#` covers `feeds.breaking-news.*`. Used to check a requested
-    /// subscription against the patterns a token allows.
+    /// subscription against the patterns a token allows. Exact (both sound
+    /// and complete) up to [`COVERS_STATE_LIMIT`] explored states, beyond
+    /// which it answers `false`: for authorization, refusing is the safe side.
     pub fn covers(&self, other: &Pattern) -> bool {
         let a: Vec<PatternElem<'_>> = self.elements().collect();
         let b: Vec<PatternElem<'_>> = other.elements().collect();
@@ -222,41 +224,81 @@ impl Pattern {
     }
 }
 
-/// Pattern containment by dynamic programming: `memo[i][j]` answers whether
-/// `a[i..]` covers `b[j..]`. A `*` in `b` stands for an arbitrary single word,
-/// which only `*` or `#` in `a` can absorb; a `#` in `b` can be any sequence,
-/// which only `#` in `a` can absorb.
-fn covers(a: &[PatternElem<'_>], b: &[PatternElem<'_>]) -> bool {
-    let (n, m) = (a.len(), b.len());
-    // memo[i * (m + 1) + j]
-    let mut memo = vec![false; (n + 1) * (m + 1)];
-    let idx = |i: usize, j: usize| i * (m + 1) + j;
-    memo[idx(n, m)] = true;
-    for i in (0..=n).rev() {
-        for j in (0..=m).rev() {
-            if i == n && j == m {
-                continue;
-            }
-            let v = if i == n {
-                false
-            } else {
-                match a[i] {
-                    PatternElem::Hash => {
-                        // `#` matches nothing more, or absorbs b[j] and stays.
-                        memo[idx(i + 1, j)] || (j < m && memo[idx(i, j + 1)])
-                    }
-                    PatternElem::Star => {
-                        j < m && !matches!(b[j], PatternElem::Hash) && memo[idx(i + 1, j + 1)]
-                    }
-                    PatternElem::Literal(w) => {
-                        j < m && b[j] == PatternElem::Literal(w) && memo[idx(i + 1, j + 1)]
-                    }
-                }
-            };
-            memo[idx(i, j)] = v;
+/// Most product states [`Pattern::covers`] explores before refusing.
+pub const COVERS_STATE_LIMIT: usize = 4096;
+
+/// A symbol of the key alphabet that matters for two patterns: one of their
+/// literals, or any other word (`None`), which only wildcards match.
+type Symbol<'a> = Option<&'a str>;
+
+/// The positions of a pattern an NFA can be in, as a bit set. Position `i`
+/// means "the first `i` elements are matched"; `#` loops on itself.
+fn closure(p: &[PatternElem<'_>], mut set: u64) -> u64 {
+    // `#` may match zero words: from `i` also reach `i + 1`. Positions only
+    // grow, so one forward pass suffices.
+    for (i, e) in p.iter().enumerate() {
+        if set & (1 << i) != 0 && *e == PatternElem::Hash {
+            set |= 1 << (i + 1);
         }
     }
-    memo[idx(0, 0)]
+    set
+}
+
+fn step(p: &[PatternElem<'_>], set: u64, sym: Symbol<'_>) -> u64 {
+    let mut next = 0u64;
+    for (i, e) in p.iter().enumerate() {
+        if set & (1 << i) == 0 {
+            continue;
+        }
+        match e {
+            PatternElem::Hash => next |= 1 << i,
+            PatternElem::Star => next |= 1 << (i + 1),
+            PatternElem::Literal(w) if sym == Some(*w) => next |= 1 << (i + 1),
+            PatternElem::Literal(_) => {}
+        }
+    }
+    closure(p, next)
+}
+
+/// Language containment L(b) ⊆ L(a) by exploring the product of b's and
+/// a's position sets (a subset construction) over the symbols that can
+/// make a difference: the literals of both patterns and one "other" word.
+/// Containment fails iff some reachable state has b accepting and a not.
+fn covers(a: &[PatternElem<'_>], b: &[PatternElem<'_>]) -> bool {
+    if a.len() >= 63 || b.len() >= 63 {
+        return false;
+    }
+    let mut symbols: Vec<Symbol<'_>> = vec![None];
+    for e in a.iter().chain(b) {
+        if let PatternElem::Literal(w) = e
+            && !symbols.contains(&Some(*w))
+        {
+            symbols.push(Some(*w));
+        }
+    }
+    let (a_accept, b_accept) = (1u64 << a.len(), 1u64 << b.len());
+    let start = (closure(b, 1), closure(a, 1));
+    let mut seen = std::collections::HashSet::from([start]);
+    let mut todo = vec![start];
+    while let Some((sb, sa)) = todo.pop() {
+        if sb & b_accept != 0 && sa & a_accept == 0 {
+            return false;
+        }
+        for &sym in &symbols {
+            let nb = step(b, sb, sym);
+            if nb == 0 {
+                continue;
+            }
+            let next = (nb, step(a, sa, sym));
+            if seen.insert(next) {
+                if seen.len() > COVERS_STATE_LIMIT {
+                    return false;
+                }
+                todo.push(next);
+            }
+        }
+    }
+    true
 }
 
 impl fmt::Display for Pattern {
@@ -383,6 +425,11 @@ mod tests {
             ("id.*.c.2.x.M", "id.*.c.2.x.M.#", false),
             ("a.b", "a.b", true),
             ("a.b", "a.c", false),
+            ("*.#", "#.a", true),
+            ("#.*", "*.#", true),
+            ("*.#", "#.*", true),
+            ("a.*.#", "a.#.a", true),
+            ("*.#", "#", false),
         ];
         for (a, b, want) in cases {
             let (pa, pb) = (Pattern::parse(a).unwrap(), Pattern::parse(b).unwrap());
