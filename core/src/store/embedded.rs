@@ -80,6 +80,7 @@ struct Tables {
     db: Database,
     messages: Keyspace,
     folders: Keyspace,
+    paths: Keyspace,
     latest: Keyspace,
     dismissed: Keyspace,
     retention: Keyspace,
@@ -125,6 +126,7 @@ impl EmbeddedStore {
         let tables = Tables {
             messages: ks("messages")?,
             folders: ks("folders")?,
+            paths: ks("paths")?,
             latest: ks("latest")?,
             dismissed: ks("dismissed")?,
             retention: ks("retention")?,
@@ -266,54 +268,264 @@ impl Tables {
         Ok(out)
     }
 
-    /// Scans the folder of `pattern`'s literal prefix in `order`, starting
-    /// after `cursor`, collecting up to `limit + 1` matching UUIDs.
+    /// The distinct next elements below `prefix` (dotted; "" is the root),
+    /// found by skip-scanning the `latest` keyspace: one seek per child.
+    /// `None` when there are more than [`MAX_EXPANSION`].
+    fn children(&self, prefix: &str) -> Result<Option<Vec<String>>, StoreError> {
+        let mut base = latest_key(prefix);
+        if !prefix.is_empty() {
+            base.push(SEP);
+        }
+        let mut out = Vec::new();
+        let mut start = base.clone();
+        loop {
+            let Some(guard) = self.latest.range(start.clone()..).next() else {
+                break;
+            };
+            let key = guard.key().map_err(engine)?;
+            let Some(rest) = key.strip_prefix(base.as_slice()) else {
+                break;
+            };
+            let child = rest.split(|b| *b == SEP).next().unwrap_or_default();
+            if out.len() == MAX_EXPANSION {
+                return Ok(None);
+            }
+            out.push(
+                String::from_utf8(child.to_vec())
+                    .map_err(|_| StoreError::Corrupt("latest path".into()))?,
+            );
+            // Past every key of this child: they all continue with SEP or end.
+            start = base.clone();
+            start.extend_from_slice(child);
+            start.push(SEP + 1);
+        }
+        Ok(Some(out))
+    }
+
+    /// Turns a pattern into the sources to read. Leading literals and `*`
+    /// elements are made concrete (a `*` by listing the children that exist),
+    /// up to the first `#`: `feeds.*.56` becomes the exact paths
+    /// `feeds.a.56`, `feeds.b.56`, ... and `id.*.c.#` the folders `id.prefs.c`,
+    /// `id.inbox.c`. Beyond [`MAX_EXPANSION`] concrete prefixes it falls back
+    /// to scanning the folder of the literal prefix with a filter.
+    fn plan(&self, pattern: &Pattern) -> Result<Vec<Source>, StoreError> {
+        let elems: Vec<&str> = pattern.as_str().split('.').collect();
+        let mut prefixes = vec![String::new()];
+        let mut hash_at = elems.len();
+        for (i, e) in elems.iter().enumerate() {
+            match *e {
+                "#" => {
+                    hash_at = i;
+                    break;
+                }
+                "*" => {
+                    let mut next = Vec::new();
+                    for p in &prefixes {
+                        let Some(children) = self.children(p)? else {
+                            return Ok(vec![fallback(pattern)]);
+                        };
+                        next.extend(children.into_iter().map(|c| join(p, &c)));
+                        if next.len() > MAX_EXPANSION {
+                            return Ok(vec![fallback(pattern)]);
+                        }
+                    }
+                    prefixes = next;
+                }
+                literal => {
+                    for p in &mut prefixes {
+                        *p = join(p, literal);
+                    }
+                }
+            }
+        }
+        Ok(if hash_at == elems.len() {
+            prefixes.into_iter().map(Source::Path).collect()
+        } else {
+            let filter = hash_at + 1 != elems.len();
+            prefixes
+                .into_iter()
+                .map(|folder| Source::Folder { folder, filter })
+                .collect()
+        })
+    }
+
+    /// Reads up to `limit + 1` matching entries of one source, newest first
+    /// (or oldest first), strictly beyond `cursor`.
     fn scan(
         &self,
+        source: &Source,
         pattern: &Pattern,
         cursor: Option<&Uuid>,
         newest_first: bool,
         limit: usize,
-    ) -> Result<(Vec<Uuid>, bool), StoreError> {
-        let folder = pattern.literal_prefix().unwrap_or("");
-        let prefix = folder_prefix(folder);
-        let whole_folder = pattern.is_folder();
+    ) -> Result<Vec<([u8; 16], Uuid)>, StoreError> {
+        let (keyspace, prefix, filter) = match source {
+            Source::Path(p) => (&self.paths, folder_prefix(p), false),
+            Source::Folder { folder, filter } => (&self.folders, folder_prefix(folder), *filter),
+        };
         let mut end = prefix.clone();
         end.extend_from_slice(&[0xff; 17]);
         let now = now_millis();
         let iter: Box<dyn Iterator<Item = fjall::Guard>> = match (cursor, newest_first) {
-            (None, true) => Box::new(self.folders.range(prefix.clone()..end)),
+            (None, true) => Box::new(keyspace.range(prefix.clone()..end)),
             (Some(c), true) => {
                 let start = folder_key(&prefix, c);
-                Box::new(self.folders.range::<Vec<u8>, _>((
+                Box::new(keyspace.range::<Vec<u8>, _>((
                     std::ops::Bound::Excluded(start),
                     std::ops::Bound::Excluded(end),
                 )))
             }
             (Some(c), false) => {
                 let stop = folder_key(&prefix, c);
-                Box::new(self.folders.range(prefix.clone()..stop).rev())
+                Box::new(keyspace.range(prefix.clone()..stop).rev())
             }
-            (None, false) => Box::new(self.folders.range(prefix.clone()..end).rev()),
+            (None, false) => Box::new(keyspace.range(prefix.clone()..end).rev()),
         };
         let mut found = Vec::with_capacity(limit.min(1024) + 1);
         for guard in iter {
             let (key, path) = guard.into_inner().map_err(engine)?;
-            let path = std::str::from_utf8(&path)
-                .map_err(|_| StoreError::Corrupt("folder path".into()))?;
-            if !whole_folder && !pattern.matches_str(path) {
+            let path = match source {
+                Source::Path(p) => p.as_str(),
+                Source::Folder { .. } => std::str::from_utf8(&path)
+                    .map_err(|_| StoreError::Corrupt("folder path".into()))?,
+            };
+            if filter && !pattern.matches_str(path) {
                 continue;
             }
             let uuid = uuid_of_folder_key(&key)?;
             if self.expired(path, &uuid, now) {
                 continue;
             }
-            if found.len() == limit {
-                return Ok((found, true));
+            found.push((time_key(&uuid), uuid));
+            if found.len() > limit {
+                break;
             }
-            found.push(uuid);
         }
-        Ok((found, false))
+        Ok(found)
+    }
+
+    /// Merges the sources of `pattern` into one ordered page of UUIDs.
+    fn query(
+        &self,
+        pattern: &Pattern,
+        cursor: Option<&Uuid>,
+        newest_first: bool,
+        limit: usize,
+    ) -> Result<(Vec<Uuid>, bool), StoreError> {
+        let sources = self.plan(pattern)?;
+        let mut all = Vec::new();
+        for source in &sources {
+            all.extend(self.scan(source, pattern, cursor, newest_first, limit)?);
+        }
+        if sources.len() > 1 {
+            if newest_first {
+                all.sort_unstable_by_key(|e| std::cmp::Reverse(e.0));
+            } else {
+                all.sort_unstable_by_key(|e| e.0);
+            }
+        }
+        let more = all.len() > limit;
+        all.truncate(limit);
+        Ok((all.into_iter().map(|(_, u)| u).collect(), more))
+    }
+
+    /// The newest message of each path matching, from the `latest` keyspace.
+    fn latest_of(&self, pattern: &Pattern) -> Result<Vec<([u8; 16], Uuid)>, StoreError> {
+        let now = now_millis();
+        let mut hits = Vec::new();
+        let mut visit = |path: &str, uuid: &[u8]| -> Result<(), StoreError> {
+            if !pattern.matches_str(path) {
+                return Ok(());
+            }
+            let uuid =
+                Uuid::from_slice(uuid).map_err(|_| StoreError::Corrupt("latest uuid".into()))?;
+            if !self.expired(path, &uuid, now) {
+                hits.push((time_key(&uuid), uuid));
+            }
+            Ok(())
+        };
+        let scan_prefix =
+            |prefix: &[u8], visit: &mut dyn FnMut(&str, &[u8]) -> Result<(), StoreError>| {
+                for guard in self.latest.prefix(prefix) {
+                    let (key, uuid) = guard.into_inner().map_err(engine)?;
+                    let path = path_of_latest_key(&key)?;
+                    visit(&path, &uuid)?;
+                }
+                Ok::<(), StoreError>(())
+            };
+        for source in self.plan(pattern)? {
+            match source {
+                Source::Path(p) => {
+                    if let Some(uuid) = self.latest.get(latest_key(&p)).map_err(engine)? {
+                        visit(&p, &uuid)?;
+                    }
+                }
+                // The folder's own path, then everything below it. A
+                // fallback folder is a literal prefix, so the same holds.
+                Source::Folder { folder, .. } => {
+                    if folder.is_empty() {
+                        scan_prefix(b"", &mut visit)?;
+                    } else {
+                        if let Some(uuid) = self.latest.get(latest_key(&folder)).map_err(engine)? {
+                            visit(&folder, &uuid)?;
+                        }
+                        let mut below = latest_key(&folder);
+                        below.push(SEP);
+                        scan_prefix(&below, &mut visit)?;
+                    }
+                }
+            }
+        }
+        Ok(hits)
+    }
+}
+
+/// Where a query reads.
+#[derive(Debug)]
+enum Source {
+    /// One exact path (the `paths` keyspace).
+    Path(String),
+    /// A folder (the `folders` keyspace), filtered by the pattern unless
+    /// every message in it matches.
+    Folder { folder: String, filter: bool },
+}
+
+/// Most concrete prefixes a pattern's `*` elements expand to before a query
+/// scans the literal prefix's folder with a filter instead.
+pub const MAX_EXPANSION: usize = 256;
+
+/// Separator of path elements in `latest` keys: it sorts below every byte
+/// an element may contain (elements have no control characters), so the
+/// keys of one subtree are contiguous and children can be skip-scanned.
+const SEP: u8 = 0;
+
+fn latest_key(path: &str) -> Vec<u8> {
+    path.bytes()
+        .map(|b| if b == b'.' { SEP } else { b })
+        .collect()
+}
+
+fn path_of_latest_key(key: &[u8]) -> Result<String, StoreError> {
+    String::from_utf8(
+        key.iter()
+            .map(|b| if *b == SEP { b'.' } else { *b })
+            .collect(),
+    )
+    .map_err(|_| StoreError::Corrupt("latest key".into()))
+}
+
+fn join(prefix: &str, elem: &str) -> String {
+    if prefix.is_empty() {
+        elem.to_owned()
+    } else {
+        format!("{prefix}.{elem}")
+    }
+}
+
+fn fallback(pattern: &Pattern) -> Source {
+    Source::Folder {
+        folder: pattern.literal_prefix().unwrap_or("").to_owned(),
+        filter: !pattern.is_folder(),
     }
 }
 
@@ -336,7 +548,7 @@ impl Store for EmbeddedStore {
 
     async fn history(&self, q: HistoryQuery) -> Result<Page, StoreError> {
         self.read(move |t| {
-            let (uuids, more) = t.scan(&q.pattern, q.before.as_ref(), true, q.limit)?;
+            let (uuids, more) = t.query(&q.pattern, q.before.as_ref(), true, q.limit)?;
             Ok(Page {
                 messages: t.load_all(&uuids)?,
                 more,
@@ -347,7 +559,7 @@ impl Store for EmbeddedStore {
 
     async fn since(&self, pattern: Pattern, after: Uuid, limit: usize) -> Result<Page, StoreError> {
         self.read(move |t| {
-            let (uuids, more) = t.scan(&pattern, Some(&after), false, limit)?;
+            let (uuids, more) = t.query(&pattern, Some(&after), false, limit)?;
             Ok(Page {
                 messages: t.load_all(&uuids)?,
                 more,
@@ -358,25 +570,7 @@ impl Store for EmbeddedStore {
 
     async fn latest(&self, pattern: Pattern, limit: usize) -> Result<Page, StoreError> {
         self.read(move |t| {
-            let now = now_millis();
-            let mut hits: Vec<([u8; 16], Uuid)> = Vec::new();
-            let iter = match pattern.literal_prefix() {
-                Some(p) => t.latest.prefix(p.as_bytes()),
-                None => t.latest.iter(),
-            };
-            for guard in iter {
-                let (path, uuid) = guard.into_inner().map_err(engine)?;
-                let path = std::str::from_utf8(&path)
-                    .map_err(|_| StoreError::Corrupt("latest path".into()))?;
-                if !pattern.matches_str(path) {
-                    continue;
-                }
-                let uuid = Uuid::from_slice(&uuid)
-                    .map_err(|_| StoreError::Corrupt("latest uuid".into()))?;
-                if !t.expired(path, &uuid, now) {
-                    hits.push((time_key(&uuid), uuid));
-                }
-            }
+            let mut hits = t.latest_of(&pattern)?;
             hits.sort_unstable_by_key(|h| std::cmp::Reverse(h.0));
             let more = hits.len() > limit;
             hits.truncate(limit);
@@ -498,21 +692,20 @@ fn commit_puts(t: &Tables, puts: Vec<PutRequest>, durability: Option<PersistMode
                     k.extend_from_slice(&inv);
                     batch.insert(&t.folders, k, path.as_bytes().to_vec());
                 }
+                let mut k = folder_prefix(path);
+                k.extend_from_slice(&inv);
+                batch.insert(&t.paths, k, []);
                 let current = match latest.get(path) {
                     Some(u) => Some(*u),
                     None => t
                         .latest
-                        .get(path.as_bytes())
+                        .get(latest_key(path))
                         .map_err(engine)?
                         .and_then(|v| Uuid::from_slice(&v).ok()),
                 };
                 if current.is_none_or(|c| time_key(&c) < time_key(&m.uuid)) {
                     latest.insert(path.to_owned(), m.uuid);
-                    batch.insert(
-                        &t.latest,
-                        path.as_bytes().to_vec(),
-                        m.uuid.as_bytes().to_vec(),
-                    );
+                    batch.insert(&t.latest, latest_key(path), m.uuid.as_bytes().to_vec());
                 }
                 out.push(PutOutcome::Inserted);
             }
@@ -588,13 +781,13 @@ fn sweep(t: &Tables, durability: Option<PersistMode>) -> Result<usize, StoreErro
                     k.extend_from_slice(&inv);
                     b.remove(&t.folders, k);
                 }
-                if t.latest
-                    .get(m.path.as_str().as_bytes())
-                    .map_err(engine)?
-                    .as_deref()
-                    == Some(uuid.as_bytes().as_slice())
+                let mut k = folder_prefix(m.path.as_str());
+                k.extend_from_slice(&inv);
+                b.remove(&t.paths, k);
+                let lk = latest_key(m.path.as_str());
+                if t.latest.get(&lk).map_err(engine)?.as_deref() == Some(uuid.as_bytes().as_slice())
                 {
-                    b.remove(&t.latest, m.path.as_str().as_bytes().to_vec());
+                    b.remove(&t.latest, lk);
                 }
                 b.remove(&t.messages, uuid.as_bytes().to_vec());
                 total += 1;
@@ -614,6 +807,157 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = EmbeddedStore::open(dir.path(), EmbeddedOptions::default()).unwrap();
         crate::store::contract::run_all(&store, "c").await;
+    }
+
+    /// Every query plan (exact paths, expanded `*`, folders with and
+    /// without a filter, the fallback scan) against a brute-force filter of
+    /// everything stored, on paths whose elements prefix each other.
+    #[tokio::test]
+    async fn query_plans_agree_with_brute_force() {
+        use crate::store::contract::uuid_at;
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(dir.path(), EmbeddedOptions::default()).unwrap();
+        let words = ["a", "b", "a-b", "ab", "a b"];
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let mut all = Vec::new();
+        for i in 0..400u16 {
+            let depth = 1 + (next() % 4) as usize;
+            let path: Vec<&str> = (0..depth)
+                .map(|_| words[(next() % words.len() as u64) as usize])
+                .collect();
+            let m = Message {
+                uuid: uuid_at(100_000 - u64::from(i) * 7 - next() % 5, i),
+                ..Message::new(
+                    postmesh_schema::Path::parse(&path.join(".")).unwrap(),
+                    postmesh_schema::Body::None,
+                )
+            };
+            all.push(m);
+        }
+        store.put(all.clone()).await.unwrap();
+        let mut by_time = all.clone();
+        by_time.sort_by_key(|m| std::cmp::Reverse(time_key(&m.uuid)));
+        let elems = ["a", "b", "a-b", "ab", "*", "#"];
+        for _ in 0..300 {
+            let len = 1 + (next() % 4) as usize;
+            let p: Vec<&str> = (0..len)
+                .map(|_| elems[(next() % elems.len() as u64) as usize])
+                .collect();
+            let pattern = Pattern::parse(&p.join(".")).unwrap();
+            let want: Vec<Uuid> = by_time
+                .iter()
+                .filter(|m| pattern.matches(&m.path))
+                .map(|m| m.uuid)
+                .collect();
+            let page = store
+                .history(HistoryQuery {
+                    pattern: pattern.clone(),
+                    limit: 1000,
+                    before: None,
+                })
+                .await
+                .unwrap();
+            let got: Vec<Uuid> = page.messages.iter().map(|m| m.uuid).collect();
+            assert_eq!(got, want, "history {pattern}");
+            if want.len() > 3 {
+                let page = store
+                    .history(HistoryQuery {
+                        pattern: pattern.clone(),
+                        limit: 2,
+                        before: Some(want[1]),
+                    })
+                    .await
+                    .unwrap();
+                assert_eq!(
+                    page.messages.iter().map(|m| m.uuid).collect::<Vec<_>>(),
+                    want[2..4],
+                    "paged {pattern}"
+                );
+                let page = store.since(pattern.clone(), want[3], 2).await.unwrap();
+                assert_eq!(
+                    page.messages.iter().map(|m| m.uuid).collect::<Vec<_>>(),
+                    [want[2], want[1]],
+                    "since {pattern}"
+                );
+                assert!(page.more);
+            }
+            let mut newest: HashMap<&str, &Message> = HashMap::new();
+            for m in by_time.iter().rev() {
+                if pattern.matches(&m.path) {
+                    newest.insert(m.path.as_str(), m);
+                }
+            }
+            let mut want_latest: Vec<Uuid> = newest.values().map(|m| m.uuid).collect();
+            want_latest.sort_by_key(|u| std::cmp::Reverse(time_key(u)));
+            let got: Vec<Uuid> = store
+                .latest(pattern.clone(), 1000)
+                .await
+                .unwrap()
+                .messages
+                .iter()
+                .map(|m| m.uuid)
+                .collect();
+            assert_eq!(got, want_latest, "latest {pattern}");
+        }
+    }
+
+    #[test]
+    fn children_skip_scan_sees_siblings_that_share_a_prefix() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(dir.path(), EmbeddedOptions::default()).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let paths = ["x", "x.y", "x-foo", "x-foo.z", "xa", "x y.q", "y"];
+        let msgs = paths
+            .iter()
+            .map(|p| {
+                Message::new(
+                    postmesh_schema::Path::parse(p).unwrap(),
+                    postmesh_schema::Body::None,
+                )
+            })
+            .collect();
+        rt.block_on(store.put(msgs)).unwrap();
+        let mut roots = store.tables.children("").unwrap().unwrap();
+        roots.sort();
+        assert_eq!(roots, ["x", "x y", "x-foo", "xa", "y"]);
+        assert_eq!(store.tables.children("x").unwrap().unwrap(), ["y"]);
+        assert!(store.tables.children("y").unwrap().unwrap().is_empty());
+        // Too many children: the plan falls back to a filtered folder scan.
+        let many = (0..=MAX_EXPANSION)
+            .map(|i| {
+                Message::new(
+                    postmesh_schema::Path::parse(&format!("w.{i}.z")).unwrap(),
+                    postmesh_schema::Body::None,
+                )
+            })
+            .collect();
+        rt.block_on(store.put(many)).unwrap();
+        assert!(store.tables.children("w").unwrap().is_none());
+        let plan = store
+            .tables
+            .plan(&Pattern::parse("w.*.z").unwrap())
+            .unwrap();
+        assert!(
+            matches!(plan.as_slice(), [Source::Folder { filter: true, .. }]),
+            "{plan:?}"
+        );
+        let page = rt
+            .block_on(store.history(HistoryQuery {
+                pattern: Pattern::parse("w.*.z").unwrap(),
+                limit: 1000,
+                before: None,
+            }))
+            .unwrap();
+        assert_eq!(page.messages.len(), MAX_EXPANSION + 1);
     }
 
     #[tokio::test]
