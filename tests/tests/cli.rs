@@ -152,9 +152,10 @@ async fn up_prints_its_urls_and_ctrl_c_drains_cleanly() {
         .unwrap();
     let mut lines = tokio::io::BufReader::new(up.stdout.take().unwrap()).lines();
     let mut ws_url = None;
-    while let Ok(Some(line)) = tokio::time::timeout(std::time::Duration::from_secs(20), lines.next_line())
-        .await
-        .expect("postmesh up prints its URLs")
+    while let Ok(Some(line)) =
+        tokio::time::timeout(std::time::Duration::from_secs(20), lines.next_line())
+            .await
+            .expect("postmesh up prints its URLs")
     {
         if let Some(url) = line.split_whitespace().find(|w| w.starts_with("ws://")) {
             ws_url = Some(url.to_owned());

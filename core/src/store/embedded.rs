@@ -9,13 +9,25 @@
 //! |-------------|-------------------------------------------------|-----------------|
 //! | `messages`  | UUID (16 bytes)                                 | message JSON    |
 //! | `folders`   | u16 BE folder length, folder, !time key (16)    | the path        |
-//! | `latest`    | path                                            | UUID            |
+//! | `paths`     | u16 BE path length, path, !time key (16)        | empty           |
+//! | `latest`    | path with `.` written as byte 0                 | UUID            |
 //! | `dismissed` | user (u64 BE), UUID                             | empty           |
 //! | `retention` | category                                        | seconds (u64 BE)|
 //!
 //! A message has one `folders` row per ancestor prefix of its path, one for
-//! the path itself and one in the root folder (length 0). The time key is
-//! inverted (`!`) so a forward scan reads a folder newest first.
+//! the path itself and one in the root folder (length 0), plus one `paths`
+//! row. The time key is inverted (`!`) so a forward scan reads newest first.
+//!
+//! # Query plans
+//! A pattern's leading literals and `*` elements are made concrete first: a
+//! `*` is expanded to the children that exist by skip-scanning `latest`
+//! (byte 0 sorts below every element byte, so each subtree is contiguous
+//! and the next child is one seek away). Up to the first `#` this yields
+//! exact paths (read from `paths`) or folders (read from `folders`,
+//! filtered by the rest of the pattern unless it is a lone trailing `#`);
+//! the sources are merged by time. Beyond [`MAX_EXPANSION`] concrete
+//! prefixes the plan falls back to one filtered scan of the literal
+//! prefix's folder.
 //!
 //! # Writes
 //! One writer thread owns every write and commits in groups: it takes all
