@@ -443,49 +443,44 @@ impl Tables {
 
     /// The newest message of each path matching, from the `latest` keyspace.
     fn latest_of(&self, pattern: &Pattern) -> Result<Vec<([u8; 16], Uuid)>, StoreError> {
-        let now = now_millis();
-        let mut hits = Vec::new();
-        let mut visit = |path: &str, uuid: &[u8]| -> Result<(), StoreError> {
-            if !pattern.matches_str(path) {
-                return Ok(());
-            }
-            let uuid =
-                Uuid::from_slice(uuid).map_err(|_| StoreError::Corrupt("latest uuid".into()))?;
-            if !self.expired(path, &uuid, now) {
-                hits.push((time_key(&uuid), uuid));
+        // (path, uuid) candidates from each source, filtered below.
+        let mut found: Vec<(String, fjall::Slice)> = Vec::new();
+        let mut below = |prefix: &[u8]| -> Result<(), StoreError> {
+            for guard in self.latest.prefix(prefix) {
+                let (key, uuid) = guard.into_inner().map_err(engine)?;
+                found.push((path_of_latest_key(&key)?, uuid));
             }
             Ok(())
         };
-        let scan_prefix =
-            |prefix: &[u8], visit: &mut dyn FnMut(&str, &[u8]) -> Result<(), StoreError>| {
-                for guard in self.latest.prefix(prefix) {
-                    let (key, uuid) = guard.into_inner().map_err(engine)?;
-                    let path = path_of_latest_key(&key)?;
-                    visit(&path, &uuid)?;
-                }
-                Ok::<(), StoreError>(())
-            };
+        let mut exact = Vec::new();
         for source in self.plan(pattern)? {
             match source {
-                Source::Path(p) => {
-                    if let Some(uuid) = self.latest.get(latest_key(&p)).map_err(engine)? {
-                        visit(&p, &uuid)?;
-                    }
-                }
-                // The folder's own path, then everything below it. A
-                // fallback folder is a literal prefix, so the same holds.
+                Source::Path(p) => exact.push(p),
+                Source::Folder { folder, .. } if folder.is_empty() => below(b"")?,
+                // The folder's own path, then everything below it.
                 Source::Folder { folder, .. } => {
-                    if folder.is_empty() {
-                        scan_prefix(b"", &mut visit)?;
-                    } else {
-                        if let Some(uuid) = self.latest.get(latest_key(&folder)).map_err(engine)? {
-                            visit(&folder, &uuid)?;
-                        }
-                        let mut below = latest_key(&folder);
-                        below.push(SEP);
-                        scan_prefix(&below, &mut visit)?;
-                    }
+                    let mut key = latest_key(&folder);
+                    key.push(SEP);
+                    below(&key)?;
+                    exact.push(folder);
                 }
+            }
+        }
+        for p in exact {
+            if let Some(uuid) = self.latest.get(latest_key(&p)).map_err(engine)? {
+                found.push((p, uuid));
+            }
+        }
+        let now = now_millis();
+        let mut hits = Vec::new();
+        for (path, uuid) in found {
+            if !pattern.matches_str(&path) {
+                continue;
+            }
+            let uuid =
+                Uuid::from_slice(&uuid).map_err(|_| StoreError::Corrupt("latest uuid".into()))?;
+            if !self.expired(&path, &uuid, now) {
+                hits.push((time_key(&uuid), uuid));
             }
         }
         Ok(hits)
