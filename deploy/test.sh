@@ -9,6 +9,16 @@ if ! command -v cargo >/dev/null 2>&1; then
     exit 1
 fi
 
+# The RabbitMQ tests start their own broker nodes from Debian's package
+# (never the machine's own broker, if one runs).
+if [ ! -x /usr/lib/rabbitmq/bin/rabbitmq-server ]; then
+    echo "installing rabbitmq-server (Debian package) for the RabbitMQ tests" >&2
+    SUDO=""
+    if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq rabbitmq-server >/dev/null
+fi
+
 # The CLI tests run the real binary, so build it first (debug profile, the
 # same one the tests use).
 cargo build --workspace --bins

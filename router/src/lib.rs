@@ -4,6 +4,7 @@
 //! - [`postoffice`]: the [`Postoffice`] trait, whose documentation is the
 //!   contract every implementation keeps, and the types it speaks.
 //! - [`memory`]: the embedded implementation, an in-process topic exchange.
+//! - [`amqp`]: the distributed implementation on RabbitMQ, through `lapin`.
 //! - [`contract`]: the contract test suite, run against every implementation.
 //!
 //! The postoffice has two topic exchanges (see [`Exchange`]): `paths`, where
@@ -11,10 +12,12 @@
 //! subscribed, and `postoffice`, where services address each other by
 //! `<action>.<from address>.<to address>`.
 
+pub mod amqp;
 pub mod contract;
 pub mod memory;
 pub mod postoffice;
 
+pub use amqp::AmqpPostoffice;
 pub use memory::MemoryPostoffice;
 pub use postoffice::{
     Consumer, Delivery, Exchange, Outgoing, Overflow, Postoffice, PostofficeError, Properties,

@@ -201,6 +201,7 @@ pub struct Consumer {
 
 pub(crate) enum ConsumerInner {
     Memory(crate::memory::MemoryConsumer),
+    Amqp(Box<crate::amqp::AmqpConsumer>),
 }
 
 impl Consumer {
@@ -209,6 +210,7 @@ impl Consumer {
     pub async fn next(&mut self) -> Option<Delivery> {
         match &mut self.inner {
             ConsumerInner::Memory(c) => c.next().await,
+            ConsumerInner::Amqp(c) => c.next().await,
         }
     }
 }
@@ -226,6 +228,7 @@ pub struct Delivery {
 
 pub(crate) enum Acker {
     Memory(crate::memory::MemoryAcker),
+    Amqp(crate::amqp::AmqpAcker),
 }
 
 impl Delivery {
@@ -236,6 +239,7 @@ impl Delivery {
                 a.ack();
                 Ok(())
             }
+            Acker::Amqp(a) => a.ack().await,
         }
     }
 
@@ -247,6 +251,7 @@ impl Delivery {
                 a.nack(requeue);
                 Ok(())
             }
+            Acker::Amqp(a) => a.nack(requeue).await,
         }
     }
 }

@@ -5,6 +5,9 @@
 //!   temporary data directory (kept across restarts).
 //! - [`Client`]: a WebSocket device speaking the JSON protocol.
 //! - [`binary`]: the `postmesh` executable, for CLI tests.
+//! - [`rabbit`]: a private RabbitMQ node per test binary.
+
+pub mod rabbit;
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;

@@ -1,0 +1,439 @@
+//! The postoffice on a RabbitMQ broker, through `lapin`.
+//!
+//! # Topology
+//! Two durable topic exchanges, `postmesh.paths` and `postmesh.postoffice`,
+//! declared idempotently on every (re)connection. Queues map their
+//! [`QueueSpec`] to arguments: `x-max-length` and `x-overflow` (`drop-head`
+//! or `reject-publish`), `x-message-ttl`, `x-max-priority`; a non-durable
+//! queue also gets `x-expires` ([`TRANSIENT_QUEUE_EXPIRY`]) so that the
+//! queue of a process that died goes away on its own, while a process that
+//! reconnects within that time finds its queue and bindings intact.
+//!
+//! # Keeping the contract
+//! - `publish` runs on a confirm channel and returns after the broker's
+//!   confirm; a nack (a `reject-publish` queue at its limit) is
+//!   [`PostofficeError::Rejected`]. Messages marked persistent are written
+//!   with `delivery_mode = 2`.
+//! - Each consumer has its own channel with `basic.qos(prefetch)` and manual
+//!   acks. An unacked delivery that is dropped is nacked with requeue; a
+//!   consumer that is dropped closes its channel, which requeues the rest.
+//! - Topology operations run on a short-lived channel each, because a
+//!   refused operation (404, 406) closes the channel it ran on.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions,
+    ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
+    QueueDeleteOptions,
+};
+use lapin::types::{AMQPValue, FieldTable, ShortString};
+use lapin::{
+    BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, ExchangeKind,
+};
+use tokio::sync::Mutex;
+
+use crate::postoffice::{
+    Acker, Consumer, ConsumerInner, Delivery, Exchange, Outgoing, Overflow, Postoffice,
+    PostofficeError, Properties, QueueSpec,
+};
+
+/// How long a non-durable queue outlives its last consumer: long enough
+/// for a reconnect, short enough not to collect messages for a dead process.
+pub const TRANSIENT_QUEUE_EXPIRY: Duration = Duration::from_secs(60);
+
+/// A postoffice on a RabbitMQ broker. Cloning shares the connection.
+#[derive(Clone)]
+pub struct AmqpPostoffice {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    uri: String,
+    link: Mutex<Option<Link>>,
+}
+
+/// One connection and its confirm channel for publishing.
+#[derive(Clone)]
+struct Link {
+    connection: Arc<Connection>,
+    publish: Channel,
+}
+
+fn error(e: lapin::Error) -> PostofficeError {
+    if let lapin::ErrorKind::ProtocolError(amqp) = e.kind() {
+        match amqp.get_id() {
+            404 => return PostofficeError::NoSuchQueue(amqp.get_message().to_string()),
+            406 => return PostofficeError::SpecMismatch(amqp.get_message().to_string()),
+            _ => {}
+        }
+    }
+    PostofficeError::Connection(e.to_string())
+}
+
+fn short(s: &str) -> ShortString {
+    s.into()
+}
+
+/// The queue arguments a spec stands for.
+fn arguments(spec: &QueueSpec) -> FieldTable {
+    let mut args = FieldTable::default();
+    if let Some(n) = spec.max_len {
+        args.insert(short("x-max-length"), AMQPValue::LongLongInt(n as i64));
+        let overflow = match spec.overflow {
+            Overflow::DropHead => "drop-head",
+            Overflow::RejectPublish => "reject-publish",
+        };
+        args.insert(short("x-overflow"), AMQPValue::LongString(overflow.into()));
+    }
+    if let Some(ttl) = spec.message_ttl {
+        args.insert(
+            short("x-message-ttl"),
+            AMQPValue::LongLongInt(ttl.as_millis() as i64),
+        );
+    }
+    if let Some(p) = spec.max_priority {
+        args.insert(short("x-max-priority"), AMQPValue::ShortShortUInt(p));
+    }
+    if !spec.durable {
+        args.insert(
+            short("x-expires"),
+            AMQPValue::LongLongInt(TRANSIENT_QUEUE_EXPIRY.as_millis() as i64),
+        );
+    }
+    args
+}
+
+fn properties(p: &Properties) -> BasicProperties {
+    let mut b = BasicProperties::default();
+    if let Some(id) = &p.message_id {
+        b = b.with_message_id(short(id));
+    }
+    if let Some(kind) = &p.kind {
+        b = b.with_type(short(kind));
+    }
+    if let Some(c) = &p.correlation_id {
+        b = b.with_correlation_id(short(c));
+    }
+    if let Some(r) = &p.reply_to {
+        b = b.with_reply_to(short(r));
+    }
+    if let Some(prio) = p.priority {
+        b = b.with_priority(prio);
+    }
+    if p.persistent {
+        b = b.with_delivery_mode(2);
+    }
+    b
+}
+
+fn from_properties(b: &BasicProperties) -> Properties {
+    Properties {
+        message_id: b.message_id().as_ref().map(|s| s.to_string()),
+        kind: b.kind().as_ref().map(|s| s.to_string()),
+        correlation_id: b.correlation_id().as_ref().map(|s| s.to_string()),
+        reply_to: b.reply_to().as_ref().map(|s| s.to_string()),
+        priority: *b.priority(),
+        persistent: *b.delivery_mode() == Some(2),
+    }
+}
+
+impl AmqpPostoffice {
+    /// Connects to `uri` (`amqp://user:pass@host:port/vhost`) and declares
+    /// the exchanges.
+    pub async fn connect(uri: &str) -> Result<AmqpPostoffice, PostofficeError> {
+        let po = AmqpPostoffice {
+            inner: Arc::new(Inner {
+                uri: uri.to_owned(),
+                link: Mutex::new(None),
+            }),
+        };
+        po.link().await?;
+        Ok(po)
+    }
+
+    /// The current link, reconnecting (and redeclaring the exchanges) when
+    /// the connection or the publish channel is gone.
+    async fn link(&self) -> Result<Link, PostofficeError> {
+        let mut guard = self.inner.link.lock().await;
+        if let Some(l) = guard.as_ref()
+            && l.connection.status().connected()
+            && l.publish.status().connected()
+        {
+            return Ok(l.clone());
+        }
+        let connection = match guard.take() {
+            Some(l) if l.connection.status().connected() => l.connection,
+            _ => Arc::new(
+                Connection::connect(&self.inner.uri, ConnectionProperties::default())
+                    .await
+                    .map_err(error)?,
+            ),
+        };
+        let publish = connection.create_channel().await.map_err(error)?;
+        publish
+            .confirm_select(ConfirmSelectOptions::default())
+            .await
+            .map_err(error)?;
+        for exchange in Exchange::ALL {
+            publish
+                .exchange_declare(
+                    short(exchange.name()),
+                    ExchangeKind::Topic,
+                    ExchangeDeclareOptions {
+                        durable: true,
+                        ..ExchangeDeclareOptions::default()
+                    },
+                    FieldTable::default(),
+                )
+                .await
+                .map_err(error)?;
+        }
+        let link = Link {
+            connection,
+            publish,
+        };
+        *guard = Some(link.clone());
+        Ok(link)
+    }
+
+    /// Runs one topology operation on a channel of its own.
+    async fn on_channel<T, F, Fut>(&self, op: F) -> Result<T, PostofficeError>
+    where
+        F: FnOnce(Channel) -> Fut,
+        Fut: std::future::Future<Output = Result<T, lapin::Error>>,
+    {
+        let link = self.link().await?;
+        let channel = link.connection.create_channel().await.map_err(error)?;
+        let result = op(channel.clone()).await.map_err(error);
+        if channel.status().connected() {
+            let _ = channel.close(200, short("done")).await;
+        }
+        result
+    }
+
+    /// Closes the connection.
+    pub async fn close(&self) {
+        if let Some(l) = self.inner.link.lock().await.take() {
+            let _ = l.connection.close(200, short("closing")).await;
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Postoffice for AmqpPostoffice {
+    async fn declare_queue(&self, spec: &QueueSpec) -> Result<(), PostofficeError> {
+        let (name, args) = (spec.name.clone(), arguments(spec));
+        let durable = spec.durable;
+        self.on_channel(|ch| async move {
+            ch.queue_declare(
+                short(&name),
+                QueueDeclareOptions {
+                    durable,
+                    ..QueueDeclareOptions::default()
+                },
+                args,
+            )
+            .await
+            .map(|_| ())
+        })
+        .await
+        .map_err(|e| match e {
+            PostofficeError::SpecMismatch(_) => PostofficeError::SpecMismatch(spec.name.clone()),
+            e => e,
+        })
+    }
+
+    async fn delete_queue(&self, name: &str) -> Result<(), PostofficeError> {
+        let name = name.to_owned();
+        match self
+            .on_channel(|ch| async move {
+                ch.queue_delete(short(&name), QueueDeleteOptions::default())
+                    .await
+                    .map(|_| ())
+            })
+            .await
+        {
+            Err(PostofficeError::NoSuchQueue(_)) => Ok(()),
+            r => r,
+        }
+    }
+
+    async fn bind(
+        &self,
+        exchange: Exchange,
+        queue: &str,
+        pattern: &str,
+    ) -> Result<(), PostofficeError> {
+        let (q, p) = (queue.to_owned(), pattern.to_owned());
+        self.on_channel(|ch| async move {
+            ch.queue_bind(
+                short(&q),
+                short(exchange.name()),
+                short(&p),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+        })
+        .await
+        .map_err(|e| match e {
+            PostofficeError::NoSuchQueue(_) => PostofficeError::NoSuchQueue(queue.to_owned()),
+            e => e,
+        })
+    }
+
+    async fn unbind(
+        &self,
+        exchange: Exchange,
+        queue: &str,
+        pattern: &str,
+    ) -> Result<(), PostofficeError> {
+        let (q, p) = (queue.to_owned(), pattern.to_owned());
+        match self
+            .on_channel(|ch| async move {
+                ch.queue_unbind(
+                    short(&q),
+                    short(exchange.name()),
+                    short(&p),
+                    FieldTable::default(),
+                )
+                .await
+            })
+            .await
+        {
+            Err(PostofficeError::NoSuchQueue(_)) => Ok(()),
+            r => r,
+        }
+    }
+
+    async fn publish(&self, exchange: Exchange, message: Outgoing) -> Result<(), PostofficeError> {
+        let link = self.link().await?;
+        let confirm = link
+            .publish
+            .basic_publish(
+                short(exchange.name()),
+                short(&message.routing_key),
+                BasicPublishOptions::default(),
+                &message.payload,
+                properties(&message.props),
+            )
+            .await
+            .map_err(error)?
+            .await
+            .map_err(error)?;
+        match confirm {
+            Confirmation::Ack(_) | Confirmation::NotRequested => Ok(()),
+            Confirmation::Nack(_) => Err(PostofficeError::Rejected(message.routing_key)),
+        }
+    }
+
+    async fn consume(&self, queue: &str, prefetch: u16) -> Result<Consumer, PostofficeError> {
+        let link = self.link().await?;
+        let channel = link.connection.create_channel().await.map_err(error)?;
+        channel
+            .basic_qos(prefetch.max(1), BasicQosOptions::default())
+            .await
+            .map_err(error)?;
+        let consumer = channel
+            .basic_consume(
+                short(queue),
+                short(""),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .map_err(|e| match error(e) {
+                PostofficeError::NoSuchQueue(_) => PostofficeError::NoSuchQueue(queue.to_owned()),
+                e => e,
+            })?;
+        Ok(Consumer {
+            inner: ConsumerInner::Amqp(Box::new(AmqpConsumer { channel, consumer })),
+        })
+    }
+}
+
+pub(crate) struct AmqpConsumer {
+    channel: Channel,
+    consumer: lapin::Consumer,
+}
+
+impl AmqpConsumer {
+    pub(crate) async fn next(&mut self) -> Option<Delivery> {
+        use futures_lite::StreamExt as _;
+        match self.consumer.next().await {
+            Some(Ok(d)) => Some(Delivery {
+                routing_key: d.routing_key.to_string(),
+                payload: Bytes::from(d.data),
+                props: from_properties(&d.properties),
+                redelivered: d.redelivered,
+                acker: Acker::Amqp(AmqpAcker {
+                    acker: Some(d.acker),
+                }),
+            }),
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "consumer failed");
+                None
+            }
+            None => None,
+        }
+    }
+}
+
+impl Drop for AmqpConsumer {
+    fn drop(&mut self) {
+        // Closing the channel returns its unacked deliveries to the queue.
+        let channel = self.channel.clone();
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            handle.spawn(async move {
+                let _ = channel.close(200, short("consumer dropped")).await;
+            });
+        }
+    }
+}
+
+pub(crate) struct AmqpAcker {
+    acker: Option<lapin::Acker>,
+}
+
+impl AmqpAcker {
+    pub(crate) async fn ack(mut self) -> Result<(), PostofficeError> {
+        let acker = self.acker.take().expect("acked once");
+        acker
+            .ack(BasicAckOptions::default())
+            .await
+            .map(|_| ())
+            .map_err(error)
+    }
+
+    pub(crate) async fn nack(mut self, requeue: bool) -> Result<(), PostofficeError> {
+        let acker = self.acker.take().expect("acked once");
+        acker
+            .nack(BasicNackOptions {
+                requeue,
+                ..BasicNackOptions::default()
+            })
+            .await
+            .map(|_| ())
+            .map_err(error)
+    }
+}
+
+impl Drop for AmqpAcker {
+    fn drop(&mut self) {
+        if let Some(acker) = self.acker.take()
+            && let Ok(handle) = tokio::runtime::Handle::try_current()
+        {
+            handle.spawn(async move {
+                let _ = acker
+                    .nack(BasicNackOptions {
+                        requeue: true,
+                        ..BasicNackOptions::default()
+                    })
+                    .await;
+            });
+        }
+    }
+}

@@ -1,0 +1,139 @@
+//! The RabbitMQ postoffice against a real broker, started by the harness.
+
+use postmesh_router::{
+    AmqpPostoffice, Exchange, MemoryPostoffice, Outgoing, Postoffice, Properties, QueueSpec,
+};
+use postmesh_tests::rabbit;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rabbitmq_postoffice_keeps_the_postoffice_contract() {
+    let node = rabbit::shared();
+    let po = AmqpPostoffice::connect(&node.amqp_url)
+        .await
+        .expect("connects");
+    postmesh_router::contract::run_all(&po, "contract").await;
+    po.close().await;
+}
+
+/// On random (pattern, routing key) pairs, the embedded topic exchange and
+/// RabbitMQ's route exactly the same: every pattern is a queue binding on
+/// both, every key is published to both, and each queue's deliveries are
+/// compared.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_and_rabbitmq_topic_routing_agree() {
+    let node = rabbit::shared();
+    let amqp = AmqpPostoffice::connect(&node.amqp_url)
+        .await
+        .expect("connects");
+    let memory = MemoryPostoffice::new();
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let mut rand = move |n: u64| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % n
+    };
+    // Words include the empty word; patterns and keys up to 6 words, plus
+    // a few deep ones.
+    let words = ["a", "b", "c", ""];
+    let mut patterns: Vec<String> = Vec::new();
+    while patterns.len() < 100 {
+        let len = rand(5) as usize;
+        let p: Vec<&str> = (0..len)
+            .map(|_| match rand(6) {
+                0 => "*",
+                1 => "#",
+                _ => words[rand(words.len() as u64) as usize],
+            })
+            .collect();
+        let p = p.join(".");
+        if !patterns.contains(&p) {
+            patterns.push(p);
+        }
+    }
+    let mut keys: Vec<String> = Vec::new();
+    while keys.len() < 100 {
+        let len = if rand(10) == 0 {
+            20 + rand(10) as usize
+        } else {
+            rand(7) as usize
+        };
+        let k: Vec<&str> = (0..len)
+            .map(|_| words[rand(words.len() as u64) as usize])
+            .collect();
+        keys.push(k.join("."));
+    }
+    // 100 patterns x 100 keys = 10 000 (pattern, key) pairs.
+    let run = format!("diff{}", std::process::id());
+    let mut results = Vec::new();
+    for po in [&amqp as &dyn Postoffice, &memory as &dyn Postoffice] {
+        let mut consumers = Vec::new();
+        for (i, p) in patterns.iter().enumerate() {
+            let q = format!("{run}.{i}");
+            po.declare_queue(&QueueSpec::transient(&q)).await.unwrap();
+            po.bind(Exchange::Postoffice, &q, p).await.unwrap();
+            consumers.push(po.consume(&q, 1000).await.unwrap());
+        }
+        for (j, k) in keys.iter().enumerate() {
+            let out = Outgoing {
+                routing_key: k.clone(),
+                payload: bytes::Bytes::from(format!("{run}:{j}")),
+                props: Properties::default(),
+            };
+            po.publish(Exchange::Postoffice, out).await.unwrap();
+        }
+        // A sentinel on every queue marks the end of its deliveries.
+        let mut matched = vec![Vec::new(); patterns.len()];
+        for (i, c) in consumers.iter_mut().enumerate() {
+            let q = format!("{run}.{i}");
+            po.unbind(Exchange::Postoffice, &q, &patterns[i])
+                .await
+                .unwrap();
+            po.bind(Exchange::Postoffice, &q, &format!("{run}.end.{i}"))
+                .await
+                .unwrap();
+            let end = Outgoing {
+                routing_key: format!("{run}.end.{i}"),
+                payload: bytes::Bytes::from(format!("{run}:end")),
+                props: Properties::default(),
+            };
+            po.publish(Exchange::Postoffice, end).await.unwrap();
+            loop {
+                let d = tokio::time::timeout(std::time::Duration::from_secs(10), c.next())
+                    .await
+                    .expect("delivery")
+                    .expect("consumer open");
+                let body = String::from_utf8(d.payload.to_vec()).unwrap();
+                d.ack().await.unwrap();
+                // Other tests share the broker; their messages are not ours.
+                let Some(ours) = body.strip_prefix(&format!("{run}:")) else {
+                    continue;
+                };
+                // Every key was published before any sentinel, so the first
+                // sentinel (ours or an earlier queue's) ends this queue's keys.
+                if ours == "end" {
+                    break;
+                }
+                matched[i].push(ours.parse::<usize>().unwrap());
+            }
+            po.delete_queue(&q).await.unwrap();
+        }
+        results.push(matched);
+    }
+    let (rabbit, embedded) = (&results[0], &results[1]);
+    let mut pairs = 0;
+    for (i, p) in patterns.iter().enumerate() {
+        assert_eq!(rabbit[i], embedded[i], "pattern {p:?}: keys matched differ");
+        for (j, k) in keys.iter().enumerate() {
+            let hit = embedded[i].contains(&j);
+            assert_eq!(
+                hit,
+                postmesh_schema::pattern::topic_match(p, k),
+                "{p:?} vs {k:?}"
+            );
+            pairs += 1;
+        }
+    }
+    assert_eq!(pairs, 10_000);
+    amqp.close().await;
+}
