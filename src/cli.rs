@@ -54,6 +54,10 @@ pub struct ServerArgs {
     /// TOML configuration file.
     #[arg(long, env = "POSTMESH_CONFIG")]
     pub config: Option<PathBuf>,
+    /// RabbitMQ postoffice URI, e.g. amqp://guest:guest@127.0.0.1:5672/%2f
+    /// [default: the embedded in-process postoffice]
+    #[arg(long, env = "POSTMESH_AMQP", hide_env_values = true)]
+    pub amqp: Option<String>,
 }
 
 impl ServerArgs {
@@ -71,6 +75,9 @@ impl ServerArgs {
         let mut root = Map::new();
         if let Some(d) = &self.data {
             root.insert("data".into(), json!(d));
+        }
+        if let Some(a) = &self.amqp {
+            root.insert("amqp".into(), json!(a));
         }
         if !gateway.is_empty() {
             root.insert("gateway".into(), Value::Object(gateway));

@@ -18,6 +18,9 @@ use serde::{Deserialize, Serialize};
 pub struct Config {
     /// Where the embedded store keeps its files.
     pub data: PathBuf,
+    /// The RabbitMQ postoffice (`amqp://user:pass@host:port/vhost`). Without
+    /// one, the embedded in-process postoffice is used.
+    pub amqp: Option<String>,
     /// This process's postoffice address elements.
     pub node: NodeConfig,
     /// The gateway role.
@@ -30,6 +33,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             data: PathBuf::from("./postmesh-data"),
+            amqp: None,
             node: NodeConfig::default(),
             gateway: GatewayConfig::default(),
             core: CoreConfig::default(),
@@ -109,7 +113,9 @@ pub fn load(
     f = f
         .merge(
             Env::prefixed("POSTMESH_")
-                .ignore(&["secret", "listen", "data", "url", "token", "config", "log"])
+                .ignore(&[
+                    "secret", "listen", "data", "amqp", "url", "token", "config", "log",
+                ])
                 .split("__"),
         )
         .merge(Serialized::defaults(overrides));

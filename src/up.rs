@@ -9,7 +9,7 @@ use anyhow::Context as _;
 use postmesh_core::store::embedded::EmbeddedOptions;
 use postmesh_core::{Core, CoreMetrics, EmbeddedStore, Store, retention};
 use postmesh_gateway::Gateway;
-use postmesh_router::{MemoryPostoffice, Postoffice};
+use postmesh_router::{AmqpPostoffice, MemoryPostoffice, Postoffice};
 use postmesh_schema::Address;
 use prometheus_client::registry::Registry;
 use tokio::task::JoinHandle;
@@ -54,7 +54,14 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     retention::apply(store.as_ref(), &config.core.retention())
         .await
         .context("applying retention")?;
-    let postoffice: Arc<dyn Postoffice> = Arc::new(MemoryPostoffice::new());
+    let postoffice: Arc<dyn Postoffice> = match &config.amqp {
+        Some(uri) => Arc::new(
+            AmqpPostoffice::connect(uri)
+                .await
+                .with_context(|| format!("connecting to the postoffice at {}", redact(uri)))?,
+        ),
+        None => Arc::new(MemoryPostoffice::new()),
+    };
     let core = Arc::new(Core::new(
         store.clone() as Arc<dyn Store>,
         postoffice.clone(),
@@ -98,9 +105,26 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     })
 }
 
+/// The URI without its password, for messages.
+fn redact(uri: &str) -> String {
+    match (uri.find("://"), uri.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &uri[scheme + 3..at];
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{}{user}:***{}", &uri[..scheme + 3], &uri[at..])
+        }
+        _ => uri.to_owned(),
+    }
+}
+
 /// Runs until Ctrl-C (or SIGTERM), then drains and exits.
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let data = config.data.clone();
+    let postoffice = config
+        .amqp
+        .as_deref()
+        .map(redact)
+        .unwrap_or_else(|| "embedded".into());
     let open = config.gateway.secret.is_none();
     let running = start(config).await?;
     let addr = running.addr;
@@ -109,6 +133,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     println!("  HTTP       http://{addr}/v1/publish  /v1/history  /v1/latest");
     println!("  health     http://{addr}/healthz   metrics http://{addr}/metrics");
     println!("  data       {}", data.display());
+    println!("  postoffice {postoffice}");
     if open {
         println!("  access     anonymous (no secret set; loopback only)");
     }

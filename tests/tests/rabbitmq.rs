@@ -137,3 +137,31 @@ async fn embedded_and_rabbitmq_topic_routing_agree() {
     assert_eq!(pairs, 10_000);
     amqp.close().await;
 }
+
+/// `postmesh up --amqp`: the whole mesh distributing through RabbitMQ. Two
+/// meshes on one broker: a device on A receives what an HTTP publish to B
+/// sent, because both bind their gateway queues on the broker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_meshes_on_one_broker_deliver_across() {
+    let node = rabbit::shared();
+    let a = postmesh_tests::Mesh::start_with(|c| c.amqp = Some(node.amqp_url.clone())).await;
+    let b = postmesh_tests::Mesh::start_with(|c| {
+        c.amqp = Some(node.amqp_url.clone());
+        c.node.instance = "other".into();
+    })
+    .await;
+    let mut device = a.ws().await;
+    device.sub("feeds.across.#").await;
+    let uuid = b
+        .publish("feeds.across.56", serde_json::json!({"from": "b"}))
+        .await;
+    let m = device.msg().await;
+    assert_eq!(m["uuid"], uuid);
+    assert_eq!(m["body"]["from"], "b");
+    // And locally on A, through the broker as well.
+    let uuid = a.publish("feeds.across.57", serde_json::json!(1)).await;
+    assert_eq!(device.msg().await["uuid"], uuid);
+    device.quiet(std::time::Duration::from_millis(300)).await;
+    a.stop().await;
+    b.stop().await;
+}
