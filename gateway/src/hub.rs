@@ -13,13 +13,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::RwLock;
+use postmesh_router::backoff::Backoff;
 use postmesh_router::{Exchange, Postoffice, PostofficeError, QueueSpec};
+use postmesh_schema::message::{time_key, v1_from_parts};
 use postmesh_schema::{Pattern, RecentSet, Trie, Uuid};
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::GatewayMetrics;
-use crate::outbox::{Live, Outbox, Push};
+use crate::outbox::{Live, LiveKind, Outbox, Push};
 
 /// Unacknowledged deliveries the hub takes from its queue at a time.
 pub const HUB_PREFETCH: u16 = 512;
@@ -51,6 +53,22 @@ pub struct Hub {
     queue: String,
     metrics: GatewayMetrics,
     next_id: AtomicU64,
+    /// The newest message this hub received (or the hub's start time):
+    /// after an outage, everything newer may have been missed.
+    last_seen: parking_lot::Mutex<Uuid>,
+}
+
+/// The longest wait between two reconnection attempts.
+pub const MAX_RECONNECT_DELAY: std::time::Duration = std::time::Duration::from_secs(5);
+
+fn now_uuid() -> Uuid {
+    let ticks = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64 / 100)
+        .unwrap_or(0)
+        + 0x01B2_1DD2_1381_4000;
+    // Clock sequence and node 0: sorts before every real id of that tick.
+    v1_from_parts(ticks, 0, [0; 6])
 }
 
 impl Hub {
@@ -67,6 +85,7 @@ impl Hub {
             .declare_queue(&QueueSpec::transient(&queue))
             .await?;
         let mut consumer = postoffice.consume(&queue, HUB_PREFETCH).await?;
+        let start = now_uuid();
         let hub = Arc::new(Hub {
             trie: RwLock::new(Trie::new()),
             upstream: tokio::sync::Mutex::new(HashMap::new()),
@@ -74,6 +93,7 @@ impl Hub {
             queue,
             metrics,
             next_id: AtomicU64::new(1),
+            last_seen: parking_lot::Mutex::new(start),
         });
         let h = hub.clone();
         tokio::spawn(async move {
@@ -81,10 +101,18 @@ impl Hub {
             loop {
                 let delivery = tokio::select! {
                     _ = cancel.cancelled() => break,
-                    d = consumer.next() => match d {
-                        Some(d) => d,
+                    d = consumer.next() => d,
+                };
+                let Some(delivery) = delivery else {
+                    // The postoffice connection (or the queue) is gone.
+                    let baseline = *h.last_seen.lock();
+                    tracing::warn!(queue = %h.queue, "lost the postoffice; reconnecting");
+                    match h.reestablish(&cancel, baseline).await {
+                        Some(c) => consumer = c,
                         None => break,
-                    },
+                    }
+                    tracing::info!(queue = %h.queue, "postoffice back; devices reread");
+                    continue;
                 };
                 h.metrics.messages_in.inc();
                 let uuid = delivery
@@ -92,6 +120,12 @@ impl Hub {
                     .message_id
                     .as_deref()
                     .and_then(|s| Uuid::parse_str(s).ok());
+                if let Some(u) = uuid {
+                    let mut last = h.last_seen.lock();
+                    if time_key(&u) > time_key(&last) {
+                        *last = u;
+                    }
+                }
                 let fresh = uuid.is_none_or(|u| seen.insert(u));
                 if !fresh {
                     h.metrics.messages_duplicate.inc();
@@ -102,6 +136,7 @@ impl Hub {
                                 uuid: uuid.unwrap_or_default(),
                                 path: delivery.routing_key.clone(),
                                 frame,
+                                kind: LiveKind::Message,
                             });
                             h.fan_out(&live);
                         }
@@ -119,6 +154,63 @@ impl Hub {
             }
         });
         Ok(hub)
+    }
+
+    /// Redeclares the queue, rebinds every pattern in use and consumes
+    /// again, retrying with backoff until it works or `cancel`. Once bound,
+    /// and before the first new delivery, every connection is told to reread
+    /// from `baseline`: the marker sits in its outbox ahead of anything
+    /// newer, so the session can merge the reread with live messages.
+    async fn reestablish(
+        &self,
+        cancel: &CancellationToken,
+        baseline: Uuid,
+    ) -> Option<postmesh_router::Consumer> {
+        let mut backoff = Backoff::new(MAX_RECONNECT_DELAY);
+        loop {
+            let attempt = async {
+                // Held across the rebind: no subscribe or unsubscribe may
+                // change the set of patterns halfway.
+                let upstream = self.upstream.lock().await;
+                self.postoffice
+                    .declare_queue(&QueueSpec::transient(&self.queue))
+                    .await?;
+                for pattern in upstream.keys() {
+                    self.postoffice
+                        .bind(Exchange::Paths, &self.queue, pattern)
+                        .await?;
+                }
+                drop(upstream);
+                self.reread_all(baseline);
+                self.postoffice.consume(&self.queue, HUB_PREFETCH).await
+            };
+            match attempt.await {
+                Ok(c) => return Some(c),
+                Err(e) => tracing::debug!(error = %e, "reconnect attempt failed"),
+            }
+            tokio::select! {
+                _ = cancel.cancelled() => return None,
+                _ = tokio::time::sleep(backoff.next_delay()) => {}
+            }
+        }
+    }
+
+    /// Queues a reread marker for every connection.
+    fn reread_all(&self, baseline: Uuid) {
+        let marker = Arc::new(Live {
+            uuid: baseline,
+            path: String::new(),
+            frame: Utf8Bytes::from_static(""),
+            kind: LiveKind::Reread,
+        });
+        let trie = self.trie.read();
+        let mut conns: Vec<&ConnRef> = Vec::new();
+        trie.for_each_value(|c| conns.push(c));
+        conns.sort_unstable_by_key(|c| c.id);
+        conns.dedup_by_key(|c| c.id);
+        for c in conns {
+            c.outbox.push(marker.clone());
+        }
     }
 
     /// Registers a new connection with an outbox of `capacity` frames.

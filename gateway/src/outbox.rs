@@ -22,6 +22,18 @@ pub struct Live {
     pub path: String,
     /// The encoded frame, shared (reference-counted) across connections.
     pub frame: Utf8Bytes,
+    pub kind: LiveKind,
+}
+
+/// What an outbox item is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LiveKind {
+    /// A frame for the device.
+    Message,
+    /// Not a frame: the hub lost and regained the postoffice, and the
+    /// connection must reread what was stored after `uuid` (the newest
+    /// message the hub saw before). Queued ahead of anything newer.
+    Reread,
 }
 
 /// What [`Outbox::push`] did.
@@ -128,6 +140,7 @@ mod tests {
             uuid: postmesh_schema::message::new_v1(),
             path: "a".into(),
             frame: Utf8Bytes::from_static("{}"),
+            kind: LiveKind::Message,
         })
     }
 

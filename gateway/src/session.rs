@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use postmesh_core::{CoreClient, CoreError, Page};
+use postmesh_schema::message::time_key;
 use postmesh_schema::protocol::{
     ClientFrame, ErrorCode, FrameError, MAX_HISTORY_LIMIT, close, err_frame, msg_frame, ok_frame,
     ok_messages_frame, parse_client_frame,
@@ -40,7 +41,7 @@ use crate::auth::{Authority, Grants};
 use crate::config::GatewayConfig;
 use crate::hub::{ConnRef, Hub};
 use crate::metrics::GatewayMetrics;
-use crate::outbox::Live;
+use crate::outbox::{Live, LiveKind};
 
 /// How long replayed UUIDs are remembered to drop live copies that were
 /// still in flight when the replay was read. Distribution follows
@@ -116,6 +117,11 @@ enum Done {
         user: u64,
         result: Result<Page, FrameError>,
     },
+    /// After a postoffice outage: what was stored meanwhile.
+    Reread {
+        patterns: Vec<Pattern>,
+        result: Result<Page, FrameError>,
+    },
     /// Login sync, step 2 (and every later preferences change): the
     /// preference patterns are live and their latest messages read.
     SyncedPrefs {
@@ -165,6 +171,9 @@ struct Session<T> {
     batch: std::collections::VecDeque<Arc<Live>>,
     /// An operation to start as soon as the current one is applied.
     next_op: Option<Op>,
+    /// The hub reconnected to the postoffice: reread these patterns from
+    /// this UUID when no operation is in flight. They are pending already.
+    reread: Option<(Uuid, Vec<Pattern>)>,
 }
 
 /// Why the loop stops.
@@ -217,6 +226,7 @@ where
         resync: None,
         batch: std::collections::VecDeque::new(),
         next_op: None,
+        reread: None,
     };
     let mut inflight: Option<Op> = s.grants.user.map(|u| s.start_login_sync(u));
     let outbox = s.subs.conn.outbox.clone();
@@ -259,6 +269,11 @@ where
         };
         if step.is_err() {
             break;
+        }
+        if inflight.is_none()
+            && let Some((from, patterns)) = s.reread.take()
+        {
+            inflight = Some(s.start_reread(from, patterns));
         }
         if inflight.is_none()
             && let Some(frame) = s.resync.take()
@@ -348,6 +363,10 @@ where
         let mut sent_any = false;
         let mut result = Ok(());
         for live in batch.drain(..) {
+            if live.kind == LiveKind::Reread {
+                self.note_reread(live.uuid);
+                continue;
+            }
             if self.was_replayed(&live.uuid) {
                 continue;
             }
@@ -392,6 +411,67 @@ where
             }
         }
         result
+    }
+
+    /// The hub is back on the postoffice: every active pattern goes pending
+    /// at once (live frames from now on are held), and a reread is queued.
+    fn note_reread(&mut self, from: Uuid) {
+        let pending: Vec<Pattern> = self
+            .pending
+            .as_ref()
+            .map(|p| p.patterns.clone())
+            .unwrap_or_default();
+        let active: Vec<Pattern> = self
+            .subs
+            .patterns
+            .iter()
+            .filter(|p| !pending.contains(p))
+            .cloned()
+            .collect();
+        if active.is_empty() {
+            return;
+        }
+        self.pending
+            .get_or_insert_with(Pending::default)
+            .patterns
+            .extend(active.iter().cloned());
+        match &mut self.reread {
+            Some((earliest, patterns)) => {
+                if time_key(&from) < time_key(earliest) {
+                    *earliest = from;
+                }
+                patterns.extend(active);
+            }
+            None => self.reread = Some((from, active)),
+        }
+    }
+
+    /// Reads what the patterns stored after `from`, to replay it.
+    fn start_reread(&mut self, from: Uuid, patterns: Vec<Pattern>) -> Op {
+        let core = self.ctx.core.clone();
+        let (limit, user) = (self.ctx.config.resume_limit, self.grants.user);
+        Box::pin(async move {
+            let mut page = Page::default();
+            let mut failed = None;
+            for p in &patterns {
+                match core.since(p.clone(), from, limit, user).await {
+                    Ok(got) => {
+                        page.more |= got.more;
+                        page.messages.extend(got.messages);
+                    }
+                    Err(e) => failed = Some(core_error(None, e)),
+                }
+            }
+            let result = match failed {
+                Some(e) => Err(e),
+                None => {
+                    page.messages.sort_by_key(|m| (time_key(&m.uuid), m.uuid));
+                    page.messages.dedup_by_key(|m| m.uuid);
+                    Ok(page)
+                }
+            };
+            Done::Reread { patterns, result }
+        })
     }
 
     async fn on_text(&mut self, text: &str, inflight: &mut Option<Op>) -> Result<(), Stop> {
@@ -929,6 +1009,23 @@ where
                 }
                 Err(e) => self.send_err(e).await,
             },
+            Done::Reread { patterns, result } => match result {
+                Ok(page) => {
+                    let n = self.send_replay(&page.messages).await?;
+                    let frame = format!(r#"{{"op":"reread","replayed":{n},"more":{}}}"#, page.more);
+                    self.send(frame).await?;
+                    self.settle(&patterns).await
+                }
+                Err(e) => {
+                    self.settle(&patterns).await?;
+                    let mut e = e;
+                    e.message = format!(
+                        "rereading after a postoffice outage failed ({}); resubscribe with since",
+                        e.message
+                    );
+                    self.send_err(e).await
+                }
+            },
             Done::SyncedOwn { user, result } => {
                 let own =
                     Pattern::parse(&idpath::user_pattern(user)).expect("user patterns are valid");
@@ -961,7 +1058,7 @@ where
                 rejected,
             } => {
                 let mut all: Vec<Message> = pages.into_iter().flat_map(|p| p.messages).collect();
-                all.sort_by_key(|m| postmesh_schema::message::time_key(&m.uuid));
+                all.sort_by_key(|m| time_key(&m.uuid));
                 all.dedup_by_key(|m| m.uuid);
                 self.send_replay(&all).await?;
                 for (raw, _) in &rejected {
@@ -1109,6 +1206,7 @@ mod tests {
             uuid: m.uuid,
             path: m.path.to_string(),
             frame: Utf8Bytes::try_from(msg_frame(m)).unwrap(),
+            kind: LiveKind::Message,
         })
     }
 

@@ -13,6 +13,7 @@
 //! `<action>.<from address>.<to address>`.
 
 pub mod amqp;
+pub mod backoff;
 pub mod contract;
 pub mod memory;
 pub mod postoffice;

@@ -145,6 +145,21 @@ impl<T: PartialEq> Trie<T> {
         hits.into_iter().flat_map(|n| n.values.iter()).collect()
     }
 
+    /// Calls `f` with every value under every pattern.
+    pub fn for_each_value<'a>(&'a self, mut f: impl FnMut(&'a T)) {
+        fn visit<'a, T>(node: &'a Node<T>, f: &mut impl FnMut(&'a T)) {
+            node.values.iter().for_each(&mut *f);
+            node.literal.values().for_each(|c| visit(c, f));
+            if let Some(s) = node.star.as_deref() {
+                visit(s, f);
+            }
+            if let Some(h) = node.hash.as_deref() {
+                visit(h, f);
+            }
+        }
+        visit(&self.root, &mut f);
+    }
+
     /// The values held under exactly this pattern.
     pub fn get(&self, pattern: &str) -> &[T] {
         let mut node = &self.root;

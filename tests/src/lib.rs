@@ -199,6 +199,24 @@ impl Client {
         }
     }
 
+    /// The next frame, waiting at most `wait`; `None` on time-out.
+    pub async fn next_within(&mut self, wait: Duration) -> Option<Value> {
+        if let Some(v) = self.backlog.pop_front() {
+            return Some(v);
+        }
+        loop {
+            match tokio::time::timeout(wait, self.ws.next()).await {
+                Err(_) => return None,
+                Ok(Some(Ok(Message::Text(t)))) => {
+                    return Some(serde_json::from_str(&t).expect("server frames are JSON"));
+                }
+                Ok(Some(Ok(Message::Close(f)))) => panic!("connection closed: {f:?}"),
+                Ok(None) | Ok(Some(Err(_))) => panic!("connection lost"),
+                Ok(Some(Ok(_))) => continue,
+            }
+        }
+    }
+
     /// The next frame, whatever it is.
     pub async fn next(&mut self) -> Value {
         if let Some(v) = self.backlog.pop_front() {
