@@ -179,6 +179,10 @@ fn init_tracing() {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing();
+    // Every device is a file descriptor: use all the process may have.
+    if let Err(e) = rlimit::increase_nofile_limit(u64::MAX) {
+        tracing::warn!(error = %e, "could not raise the open-file limit");
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -165,3 +165,121 @@ async fn two_meshes_on_one_broker_deliver_across() {
     a.stop().await;
     b.stop().await;
 }
+
+/// 10 000 devices on one gateway subscribing to 1 000 distinct patterns
+/// make 1 000 broker bindings, not 10 000: the gateway binds the union of
+/// its devices' patterns. Read back from the management API. The gateway is
+/// a `postmesh up --amqp` process of its own, so the 10 000 server sockets
+/// and the 10 000 client sockets are in two processes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_binds_the_union_of_device_patterns() {
+    use tokio::io::AsyncBufReadExt;
+    rlimit::increase_nofile_limit(u64::MAX).unwrap();
+    let node = rabbit::shared();
+    let dir = tempfile::tempdir().unwrap();
+    let mut up = tokio::process::Command::new(postmesh_tests::binary())
+        .args([
+            "up",
+            "--listen",
+            "127.0.0.1:0",
+            "--amqp",
+            &node.amqp_url,
+            "--data",
+        ])
+        .arg(dir.path())
+        .env("POSTMESH_NODE__INSTANCE", "bindings")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(up.stdout.take().unwrap()).lines();
+    let mut ws_url = None;
+    while let Some(line) = lines.next_line().await.unwrap() {
+        if let Some(u) = line.split_whitespace().find(|w| w.starts_with("ws://")) {
+            ws_url = Some(u.to_owned());
+            break;
+        }
+    }
+    let ws_url = ws_url.expect("postmesh up prints its URL");
+    let queue = format!(
+        "gateway.local.postmesh.gateway.bindings.{}",
+        up.id().unwrap()
+    );
+
+    let devices = 10_000usize;
+    let patterns = 1_000usize;
+    let mut clients = Vec::with_capacity(devices);
+    for chunk in (0..devices).collect::<Vec<_>>().chunks(500) {
+        let opened = futures_util::future::join_all(chunk.iter().map(|i| {
+            let url = ws_url.clone();
+            async move {
+                let mut c = postmesh_tests::Client::connect(&url).await;
+                c.sub(&format!("union.{}.#", i % patterns)).await;
+                c
+            }
+        }))
+        .await;
+        clients.extend(opened);
+    }
+    assert_eq!(clients.len(), devices);
+
+    let bindings = async || -> usize {
+        let url = format!(
+            "{}/api/exchanges/%2F/postmesh.paths/bindings/source",
+            node.mgmt_url
+        );
+        let all: Vec<serde_json::Value> = reqwest::Client::new()
+            .get(url)
+            .basic_auth("guest", Some("guest"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        all.iter()
+            .filter(|b| b["destination"] == queue.as_str())
+            .count()
+    };
+    assert_eq!(bindings().await, patterns);
+
+    // A message reaches every device of its pattern, and only those.
+    let (status, _) = {
+        let http = ws_url.replace("ws://", "http://").replace("/ws", "");
+        let res = reqwest::Client::new()
+            .post(format!("{http}/v1/publish"))
+            .json(&serde_json::json!({"path": "union.7.x", "body": 1}))
+            .send()
+            .await
+            .unwrap();
+        (res.status(), ())
+    };
+    assert_eq!(status, 200);
+    let mut received = 0;
+    for (i, c) in clients
+        .iter_mut()
+        .enumerate()
+        .filter(|(i, _)| i % patterns == 7)
+    {
+        assert_eq!(c.msg().await["path"], "union.7.x", "device {i}");
+        received += 1;
+    }
+    assert_eq!(received, devices / patterns);
+
+    // When the last device of a pattern leaves, its binding goes.
+    let leaving: Vec<usize> = (0..devices).filter(|i| i % patterns == 3).collect();
+    for i in leaving.into_iter().rev() {
+        clients.swap_remove(i).close().await;
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while bindings().await != patterns - 1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "binding of the departed pattern is still there"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    drop(clients);
+    up.kill().await.unwrap();
+}
