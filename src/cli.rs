@@ -21,9 +21,9 @@ pub struct Cli {
 pub enum Command {
     /// Run every role in one process on the embedded postoffice and store.
     Up(ServerArgs),
-    /// Run the gateway role alone (needs a shared postoffice).
+    /// Run the gateway role alone, asking cores over a shared postoffice (--amqp).
     Gateway(ServerArgs),
-    /// Run the core role alone (needs a shared postoffice).
+    /// Run the core role alone, serving gateways over a shared postoffice (--amqp).
     Core(ServerArgs),
     /// Publish one message.
     Publish(PublishArgs),
@@ -202,20 +202,17 @@ pub fn main() -> ExitCode {
     }
 }
 
+async fn serve(args: ServerArgs, roles: up::Roles) -> Result<ExitCode, String> {
+    let config = args.load()?;
+    up::run(config, roles).await.map_err(|e| format!("{e:#}"))?;
+    Ok(ExitCode::SUCCESS)
+}
+
 async fn run(cli: Cli) -> Result<ExitCode, String> {
     match cli.command {
-        Command::Up(args) => {
-            let config = args.load()?;
-            up::run(config).await.map_err(|e| format!("{e:#}"))?;
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Gateway(args) | Command::Core(args) => {
-            let config = args.load()?;
-            config.gateway.validate().map_err(|e| e.to_string())?;
-            Err("running one role alone needs a shared postoffice (RabbitMQ), which this build does not have yet; \
-                 use `postmesh up` to run every role in one process"
-                .into())
-        }
+        Command::Up(args) => serve(args, up::Roles::All).await,
+        Command::Gateway(args) => serve(args, up::Roles::Gateway).await,
+        Command::Core(args) => serve(args, up::Roles::Core).await,
         Command::Publish(args) => client::publish(args).await,
         Command::Tail(args) => client::tail(args).await,
         Command::History(args) => client::history(args).await,

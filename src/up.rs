@@ -1,14 +1,18 @@
-//! `postmesh up`: every role in one process, on the embedded postoffice and
-//! the embedded store. Nothing to install: the first thing a new user runs.
+//! Running roles: `postmesh up` runs every role in one process (on the
+//! embedded postoffice and store unless a broker is configured);
+//! `postmesh gateway` and `postmesh core` run one role each, meeting the
+//! others on a shared RabbitMQ postoffice.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context as _;
+use anyhow::{Context as _, bail};
+use postmesh_core::remote::{CoreServer, RemoteCore};
 use postmesh_core::store::embedded::EmbeddedOptions;
-use postmesh_core::{Core, CoreMetrics, EmbeddedStore, Store, retention};
+use postmesh_core::{Core, CoreClient, CoreMetrics, EmbeddedStore, Store, retention};
 use postmesh_gateway::Gateway;
+use postmesh_router::rpc::Replies;
 use postmesh_router::{AmqpPostoffice, MemoryPostoffice, Postoffice};
 use postmesh_schema::Address;
 use prometheus_client::registry::Registry;
@@ -17,96 +21,179 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 
-/// A running mesh.
+/// Which roles a process runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Roles {
+    /// Gateway and core (`postmesh up`).
+    All,
+    /// A gateway that asks remote cores (`postmesh gateway`).
+    Gateway,
+    /// A core that serves remote gateways (`postmesh core`).
+    Core,
+}
+
+/// A running process's roles.
 pub struct Running {
-    /// Where the gateway listens (HTTP and `/ws`).
-    pub addr: SocketAddr,
+    /// Where the gateway listens (HTTP and `/ws`), if this process runs one.
+    pub gateway: Option<SocketAddr>,
     /// Cancel to shut down; then await `task`.
     pub shutdown: CancellationToken,
-    /// Ends when the mesh has drained and closed its store.
+    /// Ends when everything has drained and the store is closed.
     pub task: JoinHandle<anyhow::Result<()>>,
 }
 
 impl Running {
+    /// The gateway's address (panics for a core-only process).
+    pub fn addr(&self) -> SocketAddr {
+        self.gateway.expect("this process runs a gateway")
+    }
+
     /// Shuts down and waits until the store is closed.
     pub async fn stop(self) -> anyhow::Result<()> {
         self.shutdown.cancel();
-        self.task.await.context("mesh task panicked")?
+        self.task.await.context("task panicked")?
     }
 }
 
-/// Starts every role; returns once the listener is bound.
+/// Starts every role (`postmesh up`); returns once the listener is bound.
 pub async fn start(config: Config) -> anyhow::Result<Running> {
-    let shutdown = CancellationToken::new();
-    let mut registry = Registry::default();
-    let store_dir = config.data.join("store");
-    let store = Arc::new(
-        EmbeddedStore::open(
-            &store_dir,
-            EmbeddedOptions {
-                sync: config.core.sync,
-                cache_bytes: config.core.cache_mb << 20,
-                ..EmbeddedOptions::default()
-            },
-        )
-        .with_context(|| format!("opening the store in {}", store_dir.display()))?,
-    );
-    retention::apply(store.as_ref(), &config.core.retention())
-        .await
-        .context("applying retention")?;
-    let postoffice: Arc<dyn Postoffice> = match &config.amqp {
-        Some(uri) => Arc::new(
+    start_roles(config, Roles::All).await
+}
+
+fn address(config: &Config, service: &str) -> anyhow::Result<Address> {
+    Address::new(
+        &config.node.region,
+        &config.node.product,
+        service,
+        &config.node.instance,
+        &std::process::id().to_string(),
+    )
+    .context("node address")
+}
+
+async fn postoffice(config: &Config, roles: Roles) -> anyhow::Result<Arc<dyn Postoffice>> {
+    Ok(match (&config.amqp, roles) {
+        (Some(uri), _) => Arc::new(
             AmqpPostoffice::connect(uri)
                 .await
                 .with_context(|| format!("connecting to the postoffice at {}", redact(uri)))?,
         ),
-        None => Arc::new(MemoryPostoffice::new()),
+        (None, Roles::All) => Arc::new(MemoryPostoffice::new()),
+        (None, _) => bail!(
+            "running one role alone needs a shared postoffice: give --amqp amqp://... \
+             (or run every role in one process with `postmesh up`)"
+        ),
+    })
+}
+
+/// Starts the given roles; returns once listeners and queues are bound.
+pub async fn start_roles(config: Config, roles: Roles) -> anyhow::Result<Running> {
+    let shutdown = CancellationToken::new();
+    let mut registry = Registry::default();
+    let postoffice = postoffice(&config, roles).await?;
+
+    let mut store: Option<Arc<EmbeddedStore>> = None;
+    let mut core: Option<Arc<Core>> = None;
+    if roles != Roles::Gateway {
+        let dir = config.data.join("store");
+        let s = Arc::new(
+            EmbeddedStore::open(
+                &dir,
+                EmbeddedOptions {
+                    sync: config.core.sync,
+                    cache_bytes: config.core.cache_mb << 20,
+                    ..EmbeddedOptions::default()
+                },
+            )
+            .with_context(|| format!("opening the store in {}", dir.display()))?,
+        );
+        retention::apply(s.as_ref(), &config.core.retention())
+            .await
+            .context("applying retention")?;
+        let c = Arc::new(Core::new(
+            s.clone() as Arc<dyn Store>,
+            postoffice.clone(),
+            CoreMetrics::register(&mut registry),
+        ));
+        // On a shared postoffice a core serves every gateway of the region.
+        if config.amqp.is_some() {
+            CoreServer::start(
+                c.clone(),
+                postoffice.clone(),
+                address(&config, "core")?,
+                shutdown.clone(),
+            )
+            .await
+            .context("serving the core on the postoffice")?;
+        }
+        store = Some(s);
+        core = Some(c);
+    }
+
+    let mut gateway = None;
+    if roles != Roles::Core {
+        let me = address(&config, "gateway")?;
+        let (client, replies): (Arc<dyn CoreClient>, _) = match &core {
+            Some(c) => (c.clone(), None),
+            None => {
+                let replies = Arc::new(Replies::new(&me.to_string()));
+                let remote = RemoteCore::new(postoffice.clone(), me.clone(), replies.clone())?;
+                (Arc::new(remote), Some(replies))
+            }
+        };
+        gateway = Some(
+            Gateway::bind(
+                config.gateway.clone(),
+                &me.to_string(),
+                client,
+                postoffice.clone(),
+                &mut registry,
+                shutdown.clone(),
+                replies,
+            )
+            .await?,
+        );
+    }
+    let addr = match &gateway {
+        Some(g) => Some(g.local_addr()?),
+        None => None,
     };
-    let core = Arc::new(Core::new(
-        store.clone() as Arc<dyn Store>,
-        postoffice.clone(),
-        CoreMetrics::register(&mut registry),
-    ));
-    let address = Address::new(
-        &config.node.region,
-        &config.node.product,
-        "gateway",
-        &config.node.instance,
-        &std::process::id().to_string(),
-    )
-    .context("node address")?;
-    let gateway = Gateway::bind(
-        config.gateway.clone(),
-        &address.to_string(),
-        core,
-        postoffice,
-        &mut registry,
-        shutdown.clone(),
-    )
-    .await?;
-    let addr = gateway.local_addr()?;
-    let sweeper = tokio::spawn(retention::sweeper(
-        store.clone() as Arc<dyn Store>,
-        Duration::from_secs(config.core.sweep_secs.max(1)),
-        shutdown.clone(),
-    ));
+    let sweeper = store.clone().map(|s| {
+        tokio::spawn(retention::sweeper(
+            s as Arc<dyn Store>,
+            Duration::from_secs(config.core.sweep_secs.max(1)),
+            shutdown.clone(),
+        ))
+    });
     let registry = Arc::new(registry);
+    let stop = shutdown.clone();
     let task = tokio::spawn(async move {
-        let served = gateway.serve(registry).await;
-        let _ = sweeper.await;
+        let served = match gateway {
+            Some(g) => g.serve(registry).await.context("serving"),
+            None => {
+                stop.cancelled().await;
+                Ok(())
+            }
+        };
+        if let Some(s) = sweeper {
+            let _ = s.await;
+        }
+        drop(core);
         // Commit what is queued and release the data directory.
-        store.close();
-        served.context("serving")
+        if let Some(s) = store {
+            s.close();
+        }
+        served
     });
     Ok(Running {
-        addr,
+        gateway: addr,
         shutdown,
         task,
     })
 }
 
 /// The URI without its password, for messages.
-fn redact(uri: &str) -> String {
+pub fn redact(uri: &str) -> String {
     match (uri.find("://"), uri.rfind('@')) {
         (Some(scheme), Some(at)) if at > scheme => {
             let userinfo = &uri[scheme + 3..at];
@@ -117,8 +204,8 @@ fn redact(uri: &str) -> String {
     }
 }
 
-/// Runs until Ctrl-C (or SIGTERM), then drains and exits.
-pub async fn run(config: Config) -> anyhow::Result<()> {
+/// Runs `roles` until Ctrl-C (or SIGTERM), then drains and exits.
+pub async fn run(config: Config, roles: Roles) -> anyhow::Result<()> {
     let data = config.data.clone();
     let postoffice = config
         .amqp
@@ -126,24 +213,31 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .map(redact)
         .unwrap_or_else(|| "embedded".into());
     let open = config.gateway.secret.is_none();
-    let running = start(config).await?;
-    let addr = running.addr;
-    println!("postmesh is up");
-    println!("  WebSocket  ws://{addr}/ws");
-    println!("  HTTP       http://{addr}/v1/publish  /v1/history  /v1/latest");
-    println!("  health     http://{addr}/healthz   metrics http://{addr}/metrics");
-    println!("  data       {}", data.display());
-    println!("  postoffice {postoffice}");
-    if open {
-        println!("  access     anonymous (no secret set; loopback only)");
+    let running = start_roles(config, roles).await?;
+    match roles {
+        Roles::All => println!("postmesh is up"),
+        Roles::Gateway => println!("postmesh gateway is up"),
+        Roles::Core => println!("postmesh core is up"),
     }
+    if let Some(addr) = running.gateway {
+        println!("  WebSocket  ws://{addr}/ws");
+        println!("  HTTP       http://{addr}/v1/publish  /v1/history  /v1/latest");
+        println!("  health     http://{addr}/healthz   metrics http://{addr}/metrics");
+        if open {
+            println!("  access     anonymous (no secret set; loopback only)");
+        }
+    }
+    if roles != Roles::Gateway {
+        println!("  data       {}", data.display());
+    }
+    println!("  postoffice {postoffice}");
     let shutdown = running.shutdown.clone();
     tokio::spawn(async move {
         wait_for_signal().await;
         tracing::info!("shutting down");
         shutdown.cancel();
     });
-    running.task.await.context("mesh task panicked")?
+    running.task.await.context("task panicked")?
 }
 
 async fn wait_for_signal() {

@@ -6,10 +6,13 @@
 //!   implementation and the contract suite.
 //! - [`service`]: [`Core`], the services over a store and a postoffice, and
 //!   [`CoreClient`], the interface gateways call.
+//! - [`remote`]: the core services across processes: [`remote::CoreServer`]
+//!   serves a core over the postoffice, [`remote::RemoteCore`] asks one.
 //! - [`retention`]: applying per-category retention and sweeping.
 //! - [`metrics`]: Prometheus metrics.
 
 pub mod metrics;
+pub mod remote;
 pub mod retention;
 pub mod service;
 pub mod store;

@@ -36,6 +36,10 @@ pub enum CoreError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Postoffice(#[from] PostofficeError),
+    #[error("no core answered in time")]
+    Timeout,
+    #[error("core: {message}")]
+    Remote { message: String, retryable: bool },
 }
 
 impl CoreError {
@@ -44,6 +48,8 @@ impl CoreError {
         match self {
             CoreError::Store(e) => e.is_retryable(),
             CoreError::Postoffice(e) => e.is_retryable(),
+            CoreError::Timeout => true,
+            CoreError::Remote { retryable, .. } => *retryable,
         }
     }
 }

@@ -53,9 +53,20 @@ pub struct Hub {
     queue: String,
     metrics: GatewayMetrics,
     next_id: AtomicU64,
+    /// RPC replies arrive on the hub's queue too: the binding of the
+    /// gateway's unique address, and where replies go.
+    rpc: Option<Rpc>,
     /// The newest message this hub received (or the hub's start time):
     /// after an outage, everything newer may have been missed.
     last_seen: parking_lot::Mutex<Uuid>,
+}
+
+/// Replies to this gateway's requests: its queue is bound with `binding` on
+/// the postoffice exchange, and replies are handed to `replies`.
+#[derive(Clone)]
+pub struct Rpc {
+    pub binding: String,
+    pub replies: Arc<postmesh_router::rpc::Replies>,
 }
 
 /// The longest wait between two reconnection attempts.
@@ -80,10 +91,16 @@ impl Hub {
         dedupe_window: usize,
         metrics: GatewayMetrics,
         cancel: CancellationToken,
+        rpc: Option<Rpc>,
     ) -> Result<Arc<Hub>, PostofficeError> {
         postoffice
             .declare_queue(&QueueSpec::transient(&queue))
             .await?;
+        if let Some(rpc) = &rpc {
+            postoffice
+                .bind(Exchange::Postoffice, &queue, &rpc.binding)
+                .await?;
+        }
         let mut consumer = postoffice.consume(&queue, HUB_PREFETCH).await?;
         let start = now_uuid();
         let hub = Arc::new(Hub {
@@ -94,6 +111,7 @@ impl Hub {
             metrics,
             next_id: AtomicU64::new(1),
             last_seen: parking_lot::Mutex::new(start),
+            rpc,
         });
         let h = hub.clone();
         tokio::spawn(async move {
@@ -114,6 +132,13 @@ impl Hub {
                     tracing::info!(queue = %h.queue, "postoffice back; devices reread");
                     continue;
                 };
+                if delivery.props.kind.as_deref() == Some("reply") {
+                    if let (Some(rpc), Some(id)) = (&h.rpc, &delivery.props.correlation_id) {
+                        rpc.replies.resolve(id, delivery.payload.clone());
+                    }
+                    let _ = delivery.ack().await;
+                    continue;
+                }
                 h.metrics.messages_in.inc();
                 let uuid = delivery
                     .props
@@ -178,6 +203,11 @@ impl Hub {
                 for pattern in upstream.keys() {
                     self.postoffice
                         .bind(Exchange::Paths, &self.queue, pattern)
+                        .await?;
+                }
+                if let Some(rpc) = &self.rpc {
+                    self.postoffice
+                        .bind(Exchange::Postoffice, &self.queue, &rpc.binding)
                         .await?;
                 }
                 drop(upstream);

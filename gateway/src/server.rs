@@ -46,7 +46,9 @@ pub const MAX_BODY_BYTES: usize = 8 << 20;
 
 impl Gateway {
     /// Validates the config, binds the listener and the gateway's queue.
-    /// `name` makes the queue unique among gateways on one postoffice.
+    /// `name` is the gateway's postoffice address, which makes its queue
+    /// unique; with `replies`, the queue also receives RPC replies sent to
+    /// that address (for a `postmesh_core::remote::RemoteCore`).
     pub async fn bind(
         config: GatewayConfig,
         name: &str,
@@ -54,6 +56,7 @@ impl Gateway {
         postoffice: Arc<dyn Postoffice>,
         registry: &mut Registry,
         shutdown: CancellationToken,
+        replies: Option<Arc<postmesh_router::rpc::Replies>>,
     ) -> Result<Gateway, StartError> {
         config.validate()?;
         let listener = TcpListener::bind(config.listen)
@@ -66,6 +69,10 @@ impl Gateway {
             config.dedupe_window,
             metrics.clone(),
             shutdown.clone(),
+            replies.map(|replies| crate::hub::Rpc {
+                binding: format!("*.*.*.*.*.*.{name}"),
+                replies,
+            }),
         )
         .await?;
         let drain = Duration::from_secs(config.drain_secs);

@@ -1231,6 +1231,7 @@ mod tests {
             1024,
             metrics.clone(),
             cancel.clone(),
+            None,
         )
         .await
         .unwrap();

@@ -17,6 +17,7 @@ pub mod backoff;
 pub mod contract;
 pub mod memory;
 pub mod postoffice;
+pub mod rpc;
 
 pub use amqp::AmqpPostoffice;
 pub use memory::MemoryPostoffice;

@@ -53,7 +53,7 @@ impl Mesh {
         tune(&mut config);
         let running = up::start(config.clone()).await.expect("mesh starts");
         Mesh {
-            addr: running.addr,
+            addr: running.addr(),
             config,
             running: Some(running),
             dir,
@@ -66,7 +66,7 @@ impl Mesh {
             r.stop().await.expect("clean stop");
         }
         let running = up::start(self.config.clone()).await.expect("mesh restarts");
-        self.addr = running.addr;
+        self.addr = running.addr();
         self.running = Some(running);
     }
 
@@ -367,4 +367,67 @@ pub fn token(secret: &str, sub: Option<u64>, subs: &[&str], pubs: &[&str]) -> St
         },
     )
     .expect("token")
+}
+
+/// A `postmesh` process (any role) started by a test; killed when dropped.
+pub struct Process {
+    pub child: tokio::process::Child,
+    /// `ws://.../ws` for a process that runs a gateway.
+    pub ws_url: Option<String>,
+}
+
+impl Process {
+    /// Starts `postmesh <args>` with `envs` and waits until it says it is up.
+    pub async fn start(args: &[&str], envs: &[(&str, &str)]) -> Process {
+        use tokio::io::AsyncBufReadExt;
+        let mut child = tokio::process::Command::new(binary())
+            .args(args)
+            .envs(envs.iter().copied())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("postmesh starts");
+        let mut lines = tokio::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
+        let mut ws_url = None;
+        let mut up = false;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while let Ok(Ok(Some(line))) = tokio::time::timeout_at(deadline, lines.next_line()).await {
+            up |= line.contains(" is up");
+            if let Some(u) = line.split_whitespace().find(|w| w.starts_with("ws://")) {
+                ws_url = Some(u.to_owned());
+            }
+            if line.trim_start().starts_with("postoffice") {
+                break;
+            }
+        }
+        assert!(up, "postmesh {args:?} did not come up");
+        // Keep draining stdout so the process never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Process { child, ws_url }
+    }
+
+    /// `http://...` of the gateway.
+    pub fn http(&self) -> String {
+        self.ws_url
+            .as_deref()
+            .expect("a gateway")
+            .replace("ws://", "http://")
+            .trim_end_matches("/ws")
+            .to_owned()
+    }
+
+    /// A device on this gateway.
+    pub async fn ws(&self, token: Option<&str>) -> Client {
+        let url = self.ws_url.clone().expect("a gateway");
+        match token {
+            Some(t) => Client::connect(&format!("{url}?token={t}")).await,
+            None => Client::connect(&url).await,
+        }
+    }
+
+    /// Kills the process at once (`kill -9`).
+    pub async fn kill(&mut self) {
+        let _ = self.child.kill().await;
+    }
 }

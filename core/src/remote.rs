@@ -1,0 +1,634 @@
+//! The core services across processes, over the postoffice.
+//!
+//! # Addressing
+//! A gateway asks *any* core of its region: the routing key is
+//! `<action>.<gateway address>.<region>.<product>.core.-.-`. Cores share one
+//! durable queue per region, bound with the design's *my service* pattern
+//! for each action, so requests are balanced across them (the "or"). Each
+//! core also has a queue of its own, bound to its unique address, to `gold`
+//! requests and to `replicate` notices from its peers (the "and").
+//!
+//! # Classes of service
+//! - **Gold** publishes go to every core of the region (each core's own
+//!   queue is bound to `gold`). Each persists (idempotent by UUID) and
+//!   distributes; the gateway takes the first reply, and gateways drop the
+//!   second copy by UUID. One core may die; the other still delivers.
+//! - **Silver** and **bronze** publishes go to the shared queue, which has
+//!   `x-max-priority`: gold 2, silver 1, bronze 0, so silver overtakes
+//!   bronze when the queue is backed up.
+//!
+//! # Replication
+//! With the embedded store every core keeps its own copy of the folders. A
+//! core that handled a publish or a dismissal tells its peers (`replicate`),
+//! and they persist it too, so any core can answer history. This is
+//! eventually consistent (a read right after a write may reach a peer that
+//! has not applied it yet); with a shared Cassandra store it is redundant
+//! and idempotent.
+//!
+//! # Requests and replies
+//! A request carries a correlation id and the gateway's address in
+//! `reply_to`; the reply (`{"ok": ..}` or `{"err": {"message", "retryable"}}`)
+//! goes to `reply.<core address>.<gateway address>`. Requests time out after
+//! [`RPC_TIMEOUT`] and are retried up to [`RPC_ATTEMPTS`] times, which is
+//! safe: every operation is idempotent (publishes by UUID).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use postmesh_router::backoff::Backoff;
+use postmesh_router::rpc::Replies;
+use postmesh_router::{
+    Delivery, Exchange, Outgoing, Postoffice, PostofficeError, Properties, QueueSpec,
+};
+use postmesh_schema::{Address, Class, Limits, Message, Pattern, RoutingKey, Uuid};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use tokio_util::sync::CancellationToken;
+
+use crate::service::{Core, CoreClient, CoreError, Published, priority};
+use crate::store::Page;
+
+/// The service name of cores in addresses.
+pub const SERVICE: &str = "core";
+/// How long a gateway waits for one reply.
+pub const RPC_TIMEOUT: Duration = Duration::from_secs(5);
+/// Attempts per request (the first and the retries).
+pub const RPC_ATTEMPTS: usize = 3;
+/// Unacknowledged requests one core works on at once, per queue.
+pub const CORE_PREFETCH: u16 = 64;
+/// A core's own queue (gold and replication) holds at most this many
+/// messages while the core is away; the oldest go first.
+pub const OWN_QUEUE_LIMIT: usize = 1_000_000;
+
+const SHARED_ACTIONS: [&str; 5] = ["publish", "history", "since", "latest", "dismiss"];
+const GOLD: &str = "gold";
+const REPLICATE: &str = "replicate";
+const REPLY: &str = "reply";
+
+#[derive(Serialize, Deserialize)]
+struct ReadRequest {
+    pattern: String,
+    limit: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    cursor: Option<Uuid>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    user: Option<u64>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct DismissRequest {
+    user: u64,
+    uuid: Uuid,
+}
+
+#[derive(Deserialize)]
+struct Batch<'a> {
+    #[serde(borrow)]
+    messages: Vec<&'a RawValue>,
+    #[serde(default)]
+    more: bool,
+}
+
+#[derive(Serialize, Deserialize)]
+struct RemoteError {
+    message: String,
+    retryable: bool,
+}
+
+#[derive(Deserialize)]
+struct Reply<'a> {
+    #[serde(borrow)]
+    ok: Option<&'a RawValue>,
+    err: Option<RemoteError>,
+}
+
+fn encode_messages<'a>(
+    messages: impl IntoIterator<Item = &'a Message>,
+    more: Option<bool>,
+) -> Vec<u8> {
+    let mut out = b"{\"messages\":[".to_vec();
+    for (i, m) in messages.into_iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(&m.to_json());
+    }
+    out.push(b']');
+    if let Some(more) = more {
+        out.extend_from_slice(format!(",\"more\":{more}").as_bytes());
+    }
+    out.push(b'}');
+    out
+}
+
+fn decode_messages(bytes: &[u8]) -> Result<(Vec<Message>, bool), String> {
+    let batch: Batch<'_> = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+    let limits = Limits {
+        max_elements: usize::MAX,
+        max_bytes: usize::MAX,
+    };
+    let messages = batch
+        .messages
+        .iter()
+        .map(|raw| Message::from_json(raw.get().as_bytes(), &limits).map_err(|e| e.to_string()))
+        .collect::<Result<_, _>>()?;
+    Ok((messages, batch.more))
+}
+
+fn ok_reply(value: &[u8]) -> Bytes {
+    let mut out = b"{\"ok\":".to_vec();
+    out.extend_from_slice(value);
+    out.push(b'}');
+    Bytes::from(out)
+}
+
+fn err_reply(e: &CoreError) -> Bytes {
+    let body =
+        serde_json::json!({"err": {"message": e.to_string(), "retryable": e.is_retryable()}});
+    Bytes::from(body.to_string())
+}
+
+/// Asks the cores of a region, over the postoffice. This is what a gateway
+/// that runs without a core of its own uses as its [`CoreClient`].
+pub struct RemoteCore {
+    postoffice: Arc<dyn Postoffice>,
+    me: Address,
+    cores: Address,
+    replies: Arc<Replies>,
+}
+
+impl RemoteCore {
+    /// `me` is the gateway's address; its queue must be bound to
+    /// `me.unique_binding()` on the postoffice exchange and hand replies to
+    /// `replies`.
+    pub fn new(
+        postoffice: Arc<dyn Postoffice>,
+        me: Address,
+        replies: Arc<Replies>,
+    ) -> Result<RemoteCore, CoreError> {
+        let cores =
+            Address::any_of(&me.region, &me.product, SERVICE).map_err(|e| CoreError::Remote {
+                message: e.to_string(),
+                retryable: false,
+            })?;
+        Ok(RemoteCore {
+            postoffice,
+            me,
+            cores,
+            replies,
+        })
+    }
+
+    async fn call(
+        &self,
+        action: &str,
+        payload: Bytes,
+        prio: u8,
+        persistent: bool,
+    ) -> Result<Bytes, CoreError> {
+        let key = RoutingKey::new(action, self.me.clone(), self.cores.clone())
+            .map_err(|e| CoreError::Remote {
+                message: e.to_string(),
+                retryable: false,
+            })?
+            .to_string();
+        let mut backoff = Backoff::new(Duration::from_secs(1));
+        let mut last = CoreError::Timeout;
+        for _ in 0..RPC_ATTEMPTS {
+            let (id, rx) = self.replies.register().ok_or(CoreError::Remote {
+                message: "too many requests waiting for cores".into(),
+                retryable: true,
+            })?;
+            let out = Outgoing {
+                routing_key: key.clone(),
+                payload: payload.clone(),
+                props: Properties {
+                    correlation_id: Some(id.clone()),
+                    reply_to: Some(self.me.to_string()),
+                    kind: Some(action.to_owned()),
+                    priority: Some(prio),
+                    persistent,
+                    ..Properties::default()
+                },
+            };
+            if let Err(e) = self.postoffice.publish(Exchange::Postoffice, out).await {
+                self.replies.forget(&id);
+                last = CoreError::Postoffice(e);
+                tokio::time::sleep(backoff.next_delay()).await;
+                continue;
+            }
+            match tokio::time::timeout(RPC_TIMEOUT, rx).await {
+                Ok(Ok(reply)) => return decode_reply(&reply),
+                _ => {
+                    self.replies.forget(&id);
+                    last = CoreError::Timeout;
+                }
+            }
+        }
+        Err(last)
+    }
+
+    async fn read(&self, action: &str, req: ReadRequest) -> Result<Page, CoreError> {
+        let payload = Bytes::from(serde_json::to_vec(&req).expect("requests serialize"));
+        let ok = self
+            .call(action, payload, priority(Class::Silver), false)
+            .await?;
+        let (messages, more) = decode_messages(&ok).map_err(|e| CoreError::Remote {
+            message: e,
+            retryable: false,
+        })?;
+        Ok(Page { messages, more })
+    }
+}
+
+fn decode_reply(bytes: &[u8]) -> Result<Bytes, CoreError> {
+    let reply: Reply<'_> = serde_json::from_slice(bytes).map_err(|e| CoreError::Remote {
+        message: format!("malformed reply: {e}"),
+        retryable: false,
+    })?;
+    match (reply.ok, reply.err) {
+        (Some(ok), _) => Ok(Bytes::copy_from_slice(ok.get().as_bytes())),
+        (None, Some(e)) => Err(CoreError::Remote {
+            message: e.message,
+            retryable: e.retryable,
+        }),
+        (None, None) => Err(CoreError::Remote {
+            message: "empty reply".into(),
+            retryable: false,
+        }),
+    }
+}
+
+#[async_trait]
+impl CoreClient for RemoteCore {
+    async fn publish(&self, messages: Vec<Message>) -> Result<Vec<Published>, CoreError> {
+        // Gold goes to every core, the rest to any one; results keep order.
+        let (gold, rest): (Vec<(usize, Message)>, Vec<(usize, Message)>) = messages
+            .into_iter()
+            .enumerate()
+            .partition(|(_, m)| m.class == Class::Gold);
+        let mut results: Vec<Option<Published>> = vec![None; gold.len() + rest.len()];
+        for (action, group) in [(GOLD, gold), ("publish", rest)] {
+            if group.is_empty() {
+                continue;
+            }
+            let prio = group
+                .iter()
+                .map(|(_, m)| priority(m.class))
+                .max()
+                .unwrap_or(1);
+            let payload = Bytes::from(encode_messages(group.iter().map(|(_, m)| m), None));
+            let ok = self.call(action, payload, prio, true).await?;
+            let published: Vec<(Uuid, bool)> =
+                serde_json::from_slice(&ok).map_err(|e| CoreError::Remote {
+                    message: format!("malformed publish reply: {e}"),
+                    retryable: false,
+                })?;
+            for ((i, _), (uuid, duplicate)) in group.iter().zip(published) {
+                results[*i] = Some(Published { uuid, duplicate });
+            }
+        }
+        results
+            .into_iter()
+            .map(|r| {
+                r.ok_or(CoreError::Remote {
+                    message: "a publish reply missed a message".into(),
+                    retryable: true,
+                })
+            })
+            .collect()
+    }
+
+    async fn history(
+        &self,
+        pattern: Pattern,
+        limit: usize,
+        before: Option<Uuid>,
+        user: Option<u64>,
+    ) -> Result<Page, CoreError> {
+        self.read(
+            "history",
+            ReadRequest {
+                pattern: pattern.to_string(),
+                limit,
+                cursor: before,
+                user,
+            },
+        )
+        .await
+    }
+
+    async fn since(
+        &self,
+        pattern: Pattern,
+        after: Uuid,
+        limit: usize,
+        user: Option<u64>,
+    ) -> Result<Page, CoreError> {
+        self.read(
+            "since",
+            ReadRequest {
+                pattern: pattern.to_string(),
+                limit,
+                cursor: Some(after),
+                user,
+            },
+        )
+        .await
+    }
+
+    async fn latest(
+        &self,
+        pattern: Pattern,
+        limit: usize,
+        user: Option<u64>,
+    ) -> Result<Page, CoreError> {
+        self.read(
+            "latest",
+            ReadRequest {
+                pattern: pattern.to_string(),
+                limit,
+                cursor: None,
+                user,
+            },
+        )
+        .await
+    }
+
+    async fn dismiss(&self, user: u64, uuid: Uuid) -> Result<(), CoreError> {
+        let payload =
+            Bytes::from(serde_json::to_vec(&DismissRequest { user, uuid }).expect("serializes"));
+        self.call("dismiss", payload, priority(Class::Silver), true)
+            .await
+            .map(|_| ())
+    }
+}
+
+/// Serves a [`Core`] to the region over the postoffice until `cancel`.
+pub struct CoreServer {
+    core: Arc<Core>,
+    postoffice: Arc<dyn Postoffice>,
+    me: Address,
+}
+
+impl CoreServer {
+    /// Declares the core queues and starts consuming them.
+    pub async fn start(
+        core: Arc<Core>,
+        postoffice: Arc<dyn Postoffice>,
+        me: Address,
+        cancel: CancellationToken,
+    ) -> Result<(), PostofficeError> {
+        let server = Arc::new(CoreServer {
+            core,
+            postoffice,
+            me,
+        });
+        let shared = QueueSpec {
+            max_priority: Some(2),
+            ..QueueSpec::durable(format!("postmesh.core.{}", server.me.region))
+        };
+        let shared_bindings: Vec<String> = SHARED_ACTIONS
+            .iter()
+            .map(|a| server.me.service_binding(a))
+            .collect();
+        let own = QueueSpec {
+            max_len: Some(OWN_QUEUE_LIMIT),
+            max_priority: Some(2),
+            ..QueueSpec::durable(format!(
+                "postmesh.core.{}.{}",
+                server.me.region, server.me.instance
+            ))
+        };
+        let own_bindings = vec![
+            server.me.unique_binding(),
+            server.me.service_binding(GOLD),
+            server.me.service_binding(REPLICATE),
+        ];
+        // Declare once up front so that start-up errors surface here.
+        for (spec, bindings) in [(&shared, &shared_bindings), (&own, &own_bindings)] {
+            server.postoffice.declare_queue(spec).await?;
+            for b in bindings {
+                server
+                    .postoffice
+                    .bind(Exchange::Postoffice, &spec.name, b)
+                    .await?;
+            }
+        }
+        for (spec, bindings) in [(shared, shared_bindings), (own, own_bindings)] {
+            tokio::spawn(server.clone().serve(spec, bindings, cancel.clone()));
+        }
+        Ok(())
+    }
+
+    /// Consumes one queue; reconnects with backoff when the consumer ends.
+    async fn serve(
+        self: Arc<Self>,
+        spec: QueueSpec,
+        bindings: Vec<String>,
+        cancel: CancellationToken,
+    ) {
+        let mut backoff = Backoff::new(Duration::from_secs(5));
+        while !cancel.is_cancelled() {
+            let consumer = async {
+                self.postoffice.declare_queue(&spec).await?;
+                for b in &bindings {
+                    self.postoffice
+                        .bind(Exchange::Postoffice, &spec.name, b)
+                        .await?;
+                }
+                self.postoffice.consume(&spec.name, CORE_PREFETCH).await
+            }
+            .await;
+            let mut consumer = match consumer {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::debug!(queue = %spec.name, error = %e, "core queue not ready");
+                    tokio::select! {
+                        _ = cancel.cancelled() => return,
+                        _ = tokio::time::sleep(backoff.next_delay()) => continue,
+                    }
+                }
+            };
+            backoff = Backoff::new(Duration::from_secs(5));
+            loop {
+                let delivery = tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    d = consumer.next() => d,
+                };
+                let Some(delivery) = delivery else {
+                    tracing::warn!(queue = %spec.name, "lost the postoffice; reconnecting");
+                    break;
+                };
+                // Prefetch bounds how many run at once.
+                tokio::spawn(self.clone().handle(delivery));
+            }
+        }
+    }
+
+    async fn reply(&self, request: &Delivery, payload: Bytes) -> Result<(), PostofficeError> {
+        let (Some(to), Some(id)) = (&request.props.reply_to, &request.props.correlation_id) else {
+            return Ok(());
+        };
+        let Ok(to) = Address::parse(to) else {
+            return Ok(());
+        };
+        let key = RoutingKey {
+            action: REPLY.into(),
+            from: self.me.clone(),
+            to,
+        };
+        let out = Outgoing {
+            routing_key: key.to_string(),
+            payload,
+            props: Properties {
+                correlation_id: Some(id.clone()),
+                kind: Some(REPLY.into()),
+                ..Properties::default()
+            },
+        };
+        self.postoffice.publish(Exchange::Postoffice, out).await
+    }
+
+    async fn replicate(&self, payload: Bytes, kind: &str) {
+        let Ok(cores) = Address::any_of(&self.me.region, &self.me.product, SERVICE) else {
+            return;
+        };
+        let out = Outgoing {
+            routing_key: RoutingKey {
+                action: REPLICATE.into(),
+                from: self.me.clone(),
+                to: cores,
+            }
+            .to_string(),
+            payload,
+            props: Properties {
+                kind: Some(kind.to_owned()),
+                persistent: true,
+                ..Properties::default()
+            },
+        };
+        if let Err(e) = self.postoffice.publish(Exchange::Postoffice, out).await {
+            tracing::warn!(error = %e, "replication to peer cores failed");
+        }
+    }
+
+    async fn handle(self: Arc<Self>, d: Delivery) {
+        let key = RoutingKey::parse(&d.routing_key);
+        let action = key.as_ref().map(|k| k.action.as_str()).unwrap_or("");
+        let outcome: Option<Result<Vec<u8>, CoreError>> = match action {
+            "publish" | GOLD => Some(match decode_messages(&d.payload) {
+                Ok((messages, _)) => {
+                    let r = self.core.publish(messages).await;
+                    if r.is_ok() && action == "publish" {
+                        self.replicate(d.payload.clone(), "messages").await;
+                    }
+                    r.map(|p| {
+                        serde_json::to_vec(
+                            &p.iter().map(|x| (x.uuid, x.duplicate)).collect::<Vec<_>>(),
+                        )
+                        .expect("serializes")
+                    })
+                }
+                Err(e) => Err(CoreError::Remote {
+                    message: e,
+                    retryable: false,
+                }),
+            }),
+            "history" | "since" | "latest" => {
+                Some(match serde_json::from_slice::<ReadRequest>(&d.payload) {
+                    Ok(req) => match Pattern::parse(&req.pattern) {
+                        Ok(pattern) => {
+                            let page = match action {
+                                "history" => {
+                                    self.core
+                                        .history(pattern, req.limit, req.cursor, req.user)
+                                        .await
+                                }
+                                "since" => match req.cursor {
+                                    Some(after) => {
+                                        self.core.since(pattern, after, req.limit, req.user).await
+                                    }
+                                    None => Err(CoreError::Remote {
+                                        message: "since needs a cursor".into(),
+                                        retryable: false,
+                                    }),
+                                },
+                                _ => self.core.latest(pattern, req.limit, req.user).await,
+                            };
+                            page.map(|p| encode_messages(&p.messages, Some(p.more)))
+                        }
+                        Err(e) => Err(CoreError::Remote {
+                            message: e.to_string(),
+                            retryable: false,
+                        }),
+                    },
+                    Err(e) => Err(CoreError::Remote {
+                        message: e.to_string(),
+                        retryable: false,
+                    }),
+                })
+            }
+            "dismiss" => Some(match serde_json::from_slice::<DismissRequest>(&d.payload) {
+                Ok(req) => {
+                    let r = self.core.dismiss(req.user, req.uuid).await;
+                    if r.is_ok() {
+                        self.replicate(d.payload.clone(), "dismiss").await;
+                    }
+                    r.map(|()| b"true".to_vec())
+                }
+                Err(e) => Err(CoreError::Remote {
+                    message: e.to_string(),
+                    retryable: false,
+                }),
+            }),
+            REPLICATE => {
+                let from_me = key.as_ref().is_ok_and(|k| k.from == self.me);
+                if !from_me {
+                    self.apply_replica(&d).await;
+                }
+                None
+            }
+            _ => {
+                tracing::warn!(key = %d.routing_key, "unknown core action");
+                None
+            }
+        };
+        if let Some(outcome) = outcome {
+            let payload = match &outcome {
+                Ok(v) => ok_reply(v),
+                Err(e) => err_reply(e),
+            };
+            if let Err(e) = self.reply(&d, payload).await {
+                // The requester retries; let another core (or this one) redo it.
+                tracing::warn!(error = %e, "reply failed");
+                let _ = d.nack(true).await;
+                return;
+            }
+        }
+        let _ = d.ack().await;
+    }
+
+    async fn apply_replica(&self, d: &Delivery) {
+        match d.props.kind.as_deref() {
+            Some("messages") => match decode_messages(&d.payload) {
+                Ok((messages, _)) => {
+                    if let Err(e) = self.core.store().put(messages).await {
+                        tracing::warn!(error = %e, "applying a replica failed");
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "malformed replica"),
+            },
+            Some("dismiss") => {
+                if let Ok(req) = serde_json::from_slice::<DismissRequest>(&d.payload)
+                    && let Err(e) = self.core.store().dismiss(req.user, req.uuid).await
+                {
+                    tracing::warn!(error = %e, "applying a dismissal replica failed");
+                }
+            }
+            other => tracing::warn!(kind = ?other, "unknown replica"),
+        }
+    }
+}
