@@ -77,6 +77,8 @@ pub struct CoreConfig {
     pub retention_secs: HashMap<String, u64>,
     /// How often expired messages are swept, seconds.
     pub sweep_secs: u64,
+    /// Queues on a shared postoffice: prefetch and the bronze bounds.
+    pub queues: postmesh_core::remote::QueueOptions,
 }
 
 impl Default for CoreConfig {
@@ -86,6 +88,7 @@ impl Default for CoreConfig {
             cache_mb: 64,
             retention_secs: HashMap::new(),
             sweep_secs: 60,
+            queues: Default::default(),
         }
     }
 }

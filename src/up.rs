@@ -121,6 +121,7 @@ pub async fn start_roles(config: Config, roles: Roles) -> anyhow::Result<Running
                 c.clone(),
                 postoffice.clone(),
                 address(&config, "core")?,
+                config.core.queues.clone(),
                 shutdown.clone(),
             )
             .await
@@ -137,7 +138,14 @@ pub async fn start_roles(config: Config, roles: Roles) -> anyhow::Result<Running
             Some(c) => (c.clone(), None),
             None => {
                 let replies = Arc::new(Replies::new(&me.to_string()));
-                let remote = RemoteCore::new(postoffice.clone(), me.clone(), replies.clone())?;
+                let remote = RemoteCore::connect(
+                    postoffice.clone(),
+                    me.clone(),
+                    replies.clone(),
+                    &config.core.queues,
+                )
+                .await
+                .context("declaring the core queues")?;
                 (Arc::new(remote), Some(replies))
             }
         };

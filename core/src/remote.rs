@@ -56,14 +56,42 @@ pub const SERVICE: &str = "core";
 pub const RPC_TIMEOUT: Duration = Duration::from_secs(5);
 /// Attempts per request (the first and the retries).
 pub const RPC_ATTEMPTS: usize = 3;
-/// Unacknowledged requests one core works on at once, per queue.
-pub const CORE_PREFETCH: u16 = 64;
-/// A core's own queue (gold and replication) holds at most this many
-/// messages while the core is away; the oldest go first.
-pub const OWN_QUEUE_LIMIT: usize = 1_000_000;
+/// Core queue settings (`[core.queues]` in the configuration).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct QueueOptions {
+    /// Unacknowledged requests a core works on at once from the shared
+    /// queue (silver publishes and reads) and from its own queue (gold and
+    /// replication).
+    pub prefetch: u16,
+    /// The same for the bronze queue. Lower, so that under load a core
+    /// spends most of its capacity on silver: silver overtakes bronze.
+    pub bronze_prefetch: u16,
+    /// Bronze publishes waiting at most: beyond it the broker refuses new
+    /// ones (`reject-publish`) and publishers get 503, retry later.
+    pub bronze_max_len: usize,
+    /// Seconds a bronze publish may wait before it is discarded unprocessed.
+    pub bronze_ttl_secs: u64,
+    /// A core's own queue holds at most this many messages while the core
+    /// is away; the oldest go first (`drop-head`).
+    pub own_max_len: usize,
+}
+
+impl Default for QueueOptions {
+    fn default() -> Self {
+        QueueOptions {
+            prefetch: 64,
+            bronze_prefetch: 8,
+            bronze_max_len: 100_000,
+            bronze_ttl_secs: 24 * 3600,
+            own_max_len: 1_000_000,
+        }
+    }
+}
 
 const SHARED_ACTIONS: [&str; 5] = ["publish", "history", "since", "latest", "dismiss"];
 const GOLD: &str = "gold";
+const BRONZE: &str = "bronze";
 const REPLICATE: &str = "replicate";
 const REPLY: &str = "reply";
 
@@ -162,7 +190,24 @@ pub struct RemoteCore {
 impl RemoteCore {
     /// `me` is the gateway's address; its queue must be bound to
     /// `me.unique_binding()` on the postoffice exchange and hand replies to
-    /// `replies`.
+    /// `replies`. Declares the region's bronze queue (with the same
+    /// `options` the cores use), so that a bronze publish accepted before
+    /// any core ran is kept, not dropped as unroutable.
+    pub async fn connect(
+        postoffice: Arc<dyn Postoffice>,
+        me: Address,
+        replies: Arc<Replies>,
+        options: &QueueOptions,
+    ) -> Result<RemoteCore, CoreError> {
+        let (spec, binding) = bronze_queue(&me, options);
+        postoffice.declare_queue(&spec).await?;
+        postoffice
+            .bind(Exchange::Postoffice, &spec.name, &binding)
+            .await?;
+        Self::new(postoffice, me, replies)
+    }
+
+    /// Like [`connect`](Self::connect) without declaring anything.
     pub fn new(
         postoffice: Arc<dyn Postoffice>,
         me: Address,
@@ -230,6 +275,27 @@ impl RemoteCore {
         Err(last)
     }
 
+    /// Sends a request that needs no reply: `Ok` once the broker confirmed it.
+    async fn enqueue(&self, action: &str, payload: Bytes) -> Result<(), CoreError> {
+        let key = RoutingKey::new(action, self.me.clone(), self.cores.clone())
+            .map_err(|e| CoreError::Remote {
+                message: e.to_string(),
+                retryable: false,
+            })?
+            .to_string();
+        let out = Outgoing {
+            routing_key: key,
+            payload,
+            props: Properties {
+                kind: Some(action.to_owned()),
+                priority: Some(priority(Class::Bronze)),
+                persistent: true,
+                ..Properties::default()
+            },
+        };
+        Ok(self.postoffice.publish(Exchange::Postoffice, out).await?)
+    }
+
     async fn read(&self, action: &str, req: ReadRequest) -> Result<Page, CoreError> {
         let payload = Bytes::from(serde_json::to_vec(&req).expect("requests serialize"));
         let ok = self
@@ -270,6 +336,20 @@ impl CoreClient for RemoteCore {
             .enumerate()
             .partition(|(_, m)| m.class == Class::Gold);
         let mut results: Vec<Option<Published>> = vec![None; gold.len() + rest.len()];
+        let (bronze, rest): (Vec<(usize, Message)>, Vec<(usize, Message)>) = rest
+            .into_iter()
+            .partition(|(_, m)| m.class == Class::Bronze);
+        if !bronze.is_empty() {
+            // Queueable: accepted once the broker has the request durably.
+            let payload = Bytes::from(encode_messages(bronze.iter().map(|(_, m)| m), None));
+            self.enqueue(BRONZE, payload).await?;
+            for (i, m) in &bronze {
+                results[*i] = Some(Published {
+                    uuid: m.uuid,
+                    duplicate: false,
+                });
+            }
+        }
         for (action, group) in [(GOLD, gold), ("publish", rest)] {
             if group.is_empty() {
                 continue;
@@ -373,12 +453,29 @@ pub struct CoreServer {
     me: Address,
 }
 
+/// The region's bronze queue and its binding.
+fn bronze_queue(me: &Address, options: &QueueOptions) -> (QueueSpec, String) {
+    let spec = QueueSpec {
+        max_len: Some(options.bronze_max_len),
+        overflow: postmesh_router::Overflow::RejectPublish,
+        message_ttl: Some(Duration::from_secs(options.bronze_ttl_secs)),
+        ..QueueSpec::durable(format!("postmesh.core.{}.bronze", me.region))
+    };
+    // Bronze requests from this region to any core (whoever `me` is).
+    let binding = format!("{BRONZE}.{}.*.*.*.*.*.*.{SERVICE}.*.*", me.region);
+    (spec, binding)
+}
+
+/// How long a failed bronze publish waits before it goes back to its queue.
+const BRONZE_RETRY: Duration = Duration::from_secs(1);
+
 impl CoreServer {
     /// Declares the core queues and starts consuming them.
     pub async fn start(
         core: Arc<Core>,
         postoffice: Arc<dyn Postoffice>,
         me: Address,
+        options: QueueOptions,
         cancel: CancellationToken,
     ) -> Result<(), PostofficeError> {
         let server = Arc::new(CoreServer {
@@ -394,8 +491,10 @@ impl CoreServer {
             .iter()
             .map(|a| server.me.service_binding(a))
             .collect();
+        let (bronze, bronze_binding) = bronze_queue(&server.me, &options);
+        let bronze_bindings = vec![bronze_binding];
         let own = QueueSpec {
-            max_len: Some(OWN_QUEUE_LIMIT),
+            max_len: Some(options.own_max_len),
             max_priority: Some(2),
             ..QueueSpec::durable(format!(
                 "postmesh.core.{}.{}",
@@ -408,7 +507,12 @@ impl CoreServer {
             server.me.service_binding(REPLICATE),
         ];
         // Declare once up front so that start-up errors surface here.
-        for (spec, bindings) in [(&shared, &shared_bindings), (&own, &own_bindings)] {
+        let queues = [
+            (shared, shared_bindings, options.prefetch),
+            (bronze, bronze_bindings, options.bronze_prefetch),
+            (own, own_bindings, options.prefetch),
+        ];
+        for (spec, bindings, _) in &queues {
             server.postoffice.declare_queue(spec).await?;
             for b in bindings {
                 server
@@ -417,8 +521,12 @@ impl CoreServer {
                     .await?;
             }
         }
-        for (spec, bindings) in [(shared, shared_bindings), (own, own_bindings)] {
-            tokio::spawn(server.clone().serve(spec, bindings, cancel.clone()));
+        for (spec, bindings, prefetch) in queues {
+            tokio::spawn(
+                server
+                    .clone()
+                    .serve(spec, bindings, prefetch, cancel.clone()),
+            );
         }
         Ok(())
     }
@@ -428,6 +536,7 @@ impl CoreServer {
         self: Arc<Self>,
         spec: QueueSpec,
         bindings: Vec<String>,
+        prefetch: u16,
         cancel: CancellationToken,
     ) {
         let mut backoff = Backoff::new(Duration::from_secs(5));
@@ -439,7 +548,7 @@ impl CoreServer {
                         .bind(Exchange::Postoffice, &spec.name, b)
                         .await?;
                 }
-                self.postoffice.consume(&spec.name, CORE_PREFETCH).await
+                self.postoffice.consume(&spec.name, prefetch).await
             }
             .await;
             let mut consumer = match consumer {
@@ -584,6 +693,27 @@ impl CoreServer {
                     retryable: false,
                 }),
             }),
+            BRONZE => {
+                // No one waits for a reply: on failure the request goes back
+                // to its queue and is tried again.
+                let r = match decode_messages(&d.payload) {
+                    Ok((messages, _)) => self.core.publish(messages).await.map(|_| ()),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "dropping a malformed bronze publish");
+                        Ok(())
+                    }
+                };
+                match r {
+                    Ok(()) => self.replicate(d.payload.clone(), "messages").await,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "bronze publish failed; requeued");
+                        tokio::time::sleep(BRONZE_RETRY).await;
+                        let _ = d.nack(true).await;
+                        return;
+                    }
+                }
+                None
+            }
             REPLICATE => {
                 let from_me = key.as_ref().is_ok_and(|k| k.from == self.me);
                 if !from_me {

@@ -1,5 +1,6 @@
 //! The mesh as separate processes on one RabbitMQ broker: two cores and two
-//! gateways, as an operator runs them.
+//! gateways, as an operator runs them. Each test uses a region of its own,
+//! so that the cores of one test never answer another's requests.
 
 use std::time::{Duration, Instant};
 
@@ -129,7 +130,10 @@ async fn gold_survives_a_core_killed_mid_stream() {
             "--data",
             d1.path().to_str().unwrap(),
         ],
-        &[("POSTMESH_NODE__INSTANCE", "gold1")],
+        &[
+            ("POSTMESH_NODE__INSTANCE", "gold1"),
+            ("POSTMESH_NODE__REGION", "goldland"),
+        ],
     )
     .await;
     let _c2 = Process::start(
@@ -140,12 +144,18 @@ async fn gold_survives_a_core_killed_mid_stream() {
             "--data",
             d2.path().to_str().unwrap(),
         ],
-        &[("POSTMESH_NODE__INSTANCE", "gold2")],
+        &[
+            ("POSTMESH_NODE__INSTANCE", "gold2"),
+            ("POSTMESH_NODE__REGION", "goldland"),
+        ],
     )
     .await;
     let gw = Process::start(
         &["gateway", "--amqp", amqp, "--listen", "127.0.0.1:0"],
-        &[("POSTMESH_NODE__INSTANCE", "goldgw")],
+        &[
+            ("POSTMESH_NODE__INSTANCE", "goldgw"),
+            ("POSTMESH_NODE__REGION", "goldland"),
+        ],
     )
     .await;
     let mut devices = vec![gw.ws(None).await, gw.ws(None).await];
@@ -242,4 +252,64 @@ async fn gold_survives_a_core_killed_mid_stream() {
         "the surviving core stored every gold message"
     );
     assert!(sent.iter().all(|u| stored.contains(u)));
+}
+
+/// Bronze is queueable: a publish is accepted once the broker holds it
+/// durably, even with no core running, and is stored and delivered when a
+/// core comes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bronze_waits_for_a_core() {
+    let node = rabbit::shared();
+    let amqp = node.amqp_url.as_str();
+    let env = [
+        ("POSTMESH_NODE__REGION", "bronzeland"),
+        ("POSTMESH_NODE__INSTANCE", "bgw"),
+    ];
+    let gw = Process::start(
+        &["gateway", "--amqp", amqp, "--listen", "127.0.0.1:0"],
+        &env,
+    )
+    .await;
+    let mut device = gw.ws(None).await;
+    device.sub("slow.#").await;
+    let res = reqwest::Client::new()
+        .post(format!("{}/v1/publish", gw.http()))
+        .json(&json!({"path": "slow.1", "class": "bronze", "body": "later"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200, "accepted with no core running");
+    let uuid = res.json::<Value>().await.unwrap()["uuid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    device.quiet(Duration::from_millis(500)).await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let _core = Process::start(
+        &[
+            "core",
+            "--amqp",
+            amqp,
+            "--data",
+            dir.path().to_str().unwrap(),
+        ],
+        &[
+            ("POSTMESH_NODE__REGION", "bronzeland"),
+            ("POSTMESH_NODE__INSTANCE", "bcore"),
+        ],
+    )
+    .await;
+    let m = device.msg().await;
+    assert_eq!(m["uuid"], uuid);
+    assert_eq!(m["class"], "bronze");
+    let page: Value = reqwest::Client::new()
+        .get(format!("{}/v1/history?pattern=slow.%23", gw.http()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(page["messages"][0]["uuid"], uuid.as_str());
 }
