@@ -313,3 +313,94 @@ async fn bronze_waits_for_a_core() {
         .unwrap();
     assert_eq!(page["messages"][0]["uuid"], uuid.as_str());
 }
+
+/// Under load, silver work overtakes bronze: with a backlog of bronze
+/// publishes waiting for a core, silver publishes made when the core starts
+/// are delivered long before the backlog is through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silver_overtakes_a_bronze_backlog() {
+    let node = rabbit::shared();
+    let amqp = node.amqp_url.as_str();
+    let env = [
+        ("POSTMESH_NODE__REGION", "backlog"),
+        ("POSTMESH_NODE__INSTANCE", "blgw"),
+    ];
+    let gw = Process::start(
+        &["gateway", "--amqp", amqp, "--listen", "127.0.0.1:0"],
+        &env,
+    )
+    .await;
+    let mut device = gw.ws(None).await;
+    device.sub("work.#").await;
+    // One request per message, so that the backlog is 2000 requests deep.
+    let backlog = 2000usize;
+    let senders: Vec<_> = (0..16)
+        .map(|k| {
+            let url = gw.http();
+            tokio::spawn(async move {
+                let client = reqwest::Client::new();
+                for i in (k..backlog).step_by(16) {
+                    let res = client
+                        .post(format!("{url}/v1/publish"))
+                        .json(&json!({"path": "work.bronze", "class": "bronze", "body": i}))
+                        .send()
+                        .await
+                        .unwrap();
+                    assert_eq!(res.status(), 200);
+                }
+            })
+        })
+        .collect();
+    for s in senders {
+        s.await.unwrap();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let _core = Process::start(
+        &[
+            "core",
+            "--amqp",
+            amqp,
+            "--data",
+            dir.path().to_str().unwrap(),
+        ],
+        &[
+            ("POSTMESH_NODE__REGION", "backlog"),
+            ("POSTMESH_NODE__INSTANCE", "blcore"),
+        ],
+    )
+    .await;
+    let silver = 20usize;
+    let url = gw.http();
+    tokio::spawn(async move {
+        for i in 0..silver {
+            let res = reqwest::Client::new()
+                .post(format!("{url}/v1/publish"))
+                .json(&json!({"path": "work.silver", "body": i}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(res.status(), 200);
+        }
+    });
+    let (mut bronze_seen, mut silver_seen) = (0usize, 0usize);
+    let mut bronze_when_silver_done = None;
+    while bronze_seen < backlog || silver_seen < silver {
+        let m = device.msg().await;
+        match m["path"].as_str() {
+            Some("work.bronze") => bronze_seen += 1,
+            Some("work.silver") => {
+                silver_seen += 1;
+                if silver_seen == silver {
+                    bronze_when_silver_done = Some(bronze_seen);
+                }
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    let at = bronze_when_silver_done.expect("every silver message arrived");
+    eprintln!("all {silver} silver messages arrived after {at} of {backlog} bronze ones");
+    assert!(
+        at < backlog / 2,
+        "all {silver} silver messages arrived after {at} of {backlog} bronze ones"
+    );
+}
