@@ -9,6 +9,38 @@ use serde_json::{Value, json};
 
 const SECRET: &str = "processes-secret";
 
+/// `postmesh core` in `region` with a data directory of its own.
+async fn core(amqp: &str, dir: &tempfile::TempDir, region: &str, instance: &str) -> Process {
+    Process::start(
+        &[
+            "core",
+            "--amqp",
+            amqp,
+            "--data",
+            dir.path().to_str().unwrap(),
+        ],
+        &[
+            ("POSTMESH_NODE__REGION", region),
+            ("POSTMESH_NODE__INSTANCE", instance),
+        ],
+    )
+    .await
+}
+
+/// `postmesh gateway` in `region` on a free port, with `extra` flags.
+async fn gateway(amqp: &str, region: &str, instance: &str, extra: &[&str]) -> Process {
+    let mut args = vec!["gateway", "--amqp", amqp, "--listen", "127.0.0.1:0"];
+    args.extend_from_slice(extra);
+    Process::start(
+        &args,
+        &[
+            ("POSTMESH_NODE__REGION", region),
+            ("POSTMESH_NODE__INSTANCE", instance),
+        ],
+    )
+    .await
+}
+
 async fn post(url: &str, body: &Value, t: &str) -> Value {
     let res = reqwest::Client::new()
         .post(format!("{url}/v1/publish"))
@@ -26,35 +58,10 @@ async fn two_gateways_and_two_cores_on_one_broker() {
     let node = rabbit::shared();
     let amqp = node.amqp_url.as_str();
     let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let core = |dir: &tempfile::TempDir, name: &'static str| {
-        let dir = dir.path().to_str().unwrap().to_owned();
-        async move {
-            Process::start(
-                &["core", "--amqp", amqp, "--data", &dir],
-                &[("POSTMESH_NODE__INSTANCE", name)],
-            )
-            .await
-        }
-    };
-    let gateway = |name: &'static str| async move {
-        Process::start(
-            &[
-                "gateway",
-                "--amqp",
-                amqp,
-                "--listen",
-                "127.0.0.1:0",
-                "--secret",
-                SECRET,
-            ],
-            &[("POSTMESH_NODE__INSTANCE", name)],
-        )
-        .await
-    };
-    let _c1 = core(&d1, "core1").await;
-    let _c2 = core(&d2, "core2").await;
-    let a = gateway("gwa").await;
-    let b = gateway("gwb").await;
+    let _c1 = core(amqp, &d1, "twobytwo", "core1").await;
+    let _c2 = core(amqp, &d2, "twobytwo", "core2").await;
+    let a = gateway(amqp, "twobytwo", "gwa", &["--secret", SECRET]).await;
+    let b = gateway(amqp, "twobytwo", "gwb", &["--secret", SECRET]).await;
 
     let admin = token(SECRET, None, &["#"], &["#"]);
     // A device on gateway A receives what an HTTP publish to gateway B sent.
@@ -122,42 +129,9 @@ async fn gold_survives_a_core_killed_mid_stream() {
     let node = rabbit::shared();
     let amqp = node.amqp_url.as_str();
     let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let mut c1 = Process::start(
-        &[
-            "core",
-            "--amqp",
-            amqp,
-            "--data",
-            d1.path().to_str().unwrap(),
-        ],
-        &[
-            ("POSTMESH_NODE__INSTANCE", "gold1"),
-            ("POSTMESH_NODE__REGION", "goldland"),
-        ],
-    )
-    .await;
-    let _c2 = Process::start(
-        &[
-            "core",
-            "--amqp",
-            amqp,
-            "--data",
-            d2.path().to_str().unwrap(),
-        ],
-        &[
-            ("POSTMESH_NODE__INSTANCE", "gold2"),
-            ("POSTMESH_NODE__REGION", "goldland"),
-        ],
-    )
-    .await;
-    let gw = Process::start(
-        &["gateway", "--amqp", amqp, "--listen", "127.0.0.1:0"],
-        &[
-            ("POSTMESH_NODE__INSTANCE", "goldgw"),
-            ("POSTMESH_NODE__REGION", "goldland"),
-        ],
-    )
-    .await;
+    let mut c1 = core(amqp, &d1, "goldland", "gold1").await;
+    let _c2 = core(amqp, &d2, "goldland", "gold2").await;
+    let gw = gateway(amqp, "goldland", "goldgw", &[]).await;
     let mut devices = vec![gw.ws(None).await, gw.ws(None).await];
     for d in &mut devices {
         d.sub("gold.#").await;
@@ -261,15 +235,7 @@ async fn gold_survives_a_core_killed_mid_stream() {
 async fn bronze_waits_for_a_core() {
     let node = rabbit::shared();
     let amqp = node.amqp_url.as_str();
-    let env = [
-        ("POSTMESH_NODE__REGION", "bronzeland"),
-        ("POSTMESH_NODE__INSTANCE", "bgw"),
-    ];
-    let gw = Process::start(
-        &["gateway", "--amqp", amqp, "--listen", "127.0.0.1:0"],
-        &env,
-    )
-    .await;
+    let gw = gateway(amqp, "bronzeland", "bgw", &[]).await;
     let mut device = gw.ws(None).await;
     device.sub("slow.#").await;
     let res = reqwest::Client::new()
@@ -286,20 +252,7 @@ async fn bronze_waits_for_a_core() {
     device.quiet(Duration::from_millis(500)).await;
 
     let dir = tempfile::tempdir().unwrap();
-    let _core = Process::start(
-        &[
-            "core",
-            "--amqp",
-            amqp,
-            "--data",
-            dir.path().to_str().unwrap(),
-        ],
-        &[
-            ("POSTMESH_NODE__REGION", "bronzeland"),
-            ("POSTMESH_NODE__INSTANCE", "bcore"),
-        ],
-    )
-    .await;
+    let _core = core(amqp, &dir, "bronzeland", "bcore").await;
     let m = device.msg().await;
     assert_eq!(m["uuid"], uuid);
     assert_eq!(m["class"], "bronze");
@@ -321,15 +274,7 @@ async fn bronze_waits_for_a_core() {
 async fn silver_overtakes_a_bronze_backlog() {
     let node = rabbit::shared();
     let amqp = node.amqp_url.as_str();
-    let env = [
-        ("POSTMESH_NODE__REGION", "backlog"),
-        ("POSTMESH_NODE__INSTANCE", "blgw"),
-    ];
-    let gw = Process::start(
-        &["gateway", "--amqp", amqp, "--listen", "127.0.0.1:0"],
-        &env,
-    )
-    .await;
+    let gw = gateway(amqp, "backlog", "blgw", &[]).await;
     let mut device = gw.ws(None).await;
     device.sub("work.#").await;
     // One request per message, so that the backlog is 2000 requests deep.
@@ -355,20 +300,7 @@ async fn silver_overtakes_a_bronze_backlog() {
         s.await.unwrap();
     }
     let dir = tempfile::tempdir().unwrap();
-    let _core = Process::start(
-        &[
-            "core",
-            "--amqp",
-            amqp,
-            "--data",
-            dir.path().to_str().unwrap(),
-        ],
-        &[
-            ("POSTMESH_NODE__REGION", "backlog"),
-            ("POSTMESH_NODE__INSTANCE", "blcore"),
-        ],
-    )
-    .await;
+    let _core = core(amqp, &dir, "backlog", "blcore").await;
     let silver = 20usize;
     let url = gw.http();
     tokio::spawn(async move {
