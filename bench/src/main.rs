@@ -91,6 +91,8 @@ fn peer(t: &Target) -> Arc<dyn Peer> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // Every connection is a file descriptor.
+    rlimit::increase_nofile_limit(u64::MAX)?;
     match Cli::parse().command {
         Command::Fanout {
             target,
