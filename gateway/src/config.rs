@@ -50,6 +50,9 @@ pub struct GatewayConfig {
     pub limits: Limits,
     /// Seconds to drain connections on shutdown.
     pub drain_secs: u64,
+    /// Seconds between keepalive pings to each device; a device silent for
+    /// two intervals is closed with 4002. 0 turns keepalive off.
+    pub keepalive_secs: u64,
 }
 
 /// The default listen address: loopback, so a fresh `postmesh up` without a
@@ -74,6 +77,7 @@ impl Default for GatewayConfig {
             max_publish_batch: 1000,
             limits: Limits::default(),
             drain_secs: 5,
+            keepalive_secs: 30,
         }
     }
 }

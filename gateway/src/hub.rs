@@ -56,6 +56,9 @@ pub struct Hub {
     /// RPC replies arrive on the hub's queue too: the binding of the
     /// gateway's unique address, and where replies go.
     rpc: Option<Rpc>,
+    /// Every connection, for keepalive markers (weak: a closed connection
+    /// goes away with its session).
+    conns: parking_lot::Mutex<HashMap<ConnId, std::sync::Weak<Outbox>>>,
     /// The newest message this hub received (or the hub's start time):
     /// after an outage, everything newer may have been missed.
     last_seen: parking_lot::Mutex<Uuid>,
@@ -92,6 +95,7 @@ impl Hub {
         metrics: GatewayMetrics,
         cancel: CancellationToken,
         rpc: Option<Rpc>,
+        keepalive: Option<std::time::Duration>,
     ) -> Result<Arc<Hub>, PostofficeError> {
         postoffice
             .declare_queue(&QueueSpec::transient(&queue))
@@ -111,8 +115,12 @@ impl Hub {
             metrics,
             next_id: AtomicU64::new(1),
             last_seen: parking_lot::Mutex::new(start),
+            conns: parking_lot::Mutex::new(HashMap::new()),
             rpc,
         });
+        if let Some(interval) = keepalive {
+            tokio::spawn(hub.clone().keepalive(interval, cancel.clone()));
+        }
         let h = hub.clone();
         tokio::spawn(async move {
             let mut seen: RecentSet<Uuid> = RecentSet::new(dedupe_window);
@@ -246,9 +254,40 @@ impl Hub {
     /// Registers a new connection with an outbox of `capacity` frames.
     pub fn connect(&self, capacity: usize) -> ConnRef {
         self.metrics.connections.inc();
-        ConnRef {
+        let conn = ConnRef {
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
             outbox: Arc::new(Outbox::new(capacity)),
+        };
+        self.conns
+            .lock()
+            .insert(conn.id, Arc::downgrade(&conn.outbox));
+        conn
+    }
+
+    /// Queues a keepalive marker for every connection, every `interval`.
+    async fn keepalive(self: Arc<Self>, interval: std::time::Duration, cancel: CancellationToken) {
+        let marker = Arc::new(Live {
+            uuid: Uuid::nil(),
+            path: String::new(),
+            frame: Utf8Bytes::from_static(""),
+            kind: LiveKind::Keepalive,
+        });
+        let mut tick = tokio::time::interval(interval);
+        tick.tick().await;
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            let outboxes: Vec<Arc<Outbox>> = self
+                .conns
+                .lock()
+                .values()
+                .filter_map(|w| w.upgrade())
+                .collect();
+            for o in outboxes {
+                o.push(marker.clone());
+            }
         }
     }
 
@@ -315,6 +354,7 @@ impl Hub {
     /// from `Drop`; the upstream unbinds run on a spawned task.
     pub fn disconnect(self: &Arc<Self>, conn: &ConnRef, patterns: Vec<Pattern>) {
         self.metrics.connections.dec();
+        self.conns.lock().remove(&conn.id);
         let mut released = Vec::with_capacity(patterns.len());
         {
             let mut trie = self.trie.write();

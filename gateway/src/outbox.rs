@@ -34,6 +34,8 @@ pub enum LiveKind {
     /// connection must reread what was stored after `uuid` (the newest
     /// message the hub saw before). Queued ahead of anything newer.
     Reread,
+    /// Not a frame: time to ping the device, or to give up on it.
+    Keepalive,
 }
 
 /// What [`Outbox::push`] did.
@@ -54,6 +56,15 @@ pub struct Outbox {
     notify: Notify,
     closed: AtomicU16,
     capacity: usize,
+    /// When the device last sent anything, in seconds since the epoch.
+    last_inbound: std::sync::atomic::AtomicU64,
+}
+
+fn epoch_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 impl Outbox {
@@ -65,7 +76,18 @@ impl Outbox {
             notify: Notify::new(),
             closed: AtomicU16::new(0),
             capacity,
+            last_inbound: std::sync::atomic::AtomicU64::new(epoch_secs()),
         }
+    }
+
+    /// Notes that the device sent something.
+    pub fn touch(&self) {
+        self.last_inbound.store(epoch_secs(), Ordering::Relaxed);
+    }
+
+    /// Seconds since the device last sent anything.
+    pub fn idle_secs(&self) -> u64 {
+        epoch_secs().saturating_sub(self.last_inbound.load(Ordering::Relaxed))
     }
 
     /// Queues a frame without waiting.

@@ -73,6 +73,7 @@ impl Gateway {
                 binding: format!("*.*.*.*.*.*.{name}"),
                 replies,
             }),
+            (config.keepalive_secs > 0).then(|| Duration::from_secs(config.keepalive_secs)),
         )
         .await?;
         let drain = Duration::from_secs(config.drain_secs);

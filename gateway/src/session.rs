@@ -48,6 +48,10 @@ use crate::outbox::{Live, LiveKind};
 /// persistence within milliseconds; ten seconds is a wide margin.
 pub const REPLAY_MEMORY: Duration = Duration::from_secs(10);
 
+/// How long the device has to answer a close frame before its socket is
+/// dropped anyway.
+pub const CLOSE_HANDSHAKE: Duration = Duration::from_secs(2);
+
 /// How long a close frame may wait behind data the device has not read yet.
 /// A device that resumes reading within this time learns why it was closed.
 pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -61,6 +65,8 @@ pub enum Inbound {
     Binary,
     /// A frame over the size limit. The session closes with 1009.
     TooBig,
+    /// A control frame (ping or pong): the device is alive.
+    Alive,
 }
 
 /// A frame to the device.
@@ -70,6 +76,8 @@ pub enum Outbound {
     Text(Utf8Bytes),
     /// Close with a code and a reason.
     Close(u16, String),
+    /// A keepalive ping; the device answers with a pong.
+    Ping,
 }
 
 /// What every session shares.
@@ -200,6 +208,7 @@ fn close_reason(code: u16) -> &'static str {
             "slow consumer: outbound queue overflow; reconnect and resume with since"
         }
         close::TOKEN_EXPIRED => "token expired",
+        close::IDLE => "no sign of life from the device",
         close::TOO_BIG => "frame too big",
         _ => "going away",
     }
@@ -260,7 +269,14 @@ where
             }
             frame = s.transport.next(), if inflight.is_none() => match frame {
                 None => Err(Stop),
-                Some(Inbound::Text(text)) => s.on_text(&text, &mut inflight).await,
+                Some(Inbound::Alive) => {
+                    outbox.touch();
+                    Ok(())
+                }
+                Some(Inbound::Text(text)) => {
+                    outbox.touch();
+                    s.on_text(&text, &mut inflight).await
+                }
                 Some(Inbound::Binary) => {
                     s.send_err(FrameError::new(None, ErrorCode::BadJson, "binary frames are not part of the protocol; send JSON text frames")).await
                 }
@@ -306,14 +322,23 @@ where
     }
 
     async fn close(&mut self, code: u16) -> Result<(), Stop> {
-        let _ = tokio::time::timeout(
+        if code == close::SLOW_CONSUMER {
+            self.ctx.metrics.slow_consumers.inc();
+        }
+        let sent = tokio::time::timeout(
             CLOSE_TIMEOUT,
             self.transport
                 .send(Outbound::Close(code, close_reason(code).to_owned())),
         )
         .await;
-        if code == close::SLOW_CONSUMER {
-            self.ctx.metrics.slow_consumers.inc();
+        if matches!(sent, Ok(Ok(()))) {
+            // Wait briefly for the device's close reply: dropping the socket
+            // with its frames unread would reset the connection, and a reset
+            // can discard the close frame before the device reads it.
+            let _ = tokio::time::timeout(CLOSE_HANDSHAKE, async {
+                while self.transport.next().await.is_some() {}
+            })
+            .await;
         }
         Err(Stop)
     }
@@ -365,6 +390,21 @@ where
         for live in batch.drain(..) {
             if live.kind == LiveKind::Reread {
                 self.note_reread(live.uuid);
+                continue;
+            }
+            if live.kind == LiveKind::Keepalive {
+                let interval = self.ctx.config.keepalive_secs.max(1);
+                if self.subs.conn.outbox.idle_secs() > 2 * interval {
+                    result = self.close(close::IDLE).await;
+                    break;
+                }
+                match tokio::time::timeout_at(deadline, self.transport.feed(Outbound::Ping)).await {
+                    Ok(Ok(())) => sent_any = true,
+                    _ => {
+                        result = self.close(close::SLOW_CONSUMER).await;
+                        break;
+                    }
+                }
                 continue;
             }
             if self.was_replayed(&live.uuid) {
@@ -1231,6 +1271,7 @@ mod tests {
             1024,
             metrics.clone(),
             cancel.clone(),
+            None,
             None,
         )
         .await

@@ -48,10 +48,11 @@ where
                 Poll::Ready(None) => Poll::Ready(None),
                 Poll::Ready(Some(Ok(Message::Text(t)))) => Poll::Ready(Some(Inbound::Text(t))),
                 Poll::Ready(Some(Ok(Message::Binary(_)))) => Poll::Ready(Some(Inbound::Binary)),
-                // Pings are answered by tungstenite itself.
-                Poll::Ready(Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)))) => {
-                    continue;
+                // Pings are answered by tungstenite itself; both are signs of life.
+                Poll::Ready(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => {
+                    Poll::Ready(Some(Inbound::Alive))
                 }
+                Poll::Ready(Some(Ok(Message::Frame(_)))) => continue,
                 Poll::Ready(Some(Ok(Message::Close(_)))) => Poll::Ready(None),
                 Poll::Ready(Some(Err(WsError::Capacity(_)))) => Poll::Ready(Some(Inbound::TooBig)),
                 Poll::Ready(Some(Err(_))) => Poll::Ready(None),
@@ -77,6 +78,7 @@ where
                 code: CloseCode::from(code),
                 reason: reason.into(),
             })),
+            Outbound::Ping => Message::Ping(bytes::Bytes::new()),
         };
         Pin::new(&mut self.inner).start_send(msg)
     }

@@ -32,6 +32,9 @@ pub mod close {
     pub const SLOW_CONSUMER: u16 = 4000;
     /// The token expired while connected. Reconnect with a fresh token.
     pub const TOKEN_EXPIRED: u16 = 4001;
+    /// Nothing (not even a pong) came from the device for two keepalive
+    /// intervals: the connection is presumed dead.
+    pub const IDLE: u16 = 4002;
 }
 
 /// Error codes carried by `err` frames and HTTP error bodies.

@@ -266,3 +266,35 @@ async fn an_expired_token_closes_the_connection() {
         .expect("closed in time");
     assert_eq!(how, Closed::Code(4001));
 }
+
+/// The gateway pings every device; one that answers (any reading client
+/// does, and browsers do) stays, one silent for two intervals is closed
+/// with 4002.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keepalive_closes_silent_devices() {
+    let mesh = Mesh::start_with(|c| c.gateway.keepalive_secs = 1).await;
+    let mut alive = mesh.ws().await;
+    alive.sub("k.#").await;
+    let mut silent = mesh.ws().await;
+    silent.sub("k.#").await;
+    // `alive` keeps reading (answering pings) for 7 s; `silent` reads
+    // nothing. Silent for more than 2 s: closed at a keepalive tick (about
+    // 3 s), after a close handshake that waits up to 2 s.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(7);
+    while tokio::time::Instant::now() < deadline {
+        let _ = alive.next_within(Duration::from_millis(200)).await;
+    }
+    // The server gave up on `silent` (its close frame, 4002, may be lost
+    // with the socket: a truly silent device reads nothing anyway).
+    let (_, metrics) = mesh.get("/metrics", None).await;
+    assert!(
+        metrics
+            .as_str()
+            .unwrap()
+            .contains("postmesh_gateway_connections 1\n"),
+        "only the live device remains"
+    );
+    let (how, _) = silent.until_closed().await;
+    assert!(matches!(how, Closed::Code(4002) | Closed::Eof), "{how:?}");
+    assert_eq!(alive.request(json!({"op": "ping"})).await["op"], "ok");
+}
