@@ -235,19 +235,25 @@ impl Hub {
 
     /// Queues a reread marker for every connection.
     fn reread_all(&self, baseline: Uuid) {
+        self.broadcast(LiveKind::Reread, baseline);
+    }
+
+    /// Queues a marker (not a frame) in every connection's outbox.
+    fn broadcast(&self, kind: LiveKind, uuid: Uuid) {
         let marker = Arc::new(Live {
-            uuid: baseline,
+            uuid,
             path: String::new(),
             frame: Utf8Bytes::from_static(""),
-            kind: LiveKind::Reread,
+            kind,
         });
-        let trie = self.trie.read();
-        let mut conns: Vec<&ConnRef> = Vec::new();
-        trie.for_each_value(|c| conns.push(c));
-        conns.sort_unstable_by_key(|c| c.id);
-        conns.dedup_by_key(|c| c.id);
-        for c in conns {
-            c.outbox.push(marker.clone());
+        let outboxes: Vec<Arc<Outbox>> = self
+            .conns
+            .lock()
+            .values()
+            .filter_map(|w| w.upgrade())
+            .collect();
+        for o in outboxes {
+            o.push(marker.clone());
         }
     }
 
@@ -266,27 +272,12 @@ impl Hub {
 
     /// Queues a keepalive marker for every connection, every `interval`.
     async fn keepalive(self: Arc<Self>, interval: std::time::Duration, cancel: CancellationToken) {
-        let marker = Arc::new(Live {
-            uuid: Uuid::nil(),
-            path: String::new(),
-            frame: Utf8Bytes::from_static(""),
-            kind: LiveKind::Keepalive,
-        });
         let mut tick = tokio::time::interval(interval);
         tick.tick().await;
         loop {
             tokio::select! {
                 _ = cancel.cancelled() => return,
-                _ = tick.tick() => {}
-            }
-            let outboxes: Vec<Arc<Outbox>> = self
-                .conns
-                .lock()
-                .values()
-                .filter_map(|w| w.upgrade())
-                .collect();
-            for o in outboxes {
-                o.push(marker.clone());
+                _ = tick.tick() => self.broadcast(LiveKind::Keepalive, Uuid::nil()),
             }
         }
     }

@@ -106,16 +106,7 @@ impl<T: PartialEq> Trie<T> {
     /// matching pattern is visited once, even when a pattern with several
     /// `#` could match the key in more than one way.
     pub fn for_each_match<'a>(&'a self, key: &str, mut f: impl FnMut(&'a T)) {
-        let words = Words::new(key);
-        let mut hits: Vec<&Node<T>> = Vec::new();
-        walk(&self.root, words.as_slice(), &mut hits);
-        if hits.len() > 1 {
-            hits.sort_unstable_by_key(|n| std::ptr::from_ref::<Node<T>>(n) as usize);
-            hits.dedup_by(|a, b| std::ptr::eq(*a, *b));
-        }
-        for node in hits {
-            node.values.iter().for_each(&mut f);
-        }
+        self.for_each_matching_pattern(key, |values| values.iter().for_each(&mut f));
     }
 
     /// Calls `f` once per matching pattern with that pattern's values.
@@ -137,27 +128,9 @@ impl<T: PartialEq> Trie<T> {
 
     /// The values of the matching patterns, collected.
     pub fn matches(&self, key: &str) -> Vec<&T> {
-        let words = Words::new(key);
-        let mut hits: Vec<&Node<T>> = Vec::new();
-        walk(&self.root, words.as_slice(), &mut hits);
-        hits.sort_unstable_by_key(|n| std::ptr::from_ref::<Node<T>>(n) as usize);
-        hits.dedup_by(|a, b| std::ptr::eq(*a, *b));
-        hits.into_iter().flat_map(|n| n.values.iter()).collect()
-    }
-
-    /// Calls `f` with every value under every pattern.
-    pub fn for_each_value<'a>(&'a self, mut f: impl FnMut(&'a T)) {
-        fn visit<'a, T>(node: &'a Node<T>, f: &mut impl FnMut(&'a T)) {
-            node.values.iter().for_each(&mut *f);
-            node.literal.values().for_each(|c| visit(c, f));
-            if let Some(s) = node.star.as_deref() {
-                visit(s, f);
-            }
-            if let Some(h) = node.hash.as_deref() {
-                visit(h, f);
-            }
-        }
-        visit(&self.root, &mut f);
+        let mut out = Vec::new();
+        self.for_each_match(key, |v| out.push(v));
+        out
     }
 
     /// The values held under exactly this pattern.
