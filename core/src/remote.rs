@@ -132,6 +132,14 @@ struct Reply<'a> {
     err: Option<RemoteError>,
 }
 
+/// A request or reply that cannot be served as it is: retrying won't help.
+fn malformed(e: impl std::fmt::Display) -> CoreError {
+    CoreError::Remote {
+        message: e.to_string(),
+        retryable: false,
+    }
+}
+
 fn encode_messages<'a>(
     messages: impl IntoIterator<Item = &'a Message>,
     more: Option<bool>,
@@ -213,17 +221,20 @@ impl RemoteCore {
         me: Address,
         replies: Arc<Replies>,
     ) -> Result<RemoteCore, CoreError> {
-        let cores =
-            Address::any_of(&me.region, &me.product, SERVICE).map_err(|e| CoreError::Remote {
-                message: e.to_string(),
-                retryable: false,
-            })?;
+        let cores = Address::any_of(&me.region, &me.product, SERVICE).map_err(malformed)?;
         Ok(RemoteCore {
             postoffice,
             me,
             cores,
             replies,
         })
+    }
+
+    /// `<action>.<this gateway>.<any core of the region>`.
+    fn key(&self, action: &str) -> Result<String, CoreError> {
+        Ok(RoutingKey::new(action, self.me.clone(), self.cores.clone())
+            .map_err(malformed)?
+            .to_string())
     }
 
     async fn call(
@@ -233,12 +244,7 @@ impl RemoteCore {
         prio: u8,
         persistent: bool,
     ) -> Result<Bytes, CoreError> {
-        let key = RoutingKey::new(action, self.me.clone(), self.cores.clone())
-            .map_err(|e| CoreError::Remote {
-                message: e.to_string(),
-                retryable: false,
-            })?
-            .to_string();
+        let key = self.key(action)?;
         let mut backoff = Backoff::new(Duration::from_secs(1));
         let mut last = CoreError::Timeout;
         for _ in 0..RPC_ATTEMPTS {
@@ -277,12 +283,7 @@ impl RemoteCore {
 
     /// Sends a request that needs no reply: `Ok` once the broker confirmed it.
     async fn enqueue(&self, action: &str, payload: Bytes) -> Result<(), CoreError> {
-        let key = RoutingKey::new(action, self.me.clone(), self.cores.clone())
-            .map_err(|e| CoreError::Remote {
-                message: e.to_string(),
-                retryable: false,
-            })?
-            .to_string();
+        let key = self.key(action)?;
         let out = Outgoing {
             routing_key: key,
             payload,
@@ -301,29 +302,21 @@ impl RemoteCore {
         let ok = self
             .call(action, payload, priority(Class::Silver), false)
             .await?;
-        let (messages, more) = decode_messages(&ok).map_err(|e| CoreError::Remote {
-            message: e,
-            retryable: false,
-        })?;
+        let (messages, more) = decode_messages(&ok).map_err(malformed)?;
         Ok(Page { messages, more })
     }
 }
 
 fn decode_reply(bytes: &[u8]) -> Result<Bytes, CoreError> {
-    let reply: Reply<'_> = serde_json::from_slice(bytes).map_err(|e| CoreError::Remote {
-        message: format!("malformed reply: {e}"),
-        retryable: false,
-    })?;
+    let reply: Reply<'_> =
+        serde_json::from_slice(bytes).map_err(|e| malformed(format!("malformed reply: {e}")))?;
     match (reply.ok, reply.err) {
         (Some(ok), _) => Ok(Bytes::copy_from_slice(ok.get().as_bytes())),
         (None, Some(e)) => Err(CoreError::Remote {
             message: e.message,
             retryable: e.retryable,
         }),
-        (None, None) => Err(CoreError::Remote {
-            message: "empty reply".into(),
-            retryable: false,
-        }),
+        (None, None) => Err(malformed("empty reply")),
     }
 }
 
@@ -361,11 +354,8 @@ impl CoreClient for RemoteCore {
                 .unwrap_or(1);
             let payload = Bytes::from(encode_messages(group.iter().map(|(_, m)| m), None));
             let ok = self.call(action, payload, prio, true).await?;
-            let published: Vec<(Uuid, bool)> =
-                serde_json::from_slice(&ok).map_err(|e| CoreError::Remote {
-                    message: format!("malformed publish reply: {e}"),
-                    retryable: false,
-                })?;
+            let published: Vec<(Uuid, bool)> = serde_json::from_slice(&ok)
+                .map_err(|e| malformed(format!("malformed publish reply: {e}")))?;
             for ((i, _), (uuid, duplicate)) in group.iter().zip(published) {
                 results[*i] = Some(Published { uuid, duplicate });
             }
@@ -641,10 +631,7 @@ impl CoreServer {
                         .expect("serializes")
                     })
                 }
-                Err(e) => Err(CoreError::Remote {
-                    message: e,
-                    retryable: false,
-                }),
+                Err(e) => Err(malformed(e)),
             }),
             "history" | "since" | "latest" => {
                 Some(match serde_json::from_slice::<ReadRequest>(&d.payload) {
@@ -660,24 +647,15 @@ impl CoreServer {
                                     Some(after) => {
                                         self.core.since(pattern, after, req.limit, req.user).await
                                     }
-                                    None => Err(CoreError::Remote {
-                                        message: "since needs a cursor".into(),
-                                        retryable: false,
-                                    }),
+                                    None => Err(malformed("since needs a cursor")),
                                 },
                                 _ => self.core.latest(pattern, req.limit, req.user).await,
                             };
                             page.map(|p| encode_messages(&p.messages, Some(p.more)))
                         }
-                        Err(e) => Err(CoreError::Remote {
-                            message: e.to_string(),
-                            retryable: false,
-                        }),
+                        Err(e) => Err(malformed(e)),
                     },
-                    Err(e) => Err(CoreError::Remote {
-                        message: e.to_string(),
-                        retryable: false,
-                    }),
+                    Err(e) => Err(malformed(e)),
                 })
             }
             "dismiss" => Some(match serde_json::from_slice::<DismissRequest>(&d.payload) {
@@ -688,10 +666,7 @@ impl CoreServer {
                     }
                     r.map(|()| b"true".to_vec())
                 }
-                Err(e) => Err(CoreError::Remote {
-                    message: e.to_string(),
-                    retryable: false,
-                }),
+                Err(e) => Err(malformed(e)),
             }),
             BRONZE => {
                 // No one waits for a reply: on failure the request goes back

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use parking_lot::RwLock;
 use postmesh_router::backoff::Backoff;
 use postmesh_router::{Exchange, Postoffice, PostofficeError, QueueSpec};
-use postmesh_schema::message::{time_key, v1_from_parts};
+use postmesh_schema::message::{now_ticks, time_key, v1_from_parts};
 use postmesh_schema::{Pattern, RecentSet, Trie, Uuid};
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tokio_util::sync::CancellationToken;
@@ -76,13 +76,8 @@ pub struct Rpc {
 pub const MAX_RECONNECT_DELAY: std::time::Duration = std::time::Duration::from_secs(5);
 
 fn now_uuid() -> Uuid {
-    let ticks = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64 / 100)
-        .unwrap_or(0)
-        + 0x01B2_1DD2_1381_4000;
     // Clock sequence and node 0: sorts before every real id of that tick.
-    v1_from_parts(ticks, 0, [0; 6])
+    v1_from_parts(now_ticks(), 0, [0; 6])
 }
 
 impl Hub {

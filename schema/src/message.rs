@@ -290,11 +290,7 @@ fn generator() -> &'static Generator {
 /// one process are unique and ordered even at millions per second.
 pub fn new_v1() -> Uuid {
     let g = generator();
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64 / 100)
-        .unwrap_or(0)
-        + GREGORIAN_OFFSET;
+    let now = now_ticks();
     let mut last = g.last_ticks.load(Ordering::Relaxed);
     let ticks = loop {
         let next = now.max(last + 1);
@@ -307,6 +303,15 @@ pub fn new_v1() -> Uuid {
         }
     };
     v1_from_parts(ticks, g.clock_seq, g.node)
+}
+
+/// Now, in v1 UUID ticks: 100 ns intervals since 1582-10-15.
+pub fn now_ticks() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64 / 100)
+        .unwrap_or(0)
+        + GREGORIAN_OFFSET
 }
 
 /// Builds a v1 UUID from a 60-bit tick count, a 14-bit clock sequence and a

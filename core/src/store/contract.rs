@@ -1,22 +1,20 @@
 //! The store contract suite, run against every [`Store`] implementation.
 //! Each check uses its own category, so checks can share one store.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use postmesh_schema::message::{new_v1, v1_from_parts};
+use postmesh_schema::message::{new_v1, now_ticks, v1_from_parts};
 use postmesh_schema::{Body, Message, Path, Pattern, Uuid};
 
 use super::{HistoryQuery, PutOutcome, Store};
 
 /// A v1 UUID `ms_ago` milliseconds in the past, made unique by `seq`.
 pub fn uuid_at(ms_ago: u64, seq: u16) -> Uuid {
-    let now_ticks = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64
-        / 100
-        + 0x01B2_1DD2_1381_4000;
-    v1_from_parts(now_ticks - ms_ago * 10_000, seq, [1, 2, 3, 4, 5, seq as u8])
+    v1_from_parts(
+        now_ticks() - ms_ago * 10_000,
+        seq,
+        [1, 2, 3, 4, 5, seq as u8],
+    )
 }
 
 fn msg(path: &str, uuid: Uuid, n: i64) -> Message {
