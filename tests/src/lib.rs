@@ -417,6 +417,20 @@ impl Process {
             .to_owned()
     }
 
+    /// `GET` on the gateway's HTTP API, as JSON.
+    pub async fn get(&self, path_and_query: &str, token: Option<&str>) -> Value {
+        let mut req = reqwest::Client::new().get(format!("{}{path_and_query}", self.http()));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        req.send()
+            .await
+            .expect("http request")
+            .json()
+            .await
+            .expect("a JSON body")
+    }
+
     /// A device on this gateway.
     pub async fn ws(&self, token: Option<&str>) -> Client {
         let url = self.ws_url.clone().expect("a gateway");

@@ -140,37 +140,27 @@ fn role_commands_read_flags_env_and_files() {
 /// 1001, drains and exits 0, leaving the data directory reusable.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn up_prints_its_urls_and_ctrl_c_drains_cleanly() {
-    use tokio::io::AsyncBufReadExt;
     let dir = tempfile::tempdir().unwrap();
-    let mut up = tokio::process::Command::new(binary())
-        .args(["up", "--listen", "127.0.0.1:0", "--data"])
-        .arg(dir.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = tokio::io::BufReader::new(up.stdout.take().unwrap()).lines();
-    let mut ws_url = None;
-    while let Ok(Some(line)) =
-        tokio::time::timeout(std::time::Duration::from_secs(20), lines.next_line())
-            .await
-            .expect("postmesh up prints its URLs")
-    {
-        if let Some(url) = line.split_whitespace().find(|w| w.starts_with("ws://")) {
-            ws_url = Some(url.to_owned());
-            break;
-        }
-    }
-    let ws_url = ws_url.expect("a ws:// URL");
+    let mut up = postmesh_tests::Process::start(
+        &[
+            "up",
+            "--listen",
+            "127.0.0.1:0",
+            "--data",
+            dir.path().to_str().unwrap(),
+        ],
+        &[],
+    )
+    .await;
+    let ws_url = up.ws_url.clone().expect("a ws:// URL");
     let mut device = postmesh_tests::Client::connect(&ws_url).await;
     device.sub("x.#").await;
-    let pid = up.id().unwrap().to_string();
+    let pid = up.child.id().unwrap().to_string();
     let status = Command::new("kill").args(["-INT", &pid]).status().unwrap();
     assert!(status.success());
     let (how, _) = device.until_closed().await;
     assert_eq!(how, postmesh_tests::Closed::Code(1001));
-    let exit = tokio::time::timeout(std::time::Duration::from_secs(20), up.wait())
+    let exit = tokio::time::timeout(std::time::Duration::from_secs(20), up.child.wait())
         .await
         .expect("exits after draining")
         .unwrap();

@@ -82,15 +82,7 @@ async fn two_gateways_and_two_cores_on_one_broker() {
     for gw in [&a, &b] {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            let res: Value = reqwest::Client::new()
-                .get(format!("{}/v1/history?pattern=feeds.%23", gw.http()))
-                .bearer_auth(&admin)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let res = gw.get("/v1/history?pattern=feeds.%23", Some(&admin)).await;
             if res["messages"][0]["uuid"] == published["uuid"] {
                 break;
             }
@@ -191,22 +183,16 @@ async fn gold_survives_a_core_killed_mid_stream() {
     let mut stored = std::collections::HashSet::new();
     let mut before: Option<String> = None;
     loop {
-        let mut q = vec![
-            ("pattern", "gold.#".to_owned()),
-            ("limit", "1000".to_owned()),
-        ];
-        if let Some(b) = &before {
-            q.push(("before", b.clone()));
-        }
-        let page: Value = reqwest::Client::new()
-            .get(format!("{}/v1/history", gw.http()))
-            .query(&q)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let cursor = before
+            .as_ref()
+            .map(|b| format!("&before={b}"))
+            .unwrap_or_default();
+        let page = gw
+            .get(
+                &format!("/v1/history?pattern=gold.%23&limit=1000{cursor}"),
+                None,
+            )
+            .await;
         let messages = page["messages"].as_array().expect("messages");
         stored.extend(
             messages
@@ -256,14 +242,7 @@ async fn bronze_waits_for_a_core() {
     let m = device.msg().await;
     assert_eq!(m["uuid"], uuid);
     assert_eq!(m["class"], "bronze");
-    let page: Value = reqwest::Client::new()
-        .get(format!("{}/v1/history?pattern=slow.%23", gw.http()))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let page = gw.get("/v1/history?pattern=slow.%23", None).await;
     assert_eq!(page["messages"][0]["uuid"], uuid.as_str());
 }
 

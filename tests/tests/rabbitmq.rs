@@ -173,38 +173,26 @@ async fn two_meshes_on_one_broker_deliver_across() {
 /// and the 10 000 client sockets are in two processes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gateway_binds_the_union_of_device_patterns() {
-    use tokio::io::AsyncBufReadExt;
     rlimit::increase_nofile_limit(u64::MAX).unwrap();
     let node = rabbit::shared();
     let dir = tempfile::tempdir().unwrap();
-    let mut up = tokio::process::Command::new(postmesh_tests::binary())
-        .args([
+    let mut up = postmesh_tests::Process::start(
+        &[
             "up",
             "--listen",
             "127.0.0.1:0",
             "--amqp",
             &node.amqp_url,
             "--data",
-        ])
-        .arg(dir.path())
-        .env("POSTMESH_NODE__INSTANCE", "bindings")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = tokio::io::BufReader::new(up.stdout.take().unwrap()).lines();
-    let mut ws_url = None;
-    while let Some(line) = lines.next_line().await.unwrap() {
-        if let Some(u) = line.split_whitespace().find(|w| w.starts_with("ws://")) {
-            ws_url = Some(u.to_owned());
-            break;
-        }
-    }
-    let ws_url = ws_url.expect("postmesh up prints its URL");
+            dir.path().to_str().unwrap(),
+        ],
+        &[("POSTMESH_NODE__INSTANCE", "bindings")],
+    )
+    .await;
+    let ws_url = up.ws_url.clone().expect("postmesh up prints its URL");
     let queue = format!(
         "gateway.local.postmesh.gateway.bindings.{}",
-        up.id().unwrap()
+        up.child.id().unwrap()
     );
 
     let devices = 10_000usize;
@@ -246,7 +234,7 @@ async fn gateway_binds_the_union_of_device_patterns() {
 
     // A message reaches every device of its pattern, and only those.
     let (status, _) = {
-        let http = ws_url.replace("ws://", "http://").replace("/ws", "");
+        let http = up.http();
         let res = reqwest::Client::new()
             .post(format!("{http}/v1/publish"))
             .json(&serde_json::json!({"path": "union.7.x", "body": 1}))
@@ -281,5 +269,5 @@ async fn gateway_binds_the_union_of_device_patterns() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     drop(clients);
-    up.kill().await.unwrap();
+    up.kill().await;
 }
