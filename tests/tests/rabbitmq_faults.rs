@@ -99,7 +99,11 @@ async fn broker_restart_mid_stream_loses_nothing() {
             }
         }
         assert_eq!(seen.len(), want.len());
-        assert!(rereads >= 1, "the device was told it reread");
+        // The `reread` frame follows the replayed messages: when the last
+        // missing message came in the replay, the frame is still on its way.
+        if rereads == 0 {
+            client.expect("reread", None).await;
+        }
         client.quiet(Duration::from_millis(500)).await;
     }
     let _: Value = json!(null);
