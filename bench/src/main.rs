@@ -3,9 +3,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
-use postmesh_bench::peer::{Peer, Postmesh};
+use clap::{Parser, Subcommand, ValueEnum};
+use postmesh_bench::peer::mqtt::Mqtt;
+use postmesh_bench::peer::nats::Nats;
+use postmesh_bench::peer::socketio::SocketIo;
+use postmesh_bench::peer::{Peer, Postmesh, spread_sources};
 use postmesh_bench::{report, scenario};
+use serde::Serialize;
 
 /// The postmesh load harness.
 #[derive(Parser)]
@@ -15,20 +19,39 @@ struct Cli {
     command: Command,
 }
 
+/// The protocol of the system under test.
+#[derive(Clone, Copy, ValueEnum)]
+enum System {
+    Postmesh,
+    Nats,
+    Mqtt,
+    Socketio,
+}
+
 #[derive(clap::Args, Clone)]
 struct Target {
+    /// The protocol of the system under test.
+    #[arg(long, value_enum, default_value = "postmesh")]
+    system: System,
     /// WebSocket URL of the system under test.
     #[arg(long, default_value = "ws://127.0.0.1:7400/ws")]
     url: String,
     /// The server's pid, for its CPU and memory.
     #[arg(long)]
     server_pid: Option<u32>,
-    /// Class of published messages.
+    /// Class of messages published to postmesh.
     #[arg(long, default_value = "silver")]
     class: String,
     /// A label for the report (default: the system's name).
     #[arg(long)]
     label: Option<String>,
+    /// Spread connections over this many loopback source addresses
+    /// (127.0.0.2, ...); 0: the kernel picks 127.0.0.1's ports.
+    #[arg(long, default_value_t = 0)]
+    sources: usize,
+    /// Print a Markdown row after the JSON line.
+    #[arg(long)]
+    markdown: bool,
 }
 
 #[derive(Subcommand)]
@@ -48,9 +71,6 @@ enum Command {
         rate: Option<f64>,
         #[arg(long, default_value_t = 4)]
         publishers: usize,
-        /// Print a Markdown row after the JSON line.
-        #[arg(long)]
-        markdown: bool,
     },
     /// N idle connections: the server's memory per connection.
     Idle {
@@ -58,35 +78,78 @@ enum Command {
         target: Target,
         #[arg(long, default_value_t = 10_000)]
         connections: usize,
+        /// Seconds to wait after the last connection before reading memory.
+        #[arg(long, default_value_t = 2)]
+        settle: u64,
+    },
+    /// Connect, subscribe and close in a loop: cycles per second.
+    Churn {
+        #[command(flatten)]
+        target: Target,
+        #[arg(long, default_value_t = 32)]
+        workers: usize,
+        #[arg(long, default_value_t = 10.0)]
+        seconds: f64,
+    },
+    /// Publish as fast as possible with nobody subscribed: messages/s the
+    /// server takes. With --http (postmesh), batches over `POST /v1/publish`
+    /// to the history store's paths.
+    Ingest {
+        #[command(flatten)]
+        target: Target,
+        #[arg(long, default_value_t = 100_000)]
+        messages: usize,
+        #[arg(long, default_value_t = 256)]
+        size: usize,
+        /// WebSocket publisher connections, or HTTP requests in flight.
+        #[arg(long, default_value_t = 4)]
+        publishers: usize,
+        /// postmesh's HTTP base URL (`http://host:port`): publish in batches.
+        #[arg(long)]
+        http: Option<String>,
+        #[arg(long, default_value_t = 1000)]
+        batch: usize,
+    },
+    /// postmesh history queries, one after another on each connection.
+    History {
+        #[command(flatten)]
+        target: Target,
+        #[arg(long, default_value = "feeds.cat7.#")]
+        pattern: String,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        #[arg(long, default_value_t = 4)]
+        connections: usize,
+        #[arg(long, default_value_t = 10.0)]
+        seconds: f64,
     },
 }
 
-struct Labelled {
-    inner: Postmesh,
-    label: String,
-}
-
-#[async_trait::async_trait]
-impl Peer for Labelled {
-    fn name(&self) -> &str {
-        &self.label
-    }
-    async fn subscriber(&self) -> anyhow::Result<Box<dyn postmesh_bench::peer::Subscriber>> {
-        self.inner.subscriber().await
-    }
-    async fn publisher(&self) -> anyhow::Result<Box<dyn postmesh_bench::peer::Publisher>> {
-        self.inner.publisher().await
-    }
-}
-
 fn peer(t: &Target) -> Arc<dyn Peer> {
-    Arc::new(Labelled {
-        inner: Postmesh {
-            url: t.url.clone(),
+    spread_sources(t.sources);
+    let url = t.url.clone();
+    match t.system {
+        System::Postmesh => Arc::new(Postmesh {
+            url,
             class: t.class.clone(),
-        },
-        label: t.label.clone().unwrap_or_else(|| "postmesh".into()),
-    })
+            label: t.label.clone().unwrap_or_else(|| "postmesh".into()),
+        }),
+        System::Nats => Arc::new(Nats { url }),
+        System::Mqtt => Arc::new(Mqtt { url }),
+        System::Socketio => Arc::new(SocketIo { url }),
+    }
+}
+
+fn label(t: &Target, p: &Arc<dyn Peer>) -> String {
+    t.label.clone().unwrap_or_else(|| p.name().to_owned())
+}
+
+fn print<R: Serialize>(r: &R, markdown: Option<String>) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string(r)?);
+    if let Some(row) = markdown {
+        println!("{row}");
+    }
+    Ok(())
 }
 
 #[tokio::main]
@@ -101,7 +164,6 @@ async fn main() -> anyhow::Result<()> {
             size,
             rate,
             publishers,
-            markdown,
         } => {
             let o = scenario::FanoutOptions {
                 subscribers,
@@ -111,21 +173,82 @@ async fn main() -> anyhow::Result<()> {
                 publishers,
                 idle: Duration::from_secs(10),
             };
-            let r = scenario::fanout(peer(&target), &o, target.server_pid).await?;
-            println!("{}", serde_json::to_string(&r)?);
-            if markdown {
-                println!("{}", report::fanout_row(&r));
-            }
+            let p = peer(&target);
+            let mut r = scenario::fanout(p.clone(), &o, target.server_pid).await?;
+            r.system = label(&target, &p);
+            print(&r, target.markdown.then(|| report::fanout_row(&r)))?;
         }
         Command::Idle {
             target,
             connections,
+            settle,
         } => {
             let pid = target
                 .server_pid
                 .ok_or_else(|| anyhow::anyhow!("idle needs --server-pid"))?;
-            let r = scenario::idle(peer(&target), connections, pid).await?;
-            println!("{}", serde_json::to_string(&r)?);
+            let p = peer(&target);
+            let mut r = scenario::idle(p.clone(), connections, settle, pid).await?;
+            r.system = label(&target, &p);
+            print(&r, target.markdown.then(|| report::idle_row(&r)))?;
+        }
+        Command::Churn {
+            target,
+            workers,
+            seconds,
+        } => {
+            let p = peer(&target);
+            let d = Duration::from_secs_f64(seconds);
+            let mut r = scenario::churn(p.clone(), workers, d, target.server_pid).await?;
+            r.system = label(&target, &p);
+            print(&r, None)?;
+        }
+        Command::Ingest {
+            target,
+            messages,
+            size,
+            publishers,
+            http,
+            batch,
+        } => {
+            let p = peer(&target);
+            let name = label(&target, &p);
+            let mut r = match http {
+                Some(base) => {
+                    scenario::http_ingest(
+                        &name,
+                        &base,
+                        messages,
+                        batch,
+                        publishers,
+                        size,
+                        target.server_pid,
+                    )
+                    .await?
+                }
+                None => scenario::ingest(p, messages, publishers, size, target.server_pid).await?,
+            };
+            r.system = name;
+            print(&r, None)?;
+        }
+        Command::History {
+            target,
+            pattern,
+            limit,
+            connections,
+            seconds,
+        } => {
+            let p = peer(&target);
+            let r = scenario::history(
+                &label(&target, &p),
+                &target.url,
+                &pattern,
+                limit,
+                connections,
+                Duration::from_secs_f64(seconds),
+                target.server_pid,
+            )
+            .await?;
+            print(&r, None)?;
         }
     }
     Ok(())

@@ -78,8 +78,7 @@ pub async fn fanout(
         .into_iter()
         .map(|mut s| {
             tokio::spawn(async move {
-                let mut hist =
-                    Histogram::<u64>::new_with_bounds(1, 120_000_000, 3).expect("bounds");
+                let mut hist = histogram();
                 let (mut count, mut last) = (0u64, 0u64);
                 while count < per_sub {
                     match s.next(idle).await {
@@ -125,7 +124,7 @@ pub async fn fanout(
     for s in senders {
         refused += s.await??;
     }
-    let mut hist = Histogram::<u64>::new_with_bounds(1, 120_000_000, 3).expect("bounds");
+    let mut hist = histogram();
     let (mut deliveries, mut last) = (0u64, start);
     for r in readers {
         let (count, h, l) = r.await?;
@@ -177,6 +176,7 @@ pub struct IdleResult {
 pub async fn idle(
     peer: Arc<dyn Peer>,
     connections: usize,
+    settle_secs: u64,
     server: u32,
 ) -> anyhow::Result<IdleResult> {
     let before = sample(Some(server)).map(|s| s.rss_kib).unwrap_or(0);
@@ -187,10 +187,21 @@ pub async fn idle(
             held.push(s?);
         }
     }
+    // Idle devices still answer the protocol's pings, as real ones do.
+    let readers: Vec<_> = held
+        .into_iter()
+        .map(|mut s| {
+            tokio::spawn(async move {
+                while let Ok(Some(_)) = s.next(Duration::from_secs(3600)).await {}
+            })
+        })
+        .collect();
     // Let the server settle (allocator, lazily grown buffers).
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    tokio::time::sleep(Duration::from_secs(settle_secs)).await;
     let after = sample(Some(server)).map(|s| s.rss_kib).unwrap_or(0);
-    drop(held);
+    for r in readers {
+        r.abort();
+    }
     Ok(IdleResult {
         scenario: "idle",
         system: peer.name().to_owned(),
@@ -199,5 +210,355 @@ pub async fn idle(
         server_rss_after_kib: after,
         bytes_per_connection: (after.saturating_sub(before) * 1024) as f64
             / connections.max(1) as f64,
+    })
+}
+
+/// Latency histogram in microseconds, up to two minutes.
+fn histogram() -> Histogram<u64> {
+    Histogram::<u64>::new_with_bounds(1, 120_000_000, 3).expect("bounds")
+}
+
+/// What a churn run measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct ChurnResult {
+    pub scenario: &'static str,
+    pub system: String,
+    pub workers: usize,
+    pub duration_s: f64,
+    /// Connect, subscribe and close cycles completed.
+    pub cycles: u64,
+    pub cycles_per_s: f64,
+    pub failures: u64,
+    /// Connect + subscribe time.
+    pub p50_us: u64,
+    pub p99_us: u64,
+    pub max_us: u64,
+    pub server_cpu_s: Option<f64>,
+    pub harness_cpu_s: Option<f64>,
+    pub server_rss_kib: Option<u64>,
+}
+
+/// `workers` loops, each connecting a subscribed device and closing it
+/// again, for `duration`: connects and disconnects per second.
+pub async fn churn(
+    peer: Arc<dyn Peer>,
+    workers: usize,
+    duration: Duration,
+    server: Option<u32>,
+) -> anyhow::Result<ChurnResult> {
+    let (server_before, harness_before) = (server.and_then(|p| sample(Some(p))), sample(None));
+    let started = Instant::now();
+    let end = started + duration;
+    let tasks: Vec<_> = (0..workers.max(1))
+        .map(|_| {
+            let peer = peer.clone();
+            tokio::spawn(async move {
+                let mut hist = histogram();
+                let (mut cycles, mut failures) = (0u64, 0u64);
+                while Instant::now() < end {
+                    let t = Instant::now();
+                    match peer.subscriber().await {
+                        Ok(s) => {
+                            hist.saturating_record(t.elapsed().as_micros() as u64);
+                            match s.close().await {
+                                Ok(()) => cycles += 1,
+                                Err(_) => failures += 1,
+                            }
+                        }
+                        Err(_) => {
+                            failures += 1;
+                            // Do not spin on a refusing server.
+                            tokio::time::sleep(Duration::from_millis(10)).await;
+                        }
+                    }
+                }
+                (cycles, failures, hist)
+            })
+        })
+        .collect();
+    let mut hist = histogram();
+    let (mut cycles, mut failures) = (0, 0);
+    for t in tasks {
+        let (c, f, h) = t.await?;
+        cycles += c;
+        failures += f;
+        hist.add(&h).expect("same bounds");
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let (server_after, harness_after) = (server.and_then(|p| sample(Some(p))), sample(None));
+    Ok(ChurnResult {
+        scenario: "churn",
+        system: peer.name().to_owned(),
+        workers,
+        duration_s: elapsed,
+        cycles,
+        cycles_per_s: cycles as f64 / elapsed,
+        failures,
+        p50_us: hist.value_at_quantile(0.5),
+        p99_us: hist.value_at_quantile(0.99),
+        max_us: hist.max(),
+        server_cpu_s: cpu_between(server_before, server_after),
+        harness_cpu_s: cpu_between(harness_before, harness_after),
+        server_rss_kib: server_after.map(|s| s.rss_kib),
+    })
+}
+
+/// What an ingest run measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct IngestResult {
+    pub scenario: &'static str,
+    pub system: String,
+    /// How messages were sent: "websocket" (one per frame) or "http batch N".
+    pub via: String,
+    pub messages: u64,
+    pub refused: u64,
+    pub elapsed_s: f64,
+    pub messages_per_s: f64,
+    pub server_cpu_s: Option<f64>,
+    pub harness_cpu_s: Option<f64>,
+    pub server_rss_kib: Option<u64>,
+}
+
+fn ingest_result(
+    system: &str,
+    via: String,
+    messages: u64,
+    refused: u64,
+    started: Instant,
+    before: (Option<Sample>, Option<Sample>),
+    server: Option<u32>,
+) -> IngestResult {
+    let elapsed_s = started.elapsed().as_secs_f64();
+    let (server_after, harness_after) = (server.and_then(|p| sample(Some(p))), sample(None));
+    IngestResult {
+        scenario: "ingest",
+        system: system.to_owned(),
+        via,
+        messages,
+        refused,
+        elapsed_s,
+        messages_per_s: messages.saturating_sub(refused) as f64 / elapsed_s,
+        server_cpu_s: cpu_between(before.0, server_after),
+        harness_cpu_s: cpu_between(before.1, harness_after),
+        server_rss_kib: server_after.map(|s| s.rss_kib),
+    }
+}
+
+/// `publishers` connections send `messages` in all, as fast as possible,
+/// over the system's own WebSocket protocol, and wait until the server has
+/// taken them all.
+pub async fn ingest(
+    peer: Arc<dyn Peer>,
+    messages: usize,
+    publishers: usize,
+    size: usize,
+    server: Option<u32>,
+) -> anyhow::Result<IngestResult> {
+    let mut pubs = Vec::new();
+    for _ in 0..publishers.max(1) {
+        pubs.push(peer.publisher().await?);
+    }
+    let before = (server.and_then(|p| sample(Some(p))), sample(None));
+    let started = Instant::now();
+    let n = pubs.len();
+    let tasks: Vec<_> = pubs
+        .into_iter()
+        .enumerate()
+        .map(|(i, mut p)| {
+            let count = messages / n + usize::from(i < messages % n);
+            tokio::spawn(async move {
+                for _ in 0..count {
+                    p.send(size).await?;
+                }
+                p.finish().await
+            })
+        })
+        .collect();
+    let mut refused = 0;
+    for t in tasks {
+        refused += t.await??;
+    }
+    Ok(ingest_result(
+        peer.name(),
+        format!("websocket, {n} connections"),
+        messages as u64,
+        refused,
+        started,
+        before,
+        server,
+    ))
+}
+
+/// The path of the `k`th message of the history store: 20 categories of
+/// 5 000 items each, as in the store's criterion benchmark.
+pub fn store_path(k: usize) -> String {
+    format!("feeds.cat{}.{}", k % 20, k % 5000)
+}
+
+/// postmesh's HTTP batch publish: `concurrency` requests in flight, each
+/// `POST /v1/publish` of `batch` messages to [`store_path`]s; every
+/// answered request was persisted.
+pub async fn http_ingest(
+    system: &str,
+    base: &str,
+    messages: usize,
+    batch: usize,
+    concurrency: usize,
+    size: usize,
+    server: Option<u32>,
+) -> anyhow::Result<IngestResult> {
+    let client = reqwest::Client::new();
+    let url = format!("{base}/v1/publish");
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let before = (server.and_then(|p| sample(Some(p))), sample(None));
+    let started = Instant::now();
+    let batch = batch.max(1);
+    let tasks: Vec<_> = (0..concurrency.max(1))
+        .map(|_| {
+            let (client, url, next) = (client.clone(), url.clone(), next.clone());
+            tokio::spawn(async move {
+                let mut refused = 0u64;
+                loop {
+                    let from = next.fetch_add(batch, std::sync::atomic::Ordering::Relaxed);
+                    if from >= messages {
+                        return Ok::<_, anyhow::Error>(refused);
+                    }
+                    let to = (from + batch).min(messages);
+                    let mut req = String::with_capacity((to - from) * (size + 48) + 16);
+                    req.push_str("{\"messages\":[");
+                    for k in from..to {
+                        if k > from {
+                            req.push(',');
+                        }
+                        req.push_str(&format!(
+                            "{{\"path\":\"{}\",\"body\":{}}}",
+                            store_path(k),
+                            crate::peer::body(size)
+                        ));
+                    }
+                    req.push_str("]}");
+                    let r = client
+                        .post(&url)
+                        .header("content-type", "application/json")
+                        .body(req)
+                        .send()
+                        .await?;
+                    if !r.status().is_success() {
+                        refused += (to - from) as u64;
+                        let status = r.status();
+                        let text = r.text().await.unwrap_or_default();
+                        eprintln!("publish refused: {status} {text}");
+                    }
+                }
+            })
+        })
+        .collect();
+    let mut refused = 0;
+    for t in tasks {
+        refused += t.await??;
+    }
+    Ok(ingest_result(
+        system,
+        format!("HTTP, batches of {batch}, {concurrency} in flight"),
+        messages as u64,
+        refused,
+        started,
+        before,
+        server,
+    ))
+}
+
+/// What a history run measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct HistoryResult {
+    pub scenario: &'static str,
+    pub system: String,
+    pub pattern: String,
+    pub limit: usize,
+    pub connections: usize,
+    pub queries: u64,
+    pub errors: u64,
+    pub queries_per_s: f64,
+    pub p50_us: u64,
+    pub p90_us: u64,
+    pub p99_us: u64,
+    pub max_us: u64,
+    pub server_cpu_s: Option<f64>,
+    pub harness_cpu_s: Option<f64>,
+    pub server_rss_kib: Option<u64>,
+}
+
+/// `connections` devices each ask postmesh for `history` of `pattern`
+/// (`limit` messages), one query after another, for `duration`.
+pub async fn history(
+    system: &str,
+    url: &str,
+    pattern: &str,
+    limit: usize,
+    connections: usize,
+    duration: Duration,
+    server: Option<u32>,
+) -> anyhow::Result<HistoryResult> {
+    use futures_util::SinkExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let mut sockets = Vec::new();
+    for _ in 0..connections.max(1) {
+        sockets.push(crate::peer::connect(url, None).await?);
+    }
+    let (server_before, harness_before) = (server.and_then(|p| sample(Some(p))), sample(None));
+    let started = Instant::now();
+    let end = started + duration;
+    let tasks: Vec<_> = sockets
+        .into_iter()
+        .map(|mut ws| {
+            let pattern = pattern.to_owned();
+            tokio::spawn(async move {
+                let mut hist = histogram();
+                let (mut queries, mut errors) = (0u64, 0u64);
+                while Instant::now() < end {
+                    let t = Instant::now();
+                    let q = format!(
+                        r#"{{"op":"history","id":{queries},"pattern":"{pattern}","limit":{limit}}}"#
+                    );
+                    ws.send(Message::text(q)).await?;
+                    let answer = crate::peer::next_data(&mut ws, Duration::from_secs(30)).await?;
+                    hist.saturating_record(t.elapsed().as_micros() as u64);
+                    queries += 1;
+                    let ok = matches!(&answer, Message::Text(a)
+                        if a.starts_with("{\"op\":\"ok\"") && a.contains("\"messages\":[{"));
+                    if !ok {
+                        errors += 1;
+                    }
+                }
+                Ok::<_, anyhow::Error>((queries, errors, hist))
+            })
+        })
+        .collect();
+    let mut hist = histogram();
+    let (mut queries, mut errors) = (0, 0);
+    for t in tasks {
+        let (q, e, h) = t.await??;
+        queries += q;
+        errors += e;
+        hist.add(&h).expect("same bounds");
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let (server_after, harness_after) = (server.and_then(|p| sample(Some(p))), sample(None));
+    Ok(HistoryResult {
+        scenario: "history",
+        system: system.to_owned(),
+        pattern: pattern.to_owned(),
+        limit,
+        connections,
+        queries,
+        errors,
+        queries_per_s: queries as f64 / elapsed,
+        p50_us: hist.value_at_quantile(0.5),
+        p90_us: hist.value_at_quantile(0.9),
+        p99_us: hist.value_at_quantile(0.99),
+        max_us: hist.max(),
+        server_cpu_s: cpu_between(server_before, server_after),
+        harness_cpu_s: cpu_between(harness_before, harness_after),
+        server_rss_kib: server_after.map(|s| s.rss_kib),
     })
 }

@@ -5,16 +5,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use postmesh_bench::peer::{Peer, Postmesh};
-use postmesh_bench::scenario::{FanoutOptions, fanout, idle};
+use postmesh_bench::scenario::{FanoutOptions, churn, fanout, history, http_ingest, idle, ingest};
 use postmesh_tests::Mesh;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn fanout_and_idle_smoke() {
+async fn every_scenario_smoke() {
     let mesh = Mesh::start().await;
-    let peer: Arc<dyn Peer> = Arc::new(Postmesh {
-        url: format!("ws://{}/ws", mesh.addr),
-        class: "silver".into(),
-    });
+    let peer: Arc<dyn Peer> = Arc::new(Postmesh::new(format!("ws://{}/ws", mesh.addr)));
     let o = FanoutOptions {
         subscribers: 100,
         messages: 10,
@@ -43,7 +40,37 @@ async fn fanout_and_idle_smoke() {
         "10 messages at 200/s take at least 45 ms: {r:?}"
     );
 
-    let r = idle(peer, 100, std::process::id()).await.unwrap();
+    let r = idle(peer.clone(), 100, 0, std::process::id())
+        .await
+        .unwrap();
     assert_eq!(r.connections, 100);
     assert!(r.server_rss_after_kib > 0);
+
+    let r = churn(peer.clone(), 2, Duration::from_millis(300), None)
+        .await
+        .unwrap();
+    assert!(r.cycles > 0 && r.failures == 0, "{r:?}");
+
+    let r = ingest(peer.clone(), 100, 2, 64, None).await.unwrap();
+    assert_eq!((r.messages, r.refused), (100, 0), "{r:?}");
+
+    let base = format!("http://{}", mesh.addr);
+    let r = http_ingest("postmesh", &base, 400, 50, 2, 64, None)
+        .await
+        .unwrap();
+    assert_eq!((r.messages, r.refused), (400, 0), "{r:?}");
+
+    let url = format!("ws://{}/ws", mesh.addr);
+    let r = history(
+        "postmesh",
+        &url,
+        "feeds.cat7.#",
+        50,
+        2,
+        Duration::from_millis(300),
+        None,
+    )
+    .await
+    .unwrap();
+    assert!(r.queries > 0 && r.errors == 0, "{r:?}");
 }
