@@ -46,6 +46,12 @@ pub struct GatewayConfig {
     pub dedupe_window: usize,
     /// Most messages in one HTTP batch publish.
     pub max_publish_batch: usize,
+    /// Publishes one WebSocket connection may have waiting for the core.
+    /// Publishes that arrive while one is being stored go to the core
+    /// together as the next batch, so one connection's publish rate is not
+    /// one message per store round trip; beyond this, the connection is not
+    /// read until the batch in flight is done.
+    pub publish_window: usize,
     /// Path and pattern limits.
     pub limits: Limits,
     /// Seconds to drain connections on shutdown.
@@ -75,6 +81,7 @@ impl Default for GatewayConfig {
             sync_latest_limit: 100,
             dedupe_window: 65_536,
             max_publish_batch: 1000,
+            publish_window: 256,
             limits: Limits::default(),
             drain_secs: 5,
             keepalive_secs: 30,
@@ -114,6 +121,7 @@ impl GatewayConfig {
             ("resume_limit", self.resume_limit, 1),
             ("dedupe_window", self.dedupe_window, 1),
             ("max_publish_batch", self.max_publish_batch, 1),
+            ("publish_window", self.publish_window, 1),
         ] {
             if value < min {
                 return Err(ConfigError::TooSmall(name, min));

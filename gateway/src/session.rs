@@ -5,9 +5,16 @@
 //! # The loop
 //! One task per connection waits on: shutdown, its [`Outbox`](crate::outbox)
 //! (live frames from fan-out), the one operation in flight (a core call or
-//! an upstream bind), the token's expiry, and the next client frame. While
-//! an operation is in flight no further client frame is read, so a client
-//! cannot queue unbounded work; live frames keep flowing.
+//! an upstream bind), the batch of publishes at the core, the token's
+//! expiry, and the next client frame. While an operation is in flight no
+//! further client frame is read, so a client cannot queue unbounded work;
+//! live frames keep flowing.
+//!
+//! Publishes are pipelined: while one batch is being stored, publishes read
+//! meanwhile (up to `publish_window`) form the next batch, so a publisher's
+//! rate is not one message per store round trip. Batches keep the order of
+//! the connection's publishes, and any other request waits until the
+//! publishes before it are answered: requests take effect in order.
 //!
 //! # No gap, no duplicate
 //! A `sub` with `history` or `since` first makes the subscription live (the
@@ -26,7 +33,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
-use postmesh_core::{CoreClient, CoreError, Page};
+use postmesh_core::{CoreClient, CoreError, Page, Published};
 use postmesh_schema::message::time_key;
 use postmesh_schema::protocol::{
     ClientFrame, ErrorCode, FrameError, MAX_HISTORY_LIMIT, close, err_frame, msg_frame, ok_frame,
@@ -91,6 +98,10 @@ pub struct Ctx {
 
 type Op = Pin<Box<dyn Future<Output = Done> + Send>>;
 
+/// A batch of publishes at the core: their request ids and the outcome.
+type PublishOp =
+    Pin<Box<dyn Future<Output = (Vec<u64>, Result<Vec<Published>, CoreError>)> + Send>>;
+
 /// A finished operation, applied to the session's state by the loop.
 enum Done {
     Subscribed {
@@ -106,10 +117,6 @@ enum Done {
     Unsubscribed {
         id: u64,
         result: Result<(), FrameError>,
-    },
-    Published {
-        id: u64,
-        result: Result<(Uuid, bool), FrameError>,
     },
     Messages {
         id: u64,
@@ -182,6 +189,11 @@ struct Session<T> {
     /// The hub reconnected to the postoffice: reread these patterns from
     /// this UUID when no operation is in flight. They are pending already.
     reread: Option<(Uuid, Vec<Pattern>)>,
+    /// Publishes read while a batch was at the core: the next batch.
+    publishes: Vec<(u64, Message)>,
+    /// A request read while publishes were in flight. Requests take effect
+    /// in the order sent, so it waits until they are stored.
+    deferred: Option<ClientFrame>,
 }
 
 /// Why the loop stops.
@@ -236,7 +248,11 @@ where
         batch: std::collections::VecDeque::new(),
         next_op: None,
         reread: None,
+        publishes: Vec::new(),
+        deferred: None,
     };
+    let mut publishing: Option<PublishOp> = None;
+    let window = s.ctx.config.publish_window.max(1);
     let mut inflight: Option<Op> = s.grants.user.map(|u| s.start_login_sync(u));
     let outbox = s.subs.conn.outbox.clone();
     loop {
@@ -264,10 +280,15 @@ where
                 inflight = s.next_op.take();
                 r
             }
+            (ids, result) = async { publishing.as_mut().expect("guarded").await }, if publishing.is_some() => {
+                publishing = None;
+                s.acknowledge(ids, result).await
+            }
             _ = tokio::time::sleep(expiry.unwrap_or(Duration::MAX)), if expiry.is_some() => {
                 s.close(close::TOKEN_EXPIRED).await
             }
-            frame = s.transport.next(), if inflight.is_none() => match frame {
+            frame = s.transport.next(),
+                if inflight.is_none() && s.deferred.is_none() && s.publishes.len() < window => match frame {
                 None => Err(Stop),
                 Some(Inbound::Alive) => {
                     outbox.touch();
@@ -275,7 +296,8 @@ where
                 }
                 Some(Inbound::Text(text)) => {
                     outbox.touch();
-                    s.on_text(&text, &mut inflight).await
+                    let busy = publishing.is_some() || !s.publishes.is_empty();
+                    s.on_text(&text, &mut inflight, busy).await
                 }
                 Some(Inbound::Binary) => {
                     s.send_err(FrameError::new(None, ErrorCode::BadJson, "binary frames are not part of the protocol; send JSON text frames")).await
@@ -284,6 +306,16 @@ where
             },
         };
         if step.is_err() {
+            break;
+        }
+        if publishing.is_none() && !s.publishes.is_empty() {
+            publishing = Some(s.start_publish());
+        }
+        if publishing.is_none()
+            && inflight.is_none()
+            && let Some(frame) = s.deferred.take()
+            && s.on_request(frame, &mut inflight).await.is_err()
+        {
             break;
         }
         if inflight.is_none()
@@ -514,7 +546,14 @@ where
         })
     }
 
-    async fn on_text(&mut self, text: &str, inflight: &mut Option<Op>) -> Result<(), Stop> {
+    /// Handles a client frame. `busy`: publishes are waiting for the core,
+    /// so any other request is deferred until they are done.
+    async fn on_text(
+        &mut self,
+        text: &str,
+        inflight: &mut Option<Op>,
+        busy: bool,
+    ) -> Result<(), Stop> {
         self.ctx.metrics.frames_in.inc();
         let frame = match parse_client_frame(text, &self.ctx.config.limits) {
             Ok(f) => f,
@@ -535,6 +574,20 @@ where
             }
             _ => {}
         }
+        if busy && !matches!(frame, ClientFrame::Pub { .. }) {
+            self.deferred = Some(frame);
+            return Ok(());
+        }
+        self.on_request(frame, inflight).await
+    }
+
+    /// Starts a request: a publish joins the next batch; anything else
+    /// becomes the operation in flight.
+    async fn on_request(
+        &mut self,
+        frame: ClientFrame,
+        inflight: &mut Option<Op>,
+    ) -> Result<(), Stop> {
         let user = self.grants.user;
         let core = self.ctx.core.clone();
         let op: Op = match frame {
@@ -662,14 +715,8 @@ where
                         .await;
                 }
                 self.ctx.metrics.messages_published.inc();
-                Box::pin(async move {
-                    let result = core
-                        .publish(vec![message])
-                        .await
-                        .map(|r| (r[0].uuid, r[0].duplicate))
-                        .map_err(|e| core_error(Some(id), e));
-                    Done::Published { id, result }
-                })
+                self.publishes.push((id, message));
+                return Ok(());
             }
             ClientFrame::History {
                 id,
@@ -721,6 +768,53 @@ where
         };
         *inflight = Some(op);
         Ok(())
+    }
+
+    /// Sends the publishes read so far to the core as one batch: stored in
+    /// order, distributed in order, answered in order.
+    fn start_publish(&mut self) -> PublishOp {
+        let (ids, messages): (Vec<u64>, Vec<Message>) =
+            std::mem::take(&mut self.publishes).into_iter().unzip();
+        let core = self.ctx.core.clone();
+        Box::pin(async move { (ids, core.publish(messages).await) })
+    }
+
+    /// Answers every publish of a batch, with one flush.
+    async fn acknowledge(
+        &mut self,
+        ids: Vec<u64>,
+        result: Result<Vec<Published>, CoreError>,
+    ) -> Result<(), Stop> {
+        let frames: Vec<String> = match result {
+            Ok(published) => ids
+                .iter()
+                .zip(published)
+                .map(|(id, p)| {
+                    ok_frame(
+                        *id,
+                        &format!(r#","uuid":"{}","duplicate":{}"#, p.uuid, p.duplicate),
+                    )
+                })
+                .collect(),
+            Err(e) => {
+                let e = core_error(None, e);
+                self.ctx.metrics.errors.inc_by(ids.len() as u64);
+                ids.iter()
+                    .map(|id| FrameError::new(Some(*id), e.code, e.message.clone()).to_frame())
+                    .collect()
+            }
+        };
+        let deadline = tokio::time::Instant::now() + self.write_timeout();
+        let write = async {
+            for f in frames {
+                self.transport.feed(Outbound::Text(f.into())).await?;
+            }
+            self.transport.flush().await
+        };
+        match tokio::time::timeout_at(deadline, write).await {
+            Ok(Ok(())) => Ok(()),
+            _ => Err(Stop),
+        }
     }
 
     async fn forbidden(&mut self, id: u64, pattern: &Pattern) -> Result<(), Stop> {
@@ -1028,16 +1122,6 @@ where
             },
             Done::Unsubscribed { id, result } | Done::Dismissed { id, result } => match result {
                 Ok(()) => self.send(ok_frame(id, "")).await,
-                Err(e) => self.send_err(e).await,
-            },
-            Done::Published { id, result } => match result {
-                Ok((uuid, duplicate)) => {
-                    self.send(ok_frame(
-                        id,
-                        &format!(r#","uuid":"{uuid}","duplicate":{duplicate}"#),
-                    ))
-                    .await
-                }
                 Err(e) => self.send_err(e).await,
             },
             Done::Messages { id, result } => match result {

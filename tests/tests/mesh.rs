@@ -138,6 +138,56 @@ async fn publishing_over_websocket_and_idempotence() {
     assert_eq!(listener.msg().await["body_base64"], "AAEC/w==");
 }
 
+/// A publisher that does not wait for answers: its publishes are stored
+/// and delivered in the order sent, answered in order, and a request sent
+/// after them sees them all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_publishes_keep_their_order() {
+    let mesh = Mesh::start().await;
+    let mut listener = mesh.ws().await;
+    listener.sub("pipe.#").await;
+    let mut publisher = mesh.ws().await;
+    const N: u64 = 600;
+    for n in 1..=N {
+        publisher
+            .send(
+                &json!({"op": "pub", "id": n, "path": format!("pipe.{}", n % 7), "body": {"n": n}}),
+            )
+            .await;
+    }
+    publisher
+        .send(&json!({"op": "history", "id": N + 1, "pattern": "pipe.#", "limit": 1000}))
+        .await;
+    for n in 1..=N {
+        let r = publisher.next().await;
+        assert_eq!(
+            (r["op"].as_str(), r["id"].as_u64()),
+            (Some("ok"), Some(n)),
+            "{r}"
+        );
+    }
+    let h = publisher.next().await;
+    assert_eq!(h["id"], N + 1, "{h}");
+    let stored: Vec<u64> = h["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["body"]["n"].as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        stored,
+        (1..=N).rev().collect::<Vec<_>>(),
+        "newest first, all of them"
+    );
+    let live: Vec<u64> = listener
+        .msgs(N as usize)
+        .await
+        .iter()
+        .map(|m| m["body"]["n"].as_u64().unwrap())
+        .collect();
+    assert_eq!(live, (1..=N).collect::<Vec<_>>());
+}
+
 /// Subscribers join while a publisher is mid-stream; each must see every
 /// message exactly once, replayed or live.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
