@@ -11,3 +11,4 @@ pub mod peer;
 pub mod proc;
 pub mod report;
 pub mod scenario;
+pub mod summary;

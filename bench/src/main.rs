@@ -8,7 +8,7 @@ use postmesh_bench::peer::mqtt::Mqtt;
 use postmesh_bench::peer::nats::Nats;
 use postmesh_bench::peer::socketio::SocketIo;
 use postmesh_bench::peer::{Peer, Postmesh, spread_sources};
-use postmesh_bench::{report, scenario};
+use postmesh_bench::{report, scenario, summary};
 use serde::Serialize;
 
 /// The postmesh load harness.
@@ -52,6 +52,9 @@ struct Target {
     /// Print a Markdown row after the JSON line.
     #[arg(long)]
     markdown: bool,
+    /// postmesh: one message per WebSocket frame (no `?batch=true`).
+    #[arg(long)]
+    unbatched: bool,
 }
 
 #[derive(Subcommand)]
@@ -110,6 +113,23 @@ enum Command {
         #[arg(long, default_value_t = 1000)]
         batch: usize,
     },
+    /// Medians of a run's JSON lines: side-by-side tables and a plot,
+    /// spliced into a results file between `<!-- bench/run.sh: begin -->`
+    /// and `<!-- bench/run.sh: end -->`.
+    Report {
+        /// JSON lines written by the other subcommands.
+        #[arg(long)]
+        input: std::path::PathBuf,
+        /// Where to write the SVG plot.
+        #[arg(long)]
+        plot: std::path::PathBuf,
+        /// Markdown to put before the tables (machine, commands).
+        #[arg(long)]
+        preamble: Option<std::path::PathBuf>,
+        /// The results file to splice into; stdout without it.
+        #[arg(long)]
+        results: Option<std::path::PathBuf>,
+    },
     /// postmesh history queries, one after another on each connection.
     History {
         #[command(flatten)]
@@ -133,6 +153,7 @@ fn peer(t: &Target) -> Arc<dyn Peer> {
             url,
             class: t.class.clone(),
             label: t.label.clone().unwrap_or_else(|| "postmesh".into()),
+            batch: !t.unbatched,
         }),
         System::Nats => Arc::new(Nats { url }),
         System::Mqtt => Arc::new(Mqtt { url }),
@@ -230,6 +251,12 @@ async fn main() -> anyhow::Result<()> {
             r.system = name;
             print(&r, None)?;
         }
+        Command::Report {
+            input,
+            plot,
+            preamble,
+            results,
+        } => report(&input, &plot, preamble.as_deref(), results.as_deref())?,
         Command::History {
             target,
             pattern,
@@ -249,6 +276,55 @@ async fn main() -> anyhow::Result<()> {
             )
             .await?;
             print(&r, None)?;
+        }
+    }
+    Ok(())
+}
+
+const BEGIN: &str = "<!-- bench/run.sh: begin -->";
+const END: &str = "<!-- bench/run.sh: end -->";
+
+fn report(
+    input: &std::path::Path,
+    plot: &std::path::Path,
+    preamble: Option<&std::path::Path>,
+    results: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    let text =
+        std::fs::read_to_string(input).with_context(|| format!("reading {}", input.display()))?;
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()
+        .with_context(|| format!("{} holds a line that is not JSON", input.display()))?;
+    let groups = summary::summarize(&lines);
+    summary::plot(&groups, plot)?;
+    let mut section = String::new();
+    if let Some(p) = preamble {
+        section.push_str(&std::fs::read_to_string(p)?);
+        section.push('\n');
+    }
+    let name = plot
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("plot.svg");
+    section.push_str(&format!(
+        "![fan-out: deliveries/s and p99 per system]({name})\n\n"
+    ));
+    section.push_str(&summary::markdown(&groups));
+    match results {
+        None => print!("{section}"),
+        Some(path) => {
+            let old = std::fs::read_to_string(path).unwrap_or_default();
+            let new = match (old.find(BEGIN), old.find(END)) {
+                (Some(b), Some(e)) if b < e => {
+                    format!("{}{BEGIN}\n{section}{}", &old[..b], &old[e..])
+                }
+                _ => format!("{old}\n{BEGIN}\n{section}{END}\n"),
+            };
+            std::fs::write(path, new).with_context(|| format!("writing {}", path.display()))?;
         }
     }
     Ok(())

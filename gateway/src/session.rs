@@ -87,6 +87,18 @@ pub enum Outbound {
     Ping,
 }
 
+/// What the device asked for when it connected.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options {
+    /// Several `msg` frames may share one WebSocket frame, one JSON object
+    /// per line (`/ws?batch=true`). Fewer, larger frames cost the device and
+    /// the gateway less per message under load.
+    pub batch: bool,
+}
+
+/// Largest joined frame under `batch`; more messages start another frame.
+pub const MAX_JOINED_BYTES: usize = 64 * 1024;
+
 /// What every session shares.
 pub struct Ctx {
     pub hub: Arc<Hub>,
@@ -189,6 +201,7 @@ struct Session<T> {
     /// The hub reconnected to the postoffice: reread these patterns from
     /// this UUID when no operation is in flight. They are pending already.
     reread: Option<(Uuid, Vec<Pattern>)>,
+    options: Options,
     /// Publishes read while a batch was at the core: the next batch.
     publishes: Vec<(u64, Message)>,
     /// A request read while publishes were in flight. Requests take effect
@@ -227,8 +240,13 @@ fn close_reason(code: u16) -> &'static str {
 }
 
 /// Runs one connection until it closes, the device leaves, or `cancel`.
-pub async fn run<T>(transport: T, ctx: Arc<Ctx>, grants: Grants, cancel: CancellationToken)
-where
+pub async fn run<T>(
+    transport: T,
+    ctx: Arc<Ctx>,
+    grants: Grants,
+    options: Options,
+    cancel: CancellationToken,
+) where
     T: Stream<Item = Inbound> + Sink<Outbound> + Unpin + Send,
 {
     let conn = ctx.hub.connect(ctx.config.outbound_queue);
@@ -250,6 +268,7 @@ where
         reread: None,
         publishes: Vec::new(),
         deferred: None,
+        options,
     };
     let mut publishing: Option<PublishOp> = None;
     let window = s.ctx.config.publish_window.max(1);
@@ -417,6 +436,8 @@ where
         let timeout = self.write_timeout();
         let deadline = tokio::time::Instant::now() + timeout;
         let mut batch = std::mem::take(&mut self.batch);
+        // With `batch` on: the message frames of this wake-up, one per line.
+        let mut joined = String::new();
         let mut sent_any = false;
         let mut result = Ok(());
         for live in batch.drain(..) {
@@ -456,11 +477,20 @@ where
                 p.delivered.insert(live.uuid);
             }
             self.note_prefs(&live);
-            match tokio::time::timeout_at(
-                deadline,
-                self.transport.feed(Outbound::Text(live.frame.clone())),
-            )
-            .await
+            let frame = if self.options.batch {
+                if !joined.is_empty() {
+                    joined.push('\n');
+                }
+                joined.push_str(live.frame.as_str());
+                if joined.len() < MAX_JOINED_BYTES {
+                    continue;
+                }
+                std::mem::take(&mut joined).into()
+            } else {
+                live.frame.clone()
+            };
+            match tokio::time::timeout_at(deadline, self.transport.feed(Outbound::Text(frame)))
+                .await
             {
                 Ok(Ok(())) => sent_any = true,
                 Ok(Err(_)) => {
@@ -475,6 +505,18 @@ where
         }
         self.batch = batch;
         self.batch.clear();
+        if result.is_ok() && !joined.is_empty() {
+            match tokio::time::timeout_at(
+                deadline,
+                self.transport.feed(Outbound::Text(joined.into())),
+            )
+            .await
+            {
+                Ok(Ok(())) => sent_any = true,
+                Ok(Err(_)) => result = Err(Stop),
+                Err(_) => result = self.close(close::SLOW_CONSUMER).await,
+            }
+        }
         if result.is_ok() && sent_any {
             match tokio::time::timeout_at(deadline, self.transport.flush()).await {
                 Ok(Ok(())) => {}
@@ -1381,6 +1423,7 @@ mod tests {
             },
             ctx,
             Grants::open(),
+            Options::default(),
             cancel.clone(),
         ));
         let send = |s: &str| {

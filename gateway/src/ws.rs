@@ -105,6 +105,9 @@ pub fn ws_config(c: &GatewayConfig) -> WebSocketConfig {
 #[derive(Deserialize)]
 pub(crate) struct WsQuery {
     token: Option<String>,
+    /// `batch=true`: several messages per WebSocket frame, one per line.
+    #[serde(default)]
+    batch: bool,
 }
 
 fn header_has(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool {
@@ -172,6 +175,7 @@ pub(crate) async fn upgrade(
     }
     let on_upgrade = hyper::upgrade::on(&mut req);
     let cancel = app.shutdown.child_token();
+    let options = session::Options { batch: q.batch };
     let config = ws_config(&ctx.config);
     app.tracker.spawn(async move {
         match on_upgrade.await {
@@ -182,7 +186,7 @@ pub(crate) async fn upgrade(
                     Some(config),
                 )
                 .await;
-                session::run(WsTransport::new(ws), ctx, grants, cancel).await;
+                session::run(WsTransport::new(ws), ctx, grants, options, cancel).await;
             }
             Err(e) => tracing::debug!(error = %e, "upgrade failed"),
         }

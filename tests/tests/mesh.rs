@@ -188,6 +188,59 @@ async fn pipelined_publishes_keep_their_order() {
     assert_eq!(live, (1..=N).collect::<Vec<_>>());
 }
 
+/// `?batch=true`: a burst of messages arrives in fewer WebSocket frames,
+/// one JSON object per line, all of them, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batched_frames_carry_several_messages_per_line() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let mesh = Mesh::start().await;
+    let url = format!("ws://{}/ws?batch=true", mesh.addr);
+    let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str())
+        .await
+        .unwrap();
+    ws.send(Message::text(r#"{"op":"sub","id":1,"pattern":"burst.#"}"#))
+        .await
+        .unwrap();
+    const N: u64 = 500;
+    let messages: Vec<Value> = (0..N)
+        .map(|n| json!({"path": format!("burst.{}", n % 3), "body": {"n": n}}))
+        .collect();
+    let mut seen = Vec::new();
+    let mut frames = 0;
+    let mut published = false;
+    while seen.len() < N as usize {
+        let frame = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .expect("frames keep coming")
+            .unwrap()
+            .unwrap();
+        let Message::Text(text) = frame else { continue };
+        let lines: Vec<Value> = text
+            .split('\n')
+            .map(|l| serde_json::from_str(l).expect("each line is one JSON frame"))
+            .collect();
+        if lines[0]["op"] == "ok" && !published {
+            let (status, _) = mesh
+                .post("/v1/publish", &json!({"messages": messages}), None)
+                .await;
+            assert_eq!(status, 200);
+            published = true;
+            continue;
+        }
+        frames += 1;
+        for l in lines {
+            assert_eq!(l["op"], "msg", "{l}");
+            seen.push(l["body"]["n"].as_u64().unwrap());
+        }
+    }
+    assert_eq!(seen, (0..N).collect::<Vec<_>>());
+    assert!(
+        frames < N,
+        "{N} messages in one burst came in {frames} frames"
+    );
+}
+
 /// Subscribers join while a publisher is mid-stream; each must see every
 /// message exactly once, replayed or live.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -22,6 +22,9 @@ pub struct Postmesh {
     pub class: String,
     /// The name in reports.
     pub label: String,
+    /// Subscribers connect with `?batch=true` (several messages per
+    /// WebSocket frame), as the JavaScript client does.
+    pub batch: bool,
 }
 
 impl Postmesh {
@@ -31,6 +34,7 @@ impl Postmesh {
             url: url.into(),
             class: "silver".into(),
             label: "postmesh".into(),
+            batch: true,
         }
     }
 }
@@ -75,7 +79,13 @@ impl Peer for Postmesh {
     }
 
     async fn subscriber(&self) -> anyhow::Result<Box<dyn Subscriber>> {
-        let mut ws = connect(&self.url, None).await?;
+        let url = if self.batch {
+            let sep = if self.url.contains('?') { '&' } else { '?' };
+            format!("{}{sep}batch=true", self.url)
+        } else {
+            self.url.clone()
+        };
+        let mut ws = connect(&url, None).await?;
         ws.send(Message::text(r#"{"op":"sub","id":1,"pattern":"bench.#"}"#))
             .await?;
         let r = reply(&mut ws).await?;
