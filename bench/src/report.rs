@@ -27,8 +27,8 @@ pub fn fanout_row(r: &FanoutResult) -> String {
         r.max_us,
         r.deliveries,
         r.expected,
-        opt(r.server_cpu_s),
-        opt(r.harness_cpu_s),
+        opt(r.usage.server_cpu_s),
+        opt(r.usage.harness_cpu_s),
     )
 }
 

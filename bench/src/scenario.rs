@@ -7,7 +7,7 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 
 use crate::peer::{Peer, now_nanos};
-use crate::proc::{Sample, sample};
+use crate::proc::{Figures, Usage, sample};
 
 /// Connections opened at once while setting up.
 const CONNECT_BATCH: usize = 200;
@@ -44,13 +44,8 @@ pub struct FanoutResult {
     pub p90_us: u64,
     pub p99_us: u64,
     pub max_us: u64,
-    pub server_cpu_s: Option<f64>,
-    pub harness_cpu_s: Option<f64>,
-    pub server_rss_kib: Option<u64>,
-}
-
-fn cpu_between(a: Option<Sample>, b: Option<Sample>) -> Option<f64> {
-    Some((b?.cpu.saturating_sub(a?.cpu)).as_secs_f64())
+    #[serde(flatten)]
+    pub usage: Figures,
 }
 
 /// Runs the fan-out scenario against `peer`; `server` is the server's pid
@@ -96,7 +91,7 @@ pub async fn fanout(
         })
         .collect();
 
-    let (server_before, harness_before) = (server.and_then(|p| sample(Some(p))), sample(None));
+    let usage = Usage::start(server);
     let start = now_nanos();
     let started = Instant::now();
     let per_pub = o.messages / pubs.len();
@@ -132,7 +127,6 @@ pub async fn fanout(
         last = last.max(l);
         hist.add(&h).expect("same bounds");
     }
-    let (server_after, harness_after) = (server.and_then(|p| sample(Some(p))), sample(None));
     let elapsed_s = (last.saturating_sub(start)) as f64 / 1e9;
     Ok(FanoutResult {
         scenario: "fanout",
@@ -154,9 +148,7 @@ pub async fn fanout(
         p90_us: hist.value_at_quantile(0.90),
         p99_us: hist.value_at_quantile(0.99),
         max_us: hist.max(),
-        server_cpu_s: cpu_between(server_before, server_after),
-        harness_cpu_s: cpu_between(harness_before, harness_after),
-        server_rss_kib: server_after.map(|s| s.rss_kib),
+        usage: usage.finish(),
     })
 }
 
@@ -233,9 +225,8 @@ pub struct ChurnResult {
     pub p50_us: u64,
     pub p99_us: u64,
     pub max_us: u64,
-    pub server_cpu_s: Option<f64>,
-    pub harness_cpu_s: Option<f64>,
-    pub server_rss_kib: Option<u64>,
+    #[serde(flatten)]
+    pub usage: Figures,
 }
 
 /// `workers` loops, each connecting a subscribed device and closing it
@@ -246,7 +237,7 @@ pub async fn churn(
     duration: Duration,
     server: Option<u32>,
 ) -> anyhow::Result<ChurnResult> {
-    let (server_before, harness_before) = (server.and_then(|p| sample(Some(p))), sample(None));
+    let usage = Usage::start(server);
     let started = Instant::now();
     let end = started + duration;
     let tasks: Vec<_> = (0..workers.max(1))
@@ -285,7 +276,6 @@ pub async fn churn(
         hist.add(&h).expect("same bounds");
     }
     let elapsed = started.elapsed().as_secs_f64();
-    let (server_after, harness_after) = (server.and_then(|p| sample(Some(p))), sample(None));
     Ok(ChurnResult {
         scenario: "churn",
         system: peer.name().to_owned(),
@@ -297,9 +287,7 @@ pub async fn churn(
         p50_us: hist.value_at_quantile(0.5),
         p99_us: hist.value_at_quantile(0.99),
         max_us: hist.max(),
-        server_cpu_s: cpu_between(server_before, server_after),
-        harness_cpu_s: cpu_between(harness_before, harness_after),
-        server_rss_kib: server_after.map(|s| s.rss_kib),
+        usage: usage.finish(),
     })
 }
 
@@ -314,9 +302,8 @@ pub struct IngestResult {
     pub refused: u64,
     pub elapsed_s: f64,
     pub messages_per_s: f64,
-    pub server_cpu_s: Option<f64>,
-    pub harness_cpu_s: Option<f64>,
-    pub server_rss_kib: Option<u64>,
+    #[serde(flatten)]
+    pub usage: Figures,
 }
 
 fn ingest_result(
@@ -325,11 +312,9 @@ fn ingest_result(
     messages: u64,
     refused: u64,
     started: Instant,
-    before: (Option<Sample>, Option<Sample>),
-    server: Option<u32>,
+    usage: Usage,
 ) -> IngestResult {
     let elapsed_s = started.elapsed().as_secs_f64();
-    let (server_after, harness_after) = (server.and_then(|p| sample(Some(p))), sample(None));
     IngestResult {
         scenario: "ingest",
         system: system.to_owned(),
@@ -338,9 +323,7 @@ fn ingest_result(
         refused,
         elapsed_s,
         messages_per_s: messages.saturating_sub(refused) as f64 / elapsed_s,
-        server_cpu_s: cpu_between(before.0, server_after),
-        harness_cpu_s: cpu_between(before.1, harness_after),
-        server_rss_kib: server_after.map(|s| s.rss_kib),
+        usage: usage.finish(),
     }
 }
 
@@ -358,7 +341,7 @@ pub async fn ingest(
     for _ in 0..publishers.max(1) {
         pubs.push(peer.publisher().await?);
     }
-    let before = (server.and_then(|p| sample(Some(p))), sample(None));
+    let usage = Usage::start(server);
     let started = Instant::now();
     let n = pubs.len();
     let tasks: Vec<_> = pubs
@@ -384,8 +367,7 @@ pub async fn ingest(
         messages as u64,
         refused,
         started,
-        before,
-        server,
+        usage,
     ))
 }
 
@@ -410,7 +392,7 @@ pub async fn http_ingest(
     let client = reqwest::Client::new();
     let url = format!("{base}/v1/publish");
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let before = (server.and_then(|p| sample(Some(p))), sample(None));
+    let usage = Usage::start(server);
     let started = Instant::now();
     let batch = batch.max(1);
     let tasks: Vec<_> = (0..concurrency.max(1))
@@ -463,8 +445,7 @@ pub async fn http_ingest(
         messages as u64,
         refused,
         started,
-        before,
-        server,
+        usage,
     ))
 }
 
@@ -483,9 +464,8 @@ pub struct HistoryResult {
     pub p90_us: u64,
     pub p99_us: u64,
     pub max_us: u64,
-    pub server_cpu_s: Option<f64>,
-    pub harness_cpu_s: Option<f64>,
-    pub server_rss_kib: Option<u64>,
+    #[serde(flatten)]
+    pub usage: Figures,
 }
 
 /// `connections` devices each ask postmesh for `history` of `pattern`
@@ -505,7 +485,7 @@ pub async fn history(
     for _ in 0..connections.max(1) {
         sockets.push(crate::peer::connect(url, None).await?);
     }
-    let (server_before, harness_before) = (server.and_then(|p| sample(Some(p))), sample(None));
+    let usage = Usage::start(server);
     let started = Instant::now();
     let end = started + duration;
     let tasks: Vec<_> = sockets
@@ -543,7 +523,6 @@ pub async fn history(
         hist.add(&h).expect("same bounds");
     }
     let elapsed = started.elapsed().as_secs_f64();
-    let (server_after, harness_after) = (server.and_then(|p| sample(Some(p))), sample(None));
     Ok(HistoryResult {
         scenario: "history",
         system: system.to_owned(),
@@ -557,8 +536,6 @@ pub async fn history(
         p90_us: hist.value_at_quantile(0.9),
         p99_us: hist.value_at_quantile(0.99),
         max_us: hist.max(),
-        server_cpu_s: cpu_between(server_before, server_after),
-        harness_cpu_s: cpu_between(harness_before, harness_after),
-        server_rss_kib: server_after.map(|s| s.rss_kib),
+        usage: usage.finish(),
     })
 }

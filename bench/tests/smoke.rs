@@ -26,6 +26,12 @@ async fn every_scenario_smoke() {
     assert_eq!(r.deliveries, 1000, "{r:?}");
     assert_eq!(r.refused, 0);
     assert!(r.deliveries_per_s > 0.0 && r.p99_us >= r.p50_us && r.max_us >= r.p99_us);
+    // The report reads these keys at the top level of each JSON line.
+    let json = serde_json::to_value(&r).unwrap();
+    assert!(
+        json["server_cpu_s"].is_number() && json["harness_cpu_s"].is_number(),
+        "{json}"
+    );
     let line = postmesh_bench::report::fanout_row(&r);
     assert!(line.starts_with("| postmesh | 100 | 10 | 256 |"), "{line}");
 

@@ -489,42 +489,45 @@ where
             } else {
                 live.frame.clone()
             };
-            match tokio::time::timeout_at(deadline, self.transport.feed(Outbound::Text(frame)))
-                .await
-            {
-                Ok(Ok(())) => sent_any = true,
-                Ok(Err(_)) => {
-                    result = Err(Stop);
-                    break;
-                }
-                Err(_) => {
-                    result = self.close(close::SLOW_CONSUMER).await;
-                    break;
-                }
+            result = self.write_by(deadline, Some(Outbound::Text(frame))).await;
+            if result.is_err() {
+                break;
             }
+            sent_any = true;
         }
         self.batch = batch;
         self.batch.clear();
         if result.is_ok() && !joined.is_empty() {
-            match tokio::time::timeout_at(
-                deadline,
-                self.transport.feed(Outbound::Text(joined.into())),
-            )
-            .await
-            {
-                Ok(Ok(())) => sent_any = true,
-                Ok(Err(_)) => result = Err(Stop),
-                Err(_) => result = self.close(close::SLOW_CONSUMER).await,
-            }
+            result = self
+                .write_by(deadline, Some(Outbound::Text(joined.into())))
+                .await;
+            sent_any = true;
         }
         if result.is_ok() && sent_any {
-            match tokio::time::timeout_at(deadline, self.transport.flush()).await {
-                Ok(Ok(())) => {}
-                Ok(Err(_)) => result = Err(Stop),
-                Err(_) => result = self.close(close::SLOW_CONSUMER).await,
-            }
+            result = self.write_by(deadline, None).await;
         }
         result
+    }
+
+    /// Feeds `frame` (or flushes, for `None`) by `deadline`. A device that
+    /// cannot take it in time is closed as a slow consumer; a broken
+    /// transport stops the loop.
+    async fn write_by(
+        &mut self,
+        deadline: tokio::time::Instant,
+        frame: Option<Outbound>,
+    ) -> Result<(), Stop> {
+        let write = async {
+            match frame {
+                Some(f) => self.transport.feed(f).await,
+                None => self.transport.flush().await,
+            }
+        };
+        match tokio::time::timeout_at(deadline, write).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(Stop),
+            Err(_) => self.close(close::SLOW_CONSUMER).await,
+        }
     }
 
     /// The hub is back on the postoffice: every active pattern goes pending
