@@ -1,0 +1,305 @@
+//! Reading: a pattern becomes a plan of sources, each source one or two
+//! key ranges, and the ranges are read newest first (or oldest first) and
+//! merged by time.
+
+use postmesh_schema::message::time_key;
+use postmesh_schema::{Pattern, Uuid};
+
+use super::keys::{Id, Name, SEP, inverted, name_key, split_record, text_of_name_key, uuid_of_key};
+use super::{Tables, engine, now_millis};
+use crate::store::StoreError;
+
+/// Most concrete prefixes a pattern's `*` elements expand to before a query
+/// scans the literal prefix's folder with a filter instead.
+pub const MAX_EXPANSION: usize = 256;
+
+/// Where a query reads.
+#[derive(Debug)]
+pub(super) enum Source {
+    /// One exact path.
+    Path(String),
+    /// A folder: its own path and everything below it, filtered by the
+    /// pattern unless every message in it matches.
+    Folder { folder: String, filter: bool },
+}
+
+/// One ordered key range.
+#[derive(Debug)]
+enum Range {
+    /// The `timeline`: every message (the root folder).
+    Timeline,
+    /// The messages at exactly `path` (`exact` rows of its id).
+    Exact { id: Id, path: String },
+    /// The messages strictly below a folder (`below` rows of its id).
+    Below { id: Id },
+}
+
+/// A matching entry: the time key (for merging) and the UUID.
+type Entry = ([u8; 16], Uuid);
+
+impl Tables {
+    /// The dictionary entry of a folder or path, if anything was ever
+    /// stored at or below it.
+    pub(super) fn name(&self, text: &str) -> Result<Option<Name>, StoreError> {
+        self.names
+            .get(name_key(text))
+            .map_err(engine)?
+            .map(|v| Name::decode(&v))
+            .transpose()
+    }
+
+    /// The distinct next elements below `prefix` (dotted; "" is the root),
+    /// found by skip-scanning `names`: one seek per child. `None` when
+    /// there are more than [`MAX_EXPANSION`].
+    pub(super) fn children(&self, prefix: &str) -> Result<Option<Vec<String>>, StoreError> {
+        let mut base = name_key(prefix);
+        if !prefix.is_empty() {
+            base.push(SEP);
+        }
+        let mut out = Vec::new();
+        let mut start = base.clone();
+        loop {
+            let Some(guard) = self.names.range(start.clone()..).next() else {
+                break;
+            };
+            let key = guard.key().map_err(engine)?;
+            let Some(rest) = key.strip_prefix(base.as_slice()) else {
+                break;
+            };
+            let child = rest.split(|b| *b == SEP).next().unwrap_or_default();
+            if out.len() == MAX_EXPANSION {
+                return Ok(None);
+            }
+            out.push(
+                String::from_utf8(child.to_vec())
+                    .map_err(|_| StoreError::Corrupt("name".into()))?,
+            );
+            // Past every key of this child: they all continue with SEP or end.
+            start = base.clone();
+            start.extend_from_slice(child);
+            start.push(SEP + 1);
+        }
+        Ok(Some(out))
+    }
+
+    /// Turns a pattern into the sources to read. Leading literals and `*`
+    /// elements are made concrete (a `*` by listing the children that exist),
+    /// up to the first `#`: `feeds.*.56` becomes the exact paths
+    /// `feeds.a.56`, `feeds.b.56`, ... and `id.*.c.#` the folders `id.prefs.c`,
+    /// `id.inbox.c`. Beyond [`MAX_EXPANSION`] concrete prefixes it falls back
+    /// to scanning the folder of the literal prefix with a filter.
+    pub(super) fn plan(&self, pattern: &Pattern) -> Result<Vec<Source>, StoreError> {
+        let elems: Vec<&str> = pattern.as_str().split('.').collect();
+        let mut prefixes = vec![String::new()];
+        let mut hash_at = elems.len();
+        for (i, e) in elems.iter().enumerate() {
+            match *e {
+                "#" => {
+                    hash_at = i;
+                    break;
+                }
+                "*" => {
+                    let mut next = Vec::new();
+                    for p in &prefixes {
+                        let Some(children) = self.children(p)? else {
+                            return Ok(vec![fallback(pattern)]);
+                        };
+                        next.extend(children.into_iter().map(|c| join(p, &c)));
+                        if next.len() > MAX_EXPANSION {
+                            return Ok(vec![fallback(pattern)]);
+                        }
+                    }
+                    prefixes = next;
+                }
+                literal => {
+                    for p in &mut prefixes {
+                        *p = join(p, literal);
+                    }
+                }
+            }
+        }
+        Ok(if hash_at == elems.len() {
+            prefixes.into_iter().map(Source::Path).collect()
+        } else {
+            let filter = hash_at + 1 != elems.len();
+            prefixes
+                .into_iter()
+                .map(|folder| Source::Folder { folder, filter })
+                .collect()
+        })
+    }
+
+    /// The key ranges of a source, with whether to filter them.
+    fn ranges(&self, source: Source, out: &mut Vec<(Range, bool)>) -> Result<(), StoreError> {
+        match source {
+            Source::Path(path) => {
+                if let Some(Name { id, is_path: true }) = self.name(&path)? {
+                    out.push((Range::Exact { id, path }, false));
+                }
+            }
+            Source::Folder { folder, filter } if folder.is_empty() => {
+                out.push((Range::Timeline, filter));
+            }
+            Source::Folder { folder, filter } => {
+                if let Some(Name { id, is_path }) = self.name(&folder)? {
+                    out.push((Range::Below { id }, filter));
+                    if is_path {
+                        out.push((Range::Exact { id, path: folder }, filter));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads up to `limit + 1` matching entries of one range, newest first
+    /// (or oldest first), strictly beyond `cursor`.
+    fn scan(
+        &self,
+        range: &Range,
+        filter: Option<&Pattern>,
+        cursor: Option<&Uuid>,
+        newest_first: bool,
+        limit: usize,
+    ) -> Result<Vec<Entry>, StoreError> {
+        let (keyspace, prefix) = match range {
+            Range::Timeline => (&self.timeline, Vec::new()),
+            Range::Exact { id, .. } => (&self.exact, id.to_be_bytes().to_vec()),
+            Range::Below { id } => (&self.below, id.to_be_bytes().to_vec()),
+        };
+        let at = |c: &Uuid| [prefix.as_slice(), &inverted(c)].concat();
+        let mut end = prefix.clone();
+        end.extend_from_slice(&[0xff; 17]);
+        use std::ops::Bound::{Excluded, Included};
+        let iter: Box<dyn Iterator<Item = fjall::Guard>> = match (cursor, newest_first) {
+            (None, true) => Box::new(keyspace.range(prefix..end)),
+            (Some(c), true) => {
+                Box::new(keyspace.range::<Vec<u8>, _>((Excluded(at(c)), Excluded(end))))
+            }
+            (Some(c), false) => Box::new(
+                keyspace
+                    .range::<Vec<u8>, _>((Included(prefix.clone()), Excluded(at(c))))
+                    .rev(),
+            ),
+            (None, false) => Box::new(keyspace.range(prefix..end).rev()),
+        };
+        let now = now_millis();
+        let mut found = Vec::with_capacity(limit.min(1024) + 1);
+        for guard in iter {
+            let (key, value) = guard.into_inner().map_err(engine)?;
+            let path = match range {
+                Range::Timeline => split_record(&value)?.0,
+                Range::Exact { path, .. } => path.as_str(),
+                Range::Below { .. } => std::str::from_utf8(&value)
+                    .map_err(|_| StoreError::Corrupt("below path".into()))?,
+            };
+            if filter.is_some_and(|p| !p.matches_str(path)) {
+                continue;
+            }
+            let uuid = uuid_of_key(&key)?;
+            if self.expired(path, &uuid, now) {
+                continue;
+            }
+            found.push((time_key(&uuid), uuid));
+            if found.len() > limit {
+                break;
+            }
+        }
+        Ok(found)
+    }
+
+    /// Merges the ranges of `pattern` into one ordered page of UUIDs.
+    pub(super) fn query(
+        &self,
+        pattern: &Pattern,
+        cursor: Option<&Uuid>,
+        newest_first: bool,
+        limit: usize,
+    ) -> Result<(Vec<Uuid>, bool), StoreError> {
+        let mut ranges = Vec::new();
+        for source in self.plan(pattern)? {
+            self.ranges(source, &mut ranges)?;
+        }
+        let mut all = Vec::new();
+        for (range, filter) in &ranges {
+            let filter = filter.then_some(pattern);
+            all.extend(self.scan(range, filter, cursor, newest_first, limit)?);
+        }
+        if ranges.len() > 1 {
+            if newest_first {
+                all.sort_unstable_by_key(|e| std::cmp::Reverse(e.0));
+            } else {
+                all.sort_unstable_by_key(|e| e.0);
+            }
+        }
+        let more = all.len() > limit;
+        all.truncate(limit);
+        Ok((all.into_iter().map(|(_, u)| u).collect(), more))
+    }
+
+    /// The newest message of each path matching: the first `exact` row of
+    /// each path that `names` lists below the plan's folders.
+    pub(super) fn latest_of(&self, pattern: &Pattern) -> Result<Vec<Entry>, StoreError> {
+        let mut paths: Vec<(String, Id)> = Vec::new();
+        let mut below = |prefix: &[u8]| -> Result<(), StoreError> {
+            for guard in self.names.prefix(prefix) {
+                let (key, value) = guard.into_inner().map_err(engine)?;
+                let name = Name::decode(&value)?;
+                if name.is_path {
+                    paths.push((text_of_name_key(&key)?, name.id));
+                }
+            }
+            Ok(())
+        };
+        let mut exact = Vec::new();
+        for source in self.plan(pattern)? {
+            match source {
+                Source::Path(p) => exact.push(p),
+                Source::Folder { folder, .. } if folder.is_empty() => below(b"")?,
+                // The folder's own path, then everything below it.
+                Source::Folder { folder, .. } => {
+                    let mut key = name_key(&folder);
+                    key.push(SEP);
+                    below(&key)?;
+                    exact.push(folder);
+                }
+            }
+        }
+        for p in exact {
+            if let Some(Name { id, is_path: true }) = self.name(&p)? {
+                paths.push((p, id));
+            }
+        }
+        let now = now_millis();
+        let mut hits = Vec::new();
+        for (path, id) in paths {
+            if !pattern.matches_str(&path) {
+                continue;
+            }
+            let Some(newest) = self.exact.prefix(id.to_be_bytes()).next() else {
+                continue;
+            };
+            let uuid = uuid_of_key(&newest.key().map_err(engine)?)?;
+            // Older messages of a path are older still: none is current.
+            if !self.expired(&path, &uuid, now) {
+                hits.push((time_key(&uuid), uuid));
+            }
+        }
+        Ok(hits)
+    }
+}
+
+fn join(prefix: &str, elem: &str) -> String {
+    if prefix.is_empty() {
+        elem.to_owned()
+    } else {
+        format!("{prefix}.{elem}")
+    }
+}
+
+fn fallback(pattern: &Pattern) -> Source {
+    Source::Folder {
+        folder: pattern.literal_prefix().unwrap_or("").to_owned(),
+        filter: !pattern.is_folder(),
+    }
+}

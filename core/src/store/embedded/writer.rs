@@ -1,0 +1,329 @@
+//! Writing: one thread owns every write and commits in groups, so folder
+//! ids are assigned without races and a group costs one fsync.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use fjall::{OwnedWriteBatch as WriteBatch, PersistMode};
+use postmesh_schema::{Message, Path, Uuid};
+use tokio::sync::{mpsc, oneshot};
+
+use super::keys::{
+    Id, Name, ancestors, index_key, inverted, name_key, record, split_record, uuid_of_key,
+};
+use super::{Tables, engine, now_millis};
+use crate::store::{PutOutcome, StoreError};
+
+/// Most messages committed in one group (one fsync).
+pub const MAX_GROUP: usize = 4096;
+/// Most `names` entries the writer keeps in memory. Beyond it the cache is
+/// emptied and refills from the keyspace (a point read per folder).
+pub const NAMES_CACHED: usize = 1 << 18;
+
+/// The `meta` key holding the next folder id.
+pub(super) const NEXT_ID: &[u8] = b"next_id";
+
+/// A message ready for the writer: its record encoded by the caller, off
+/// the writer thread.
+pub(super) struct Prepared {
+    uuid: Uuid,
+    path: Path,
+    record: Vec<u8>,
+}
+
+impl Prepared {
+    pub(super) fn new(m: &Message) -> Prepared {
+        Prepared {
+            uuid: m.uuid,
+            path: m.path.clone(),
+            record: record(m.path.as_str(), &m.to_json()),
+        }
+    }
+}
+
+type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
+
+pub(super) enum Write {
+    Put(Vec<Prepared>, Reply<Vec<PutOutcome>>),
+    Dismiss(u64, Uuid, Reply<bool>),
+    Retention(String, Option<Duration>, Reply<()>),
+    Sweep(Reply<usize>),
+}
+
+/// The writer's view of the `names` dictionary: a bounded cache in front of
+/// the keyspace, and the next id to hand out.
+pub(super) struct Names {
+    cache: HashMap<String, Name>,
+    next: Id,
+}
+
+impl Names {
+    pub(super) fn load(t: &Tables) -> Result<Names, StoreError> {
+        let next = match t.meta.get(NEXT_ID).map_err(engine)? {
+            Some(v) => Id::from_be_bytes(
+                v.as_ref()
+                    .try_into()
+                    .map_err(|_| StoreError::Corrupt("next id".into()))?,
+            ),
+            None => 1,
+        };
+        Ok(Names {
+            cache: HashMap::new(),
+            next,
+        })
+    }
+
+    fn remember(&mut self, text: &str, name: Name) {
+        if self.cache.len() >= NAMES_CACHED {
+            self.cache.clear();
+        }
+        self.cache.insert(text.to_owned(), name);
+    }
+
+    /// The id of `text`, numbering it (in `batch`) when it is new and
+    /// marking it as a message path when `is_path`.
+    fn resolve(
+        &mut self,
+        t: &Tables,
+        batch: &mut WriteBatch,
+        text: &str,
+        is_path: bool,
+    ) -> Result<Id, StoreError> {
+        let known = match self.cache.get(text) {
+            Some(n) => Some(*n),
+            None => t.name(text)?,
+        };
+        let name = match known {
+            Some(n) if n.is_path || !is_path => {
+                if !self.cache.contains_key(text) {
+                    self.remember(text, n);
+                }
+                return Ok(n.id);
+            }
+            Some(n) => Name { is_path: true, ..n },
+            None => {
+                let id = self.next;
+                self.next = id
+                    .checked_add(1)
+                    .ok_or_else(|| StoreError::Engine("folder ids exhausted".into()))?;
+                batch.insert(&t.meta, NEXT_ID, self.next.to_be_bytes());
+                Name { id, is_path }
+            }
+        };
+        batch.insert(&t.names, name_key(text), name.encode());
+        self.remember(text, name);
+        Ok(name.id)
+    }
+
+    /// After a failed commit: what was cached may not be stored.
+    fn forget(&mut self, t: &Tables) {
+        match Names::load(t) {
+            Ok(fresh) => *self = fresh,
+            Err(_) => self.cache.clear(),
+        }
+    }
+}
+
+pub(super) fn durability(sync: bool) -> Option<PersistMode> {
+    Some(if sync {
+        PersistMode::SyncAll
+    } else {
+        PersistMode::Buffer
+    })
+}
+
+pub(super) fn writer_loop(t: Tables, mut names: Names, mut rx: mpsc::Receiver<Write>, sync: bool) {
+    let durability = durability(sync);
+    while let Some(first) = rx.blocking_recv() {
+        let mut puts: Vec<(Vec<Prepared>, Reply<Vec<PutOutcome>>)> = Vec::new();
+        let mut queued = 0usize;
+        let mut next = Some(first);
+        // Group commit: take everything already waiting, up to MAX_GROUP messages.
+        while let Some(w) = next.take() {
+            match w {
+                Write::Put(msgs, reply) => {
+                    queued += msgs.len();
+                    puts.push((msgs, reply));
+                }
+                Write::Dismiss(user, uuid, reply) => {
+                    let _ = reply.send(dismiss(&t, user, uuid, durability));
+                }
+                Write::Retention(category, ttl, reply) => {
+                    let _ = reply.send(set_retention(&t, category, ttl, durability));
+                }
+                Write::Sweep(reply) => {
+                    let _ = reply.send(sweep(&t, durability));
+                }
+            }
+            if queued < MAX_GROUP {
+                next = rx.try_recv().ok();
+            }
+        }
+        if !puts.is_empty() {
+            let (groups, replies): (Vec<_>, Vec<_>) = puts.into_iter().unzip();
+            let outcomes = commit(&t, &mut names, groups, durability);
+            for (reply, outcome) in replies.into_iter().zip(outcomes) {
+                let _ = reply.send(outcome);
+            }
+        }
+    }
+}
+
+/// Stores groups of messages in one batch: one outcome per group.
+pub(super) fn commit(
+    t: &Tables,
+    names: &mut Names,
+    groups: Vec<Vec<Prepared>>,
+    durability: Option<PersistMode>,
+) -> Vec<Result<Vec<PutOutcome>, StoreError>> {
+    let mut batch = t.db.batch().durability(durability);
+    let mut seen: HashSet<Uuid> = HashSet::new();
+    let mut outcomes: Vec<Result<Vec<PutOutcome>, StoreError>> = groups
+        .into_iter()
+        .map(|msgs| {
+            let mut out = Vec::with_capacity(msgs.len());
+            for m in msgs {
+                out.push(add(t, names, &mut batch, &mut seen, m)?);
+            }
+            Ok(out)
+        })
+        .collect();
+    if let Err(e) = batch.commit() {
+        names.forget(t);
+        for o in &mut outcomes {
+            *o = Err(engine(&e));
+        }
+    }
+    outcomes
+}
+
+/// Adds one message's rows to `batch`: its record in `timeline`, a `below`
+/// row for each folder above it but the root, and an `exact` row.
+fn add(
+    t: &Tables,
+    names: &mut Names,
+    batch: &mut WriteBatch,
+    seen: &mut HashSet<Uuid>,
+    m: Prepared,
+) -> Result<PutOutcome, StoreError> {
+    let key = inverted(&m.uuid);
+    if seen.contains(&m.uuid) || t.timeline.contains_key(key).map_err(engine)? {
+        return Ok(PutOutcome::Duplicate);
+    }
+    let path = m.path.as_str();
+    // Every id first, so an error leaves no half-indexed message behind.
+    let mut above: Vec<Id> = Vec::with_capacity(8);
+    for folder in ancestors(path) {
+        above.push(names.resolve(t, batch, folder, false)?);
+    }
+    let own = names.resolve(t, batch, path, true)?;
+    seen.insert(m.uuid);
+    for id in &above {
+        batch.insert(&t.below, index_key(*id, &m.uuid), path.as_bytes());
+    }
+    batch.insert(&t.exact, index_key(own, &m.uuid), []);
+    batch.insert(&t.timeline, key, m.record);
+    Ok(PutOutcome::Inserted)
+}
+
+fn dismiss(
+    t: &Tables,
+    user: u64,
+    uuid: Uuid,
+    durability: Option<PersistMode>,
+) -> Result<bool, StoreError> {
+    let key = dismiss_key(user, &uuid);
+    if t.dismissed.contains_key(key).map_err(engine)? {
+        return Ok(false);
+    }
+    let mut b = t.db.batch().durability(durability);
+    b.insert(&t.dismissed, key, []);
+    b.commit().map_err(engine)?;
+    Ok(true)
+}
+
+pub(super) fn dismiss_key(user: u64, uuid: &Uuid) -> [u8; 24] {
+    let mut k = [0u8; 24];
+    k[..8].copy_from_slice(&user.to_be_bytes());
+    k[8..].copy_from_slice(uuid.as_bytes());
+    k
+}
+
+fn set_retention(
+    t: &Tables,
+    category: String,
+    ttl: Option<Duration>,
+    durability: Option<PersistMode>,
+) -> Result<(), StoreError> {
+    let mut b = t.db.batch().durability(durability);
+    match ttl {
+        Some(d) => b.insert(
+            &t.retention,
+            category.as_bytes().to_vec(),
+            d.as_secs().to_be_bytes().to_vec(),
+        ),
+        None => b.remove(&t.retention, category.as_bytes().to_vec()),
+    }
+    b.commit().map_err(engine)?;
+    let mut map = t.ttl.write();
+    match ttl {
+        Some(d) => map.insert(category, d),
+        None => map.remove(&category),
+    };
+    Ok(())
+}
+
+/// Most messages deleted in one batch by [`sweep`].
+const SWEEP_BATCH: usize = 1000;
+
+/// Deletes expired messages of every category with a retention, oldest
+/// first, in batches. Folder ids stay numbered: `names` only grows.
+fn sweep(t: &Tables, durability: Option<PersistMode>) -> Result<usize, StoreError> {
+    let categories: Vec<String> = t.ttl.read().keys().cloned().collect();
+    let now = now_millis();
+    let mut total = 0;
+    for category in categories {
+        let Some(name) = t.name(&category)? else {
+            continue;
+        };
+        loop {
+            // Oldest entries are at the end of each (inverted) range.
+            let mut expired: Vec<Uuid> = Vec::new();
+            for keyspace in [&t.below, &t.exact] {
+                for guard in keyspace.prefix(name.id.to_be_bytes()).rev() {
+                    let key = guard.key().map_err(engine)?;
+                    let uuid = uuid_of_key(&key)?;
+                    if !t.expired(&category, &uuid, now) || expired.len() >= SWEEP_BATCH {
+                        break;
+                    }
+                    expired.push(uuid);
+                }
+            }
+            if expired.is_empty() {
+                break;
+            }
+            let mut b = t.db.batch().durability(durability);
+            for uuid in &expired {
+                let key = inverted(uuid);
+                // The rows found, even if the record is gone.
+                b.remove(&t.below, index_key(name.id, uuid).to_vec());
+                b.remove(&t.exact, index_key(name.id, uuid).to_vec());
+                if let Some(rec) = t.timeline.get(key).map_err(engine)? {
+                    let path = split_record(&rec)?.0;
+                    for folder in ancestors(path) {
+                        if let Some(n) = t.name(folder)? {
+                            b.remove(&t.below, index_key(n.id, uuid).to_vec());
+                        }
+                    }
+                    if let Some(n) = t.name(path)? {
+                        b.remove(&t.exact, index_key(n.id, uuid).to_vec());
+                    }
+                }
+                b.remove(&t.timeline, key.to_vec());
+                total += 1;
+            }
+            b.commit().map_err(engine)?;
+        }
+    }
+    Ok(total)
+}
