@@ -36,8 +36,8 @@ use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use postmesh_core::{CoreClient, CoreError, Page, Published};
 use postmesh_schema::message::time_key;
 use postmesh_schema::protocol::{
-    ClientFrame, ErrorCode, FrameError, MAX_HISTORY_LIMIT, close, err_frame, msg_frame, ok_frame,
-    ok_messages_frame, parse_client_frame,
+    ClientFrame, ErrorCode, FrameError, MAX_HISTORY_LIMIT, MAX_REPLY_BYTES, close, err_frame,
+    msg_frame, ok_frame, ok_messages_frame, parse_client_frame,
 };
 use postmesh_schema::{Message, Pattern, Uuid, idpath};
 use serde_json::json;
@@ -358,13 +358,16 @@ where
         Duration::from_secs(self.ctx.config.write_timeout_secs.max(1))
     }
 
+    /// The deadline of a write (or of a batch of writes) started now.
+    fn write_deadline(&self) -> tokio::time::Instant {
+        tokio::time::Instant::now() + self.write_timeout()
+    }
+
     async fn send(&mut self, text: impl Into<Utf8Bytes>) -> Result<(), Stop> {
-        let timeout = self.write_timeout();
-        match tokio::time::timeout(timeout, self.transport.send(Outbound::Text(text.into()))).await
-        {
-            Ok(Ok(())) => Ok(()),
-            _ => Err(Stop),
-        }
+        let deadline = self.write_deadline();
+        self.write_by(deadline, Some(Outbound::Text(text.into())))
+            .await?;
+        self.write_by(deadline, None).await
     }
 
     async fn send_err(&mut self, e: FrameError) -> Result<(), Stop> {
@@ -433,8 +436,7 @@ where
         if self.batch.is_empty() {
             return Ok(());
         }
-        let timeout = self.write_timeout();
-        let deadline = tokio::time::Instant::now() + timeout;
+        let deadline = self.write_deadline();
         let mut batch = std::mem::take(&mut self.batch);
         // With `batch` on: the message frames of this wake-up, one per line.
         let mut joined = String::new();
@@ -451,13 +453,11 @@ where
                     result = self.close(close::IDLE).await;
                     break;
                 }
-                match tokio::time::timeout_at(deadline, self.transport.feed(Outbound::Ping)).await {
-                    Ok(Ok(())) => sent_any = true,
-                    _ => {
-                        result = self.close(close::SLOW_CONSUMER).await;
-                        break;
-                    }
+                result = self.write_by(deadline, Some(Outbound::Ping)).await;
+                if result.is_err() {
+                    break;
                 }
+                sent_any = true;
                 continue;
             }
             if self.was_replayed(&live.uuid) {
@@ -849,17 +849,12 @@ where
                     .collect()
             }
         };
-        let deadline = tokio::time::Instant::now() + self.write_timeout();
-        let write = async {
-            for f in frames {
-                self.transport.feed(Outbound::Text(f.into())).await?;
-            }
-            self.transport.flush().await
-        };
-        match tokio::time::timeout_at(deadline, write).await {
-            Ok(Ok(())) => Ok(()),
-            _ => Err(Stop),
+        let deadline = self.write_deadline();
+        for f in frames {
+            self.write_by(deadline, Some(Outbound::Text(f.into())))
+                .await?;
         }
+        self.write_by(deadline, None).await
     }
 
     async fn forbidden(&mut self, id: u64, pattern: &Pattern) -> Result<(), Stop> {
@@ -1064,20 +1059,12 @@ where
                     .is_some_and(|(s, _)| s.contains(&m.uuid))
             })
             .collect();
-        let timeout = self.write_timeout();
+        let deadline = self.write_deadline();
         let mut sent = 0;
         for m in &fresh {
-            match tokio::time::timeout(
-                timeout,
-                self.transport.feed(Outbound::Text(
-                    Utf8Bytes::try_from(msg_frame(m)).map_err(|_| Stop)?,
-                )),
-            )
-            .await
-            {
-                Ok(Ok(())) => sent += 1,
-                _ => return Err(Stop),
-            }
+            let frame = Utf8Bytes::try_from(msg_frame(m)).map_err(|_| Stop)?;
+            self.write_by(deadline, Some(Outbound::Text(frame))).await?;
+            sent += 1;
         }
         if sent > 0 {
             let until = Instant::now() + REPLAY_MEMORY;
@@ -1103,7 +1090,7 @@ where
             return Ok(());
         }
         let p = self.pending.take().expect("checked");
-        let timeout = self.write_timeout();
+        let deadline = self.write_deadline();
         let mut any = false;
         for live in p.buffer {
             if p.delivered.contains(&live.uuid)
@@ -1113,21 +1100,12 @@ where
                 continue;
             }
             self.note_prefs(&live);
-            match tokio::time::timeout(
-                timeout,
-                self.transport.feed(Outbound::Text(live.frame.clone())),
-            )
-            .await
-            {
-                Ok(Ok(())) => any = true,
-                _ => return Err(Stop),
-            }
+            self.write_by(deadline, Some(Outbound::Text(live.frame.clone())))
+                .await?;
+            any = true;
         }
         if any {
-            match tokio::time::timeout(timeout, self.transport.flush()).await {
-                Ok(Ok(())) => {}
-                _ => return Err(Stop),
-            }
+            self.write_by(deadline, None).await?;
         }
         Ok(())
     }
@@ -1171,8 +1149,7 @@ where
             },
             Done::Messages { id, result } => match result {
                 Ok(page) => {
-                    let frame =
-                        ok_messages_frame(id, &page.messages, &format!(r#","more":{}"#, page.more));
+                    let frame = ok_messages_frame(id, &page.messages, page.more, MAX_REPLY_BYTES);
                     self.send(Utf8Bytes::try_from(frame).map_err(|_| Stop)?)
                         .await
                 }

@@ -20,6 +20,11 @@ use crate::pattern::Pattern;
 pub const MAX_HISTORY_LIMIT: u32 = 1000;
 /// `limit` when a history query gives none.
 pub const DEFAULT_HISTORY_LIMIT: u32 = 50;
+/// Largest `messages` reply (history, latest) in bytes: a reply stops
+/// before the message that would cross it, and says `"more":true`; the
+/// device pages on with `before`. The first message always goes in, so a
+/// reply is at most this plus one message.
+pub const MAX_REPLY_BYTES: usize = 1 << 20;
 
 /// WebSocket close codes the gateway uses (4000-4999 are application codes).
 pub mod close {
@@ -378,24 +383,32 @@ pub fn ok_frame(id: u64, extra: &str) -> String {
     format!(r#"{{"op":"ok","id":{id}{extra}}}"#)
 }
 
-/// `{"op":"ok","id":N,"messages":[...]<extra>}`, messages in the given order.
+/// `{"op":"ok","id":N,"messages":[...],"more":bool}`, messages in the given
+/// order, as many as fit in `max_bytes` (at least one). `more` is true when
+/// `more` was given or messages were left out.
 pub fn ok_messages_frame<'a>(
     id: u64,
     messages: impl IntoIterator<Item = &'a Message>,
-    extra: &str,
+    more: bool,
+    max_bytes: usize,
 ) -> Vec<u8> {
     let mut out = Vec::with_capacity(256);
     out.extend_from_slice(format!(r#"{{"op":"ok","id":{id},"messages":["#).as_bytes());
+    let mut cut = false;
     for (i, m) in messages.into_iter().enumerate() {
+        let before = out.len();
         if i > 0 {
             out.push(b',');
         }
         m.write_json_fields(&mut out);
         out.push(b'}');
+        if i > 0 && out.len() + r#"],"more":false}"#.len() > max_bytes {
+            out.truncate(before);
+            cut = true;
+            break;
+        }
     }
-    out.push(b']');
-    out.extend_from_slice(extra.as_bytes());
-    out.push(b'}');
+    out.extend_from_slice(format!(r#"],"more":{}}}"#, more || cut).as_bytes());
     out
 }
 
@@ -558,9 +571,21 @@ mod tests {
         assert_eq!(v["uuid"], m.uuid.to_string());
         assert_eq!(v["body"][1], "two");
         let v: Value =
-            serde_json::from_slice(&ok_messages_frame(9, [&m, &m], r#","more":true"#)).unwrap();
+            serde_json::from_slice(&ok_messages_frame(9, [&m, &m], true, MAX_REPLY_BYTES)).unwrap();
         assert_eq!(v["messages"].as_array().unwrap().len(), 2);
         assert_eq!(v["more"], true);
+        // Over the byte cap: the first message only, and `more`.
+        let one = ok_messages_frame(9, [&m, &m], false, 0);
+        let v: Value = serde_json::from_slice(&one).unwrap();
+        assert_eq!(v["messages"].as_array().unwrap().len(), 1);
+        assert_eq!(v["more"], true);
+        let full = ok_messages_frame(9, [&m, &m], false, MAX_REPLY_BYTES);
+        let fits = ok_messages_frame(9, [&m, &m], false, full.len());
+        assert_eq!(fits, full, "a reply of exactly the cap is whole");
+        let v: Value = serde_json::from_slice(&fits).unwrap();
+        assert_eq!(v["more"], false);
+        let short = ok_messages_frame(9, [&m, &m], false, full.len() - 1);
+        assert!(short.len() < full.len());
         let v: Value =
             serde_json::from_str(&err_frame(None, ErrorCode::Forbidden, "no \"way\"")).unwrap();
         assert_eq!(v["id"], Value::Null);

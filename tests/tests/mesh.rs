@@ -388,6 +388,79 @@ async fn a_slow_consumer_is_disconnected_and_the_others_keep_receiving() {
     );
 }
 
+/// Publishes `n` messages of about 30 KB at `big.0` .. `big.<n-1>`.
+async fn publish_big(mesh: &Mesh, n: usize) {
+    let pad = "x".repeat(30_000);
+    for i in 0..n {
+        mesh.publish(&format!("big.{i}"), json!({ "pad": pad }))
+            .await;
+    }
+}
+
+/// A history reply larger than the reply cap (1 MiB) stops early with
+/// `more`, and paging with `before` reads every message once, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_history_replies_are_capped_and_page_on() {
+    let mesh = Mesh::start().await;
+    publish_big(&mesh, 100).await;
+    let mut device = mesh.ws().await;
+    let mut seen: Vec<String> = Vec::new();
+    let mut before: Option<String> = None;
+    for id in 1..=10u64 {
+        let mut frame = json!({"op": "history", "id": id, "pattern": "big.#", "limit": 100});
+        if let Some(b) = &before {
+            frame["before"] = json!(b);
+        }
+        let reply = device.request(frame).await;
+        let page = reply["messages"].as_array().unwrap().clone();
+        assert!(!page.is_empty());
+        let bytes: usize = page.iter().map(|m| m.to_string().len()).sum();
+        assert!(bytes <= 1 << 20, "reply of {bytes} bytes");
+        seen.extend(uuids(&page));
+        before = seen.last().cloned();
+        if reply["more"] == false {
+            break;
+        }
+        assert!(page.len() < 100, "a full page would be over 1 MiB");
+    }
+    assert_eq!(seen.len(), 100, "every message once");
+    assert_eq!(seen.iter().collect::<HashSet<_>>().len(), 100);
+    // Newest first, across pages.
+    let paths: Vec<String> = (0..100).rev().map(|i| format!("big.{i}")).collect();
+    let (_, all) = mesh
+        .get("/v1/history?pattern=big.%23&limit=100", None)
+        .await;
+    let got: Vec<&str> = all["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(got, paths);
+    assert_eq!(uuids(all["messages"].as_array().unwrap()), seen);
+    mesh.stop().await;
+}
+
+/// Replies count as writes too: a device that asks and never reads is
+/// closed as a slow consumer once a reply cannot be written in time, and
+/// reads the close after what was buffered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_that_does_not_read_its_replies_is_closed_as_a_slow_consumer() {
+    let mesh = Mesh::start_with(|c| c.gateway.write_timeout_secs = 1).await;
+    publish_big(&mesh, 100).await;
+    let mut device = mesh.ws().await;
+    // Forty replies of about 1 MiB each: far more than the sockets buffer.
+    for id in 1..=40u64 {
+        device
+            .send(&json!({"op": "history", "id": id, "pattern": "big.#", "limit": 100}))
+            .await;
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (how, _) = device.until_closed().await;
+    assert_eq!(how, Closed::Code(4000), "closed as a slow consumer");
+    mesh.stop().await;
+}
+
 #[tokio::test]
 async fn dismiss_reaches_the_users_other_devices() {
     let secret = "dismiss-secret";
