@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
-use crate::peer::{Peer, now_nanos};
+use crate::peer::{Peer, Publisher, now_nanos};
 use crate::proc::{Figures, Usage, sample};
 
 /// Connections opened at once while setting up.
@@ -63,10 +63,7 @@ pub async fn fanout(
             subs.push(s?);
         }
     }
-    let mut pubs = Vec::with_capacity(o.publishers.max(1));
-    for _ in 0..o.publishers.max(1) {
-        pubs.push(peer.publisher().await?);
-    }
+    let pubs = open_publishers(peer.as_ref(), o.publishers).await?;
     let per_sub = o.messages as u64;
     let idle = o.idle;
     let readers: Vec<_> = subs
@@ -94,31 +91,7 @@ pub async fn fanout(
     let usage = Usage::start(server);
     let start = now_nanos();
     let started = Instant::now();
-    let per_pub = o.messages / pubs.len();
-    let extra = o.messages % pubs.len();
-    let rate_each = o.rate.map(|r| r / pubs.len() as f64);
-    let size = o.size;
-    let senders: Vec<_> = pubs
-        .into_iter()
-        .enumerate()
-        .map(|(i, mut p)| {
-            let n = per_pub + usize::from(i < extra);
-            tokio::spawn(async move {
-                for k in 0..n {
-                    if let Some(r) = rate_each {
-                        let due = started + Duration::from_secs_f64(k as f64 / r);
-                        tokio::time::sleep_until(due.into()).await;
-                    }
-                    p.send(size).await?;
-                }
-                p.finish().await
-            })
-        })
-        .collect();
-    let mut refused = 0;
-    for s in senders {
-        refused += s.await??;
-    }
+    let refused = publish(pubs, o.messages, o.size, o.rate, started).await?;
     let mut hist = histogram();
     let (mut deliveries, mut last) = (0u64, start);
     for r in readers {
@@ -206,6 +179,51 @@ pub async fn idle(
 }
 
 /// Latency histogram in microseconds, up to two minutes.
+/// Opens `n` publisher connections (at least one).
+async fn open_publishers(peer: &dyn Peer, n: usize) -> anyhow::Result<Vec<Box<dyn Publisher>>> {
+    let mut pubs = Vec::with_capacity(n.max(1));
+    for _ in 0..n.max(1) {
+        pubs.push(peer.publisher().await?);
+    }
+    Ok(pubs)
+}
+
+/// The publishers send `messages` of `size` bytes in all, split evenly, as
+/// fast as they can or at `rate` messages/s in all (paced from `started`),
+/// then wait until the server has taken them. Returns how many it refused.
+async fn publish(
+    pubs: Vec<Box<dyn Publisher>>,
+    messages: usize,
+    size: usize,
+    rate: Option<f64>,
+    started: Instant,
+) -> anyhow::Result<u64> {
+    let n = pubs.len();
+    let rate_each = rate.map(|r| r / n as f64);
+    let senders: Vec<_> = pubs
+        .into_iter()
+        .enumerate()
+        .map(|(i, mut p)| {
+            let count = messages / n + usize::from(i < messages % n);
+            tokio::spawn(async move {
+                for k in 0..count {
+                    if let Some(r) = rate_each {
+                        let due = started + Duration::from_secs_f64(k as f64 / r);
+                        tokio::time::sleep_until(due.into()).await;
+                    }
+                    p.send(size).await?;
+                }
+                p.finish().await
+            })
+        })
+        .collect();
+    let mut refused = 0;
+    for s in senders {
+        refused += s.await??;
+    }
+    Ok(refused)
+}
+
 fn histogram() -> Histogram<u64> {
     Histogram::<u64>::new_with_bounds(1, 120_000_000, 3).expect("bounds")
 }
@@ -337,30 +355,11 @@ pub async fn ingest(
     size: usize,
     server: Option<u32>,
 ) -> anyhow::Result<IngestResult> {
-    let mut pubs = Vec::new();
-    for _ in 0..publishers.max(1) {
-        pubs.push(peer.publisher().await?);
-    }
+    let pubs = open_publishers(peer.as_ref(), publishers).await?;
+    let n = pubs.len();
     let usage = Usage::start(server);
     let started = Instant::now();
-    let n = pubs.len();
-    let tasks: Vec<_> = pubs
-        .into_iter()
-        .enumerate()
-        .map(|(i, mut p)| {
-            let count = messages / n + usize::from(i < messages % n);
-            tokio::spawn(async move {
-                for _ in 0..count {
-                    p.send(size).await?;
-                }
-                p.finish().await
-            })
-        })
-        .collect();
-    let mut refused = 0;
-    for t in tasks {
-        refused += t.await??;
-    }
+    let refused = publish(pubs, messages, size, None, started).await?;
     Ok(ingest_result(
         peer.name(),
         format!("websocket, {n} connections"),
