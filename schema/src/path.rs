@@ -61,6 +61,13 @@ pub enum PathError {
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Path(String);
 
+/// The folders above a dotted path, shortest first, the root left out:
+/// `a.b.c` gives `a` and `a.b`. The embedded store indexes a message under
+/// each of them (and under the path itself, in a row of its own).
+pub fn ancestors(path: &str) -> impl Iterator<Item = &str> {
+    path.match_indices('.').map(move |(i, _)| &path[..i])
+}
+
 impl Path {
     /// Parses with the default [`Limits`].
     pub fn parse(s: &str) -> Result<Path, PathError> {
@@ -93,14 +100,9 @@ impl Path {
         self.0.split('.').count()
     }
 
-    /// Every ancestor folder of this path, shortest first, ending with the
-    /// path itself: `a.b.c` gives `a`, `a.b`, `a.b.c`. The store indexes a
-    /// message under each of them.
-    pub fn prefixes(&self) -> impl Iterator<Item = &str> {
-        let s = self.0.as_str();
-        s.match_indices('.')
-            .map(move |(i, _)| &s[..i])
-            .chain(std::iter::once(s))
+    /// The folders above this path; see [`ancestors`].
+    pub fn ancestors(&self) -> impl Iterator<Item = &str> {
+        ancestors(&self.0)
     }
 
     /// Consumes the path, returning its text.
@@ -265,14 +267,12 @@ mod tests {
     }
 
     #[test]
-    fn prefixes_and_category() {
+    fn ancestors_and_category() {
         let p = Path::parse("feeds.breaking-news.56").unwrap();
         assert_eq!(p.category(), "feeds");
         assert_eq!(p.depth(), 3);
-        let v: Vec<_> = p.prefixes().collect();
-        assert_eq!(
-            v,
-            ["feeds", "feeds.breaking-news", "feeds.breaking-news.56"]
-        );
+        let v: Vec<_> = p.ancestors().collect();
+        assert_eq!(v, ["feeds", "feeds.breaking-news"]);
+        assert_eq!(ancestors("feeds").count(), 0);
     }
 }

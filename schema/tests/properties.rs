@@ -793,8 +793,11 @@ proptest! {
             prop_assert_eq!(p.as_str(), s.as_str());
             prop_assert_eq!(p.depth(), elems.len());
             prop_assert_eq!(p.category(), elems[0]);
-            prop_assert_eq!(p.prefixes().count(), elems.len());
-            prop_assert_eq!(p.prefixes().last(), Some(s.as_str()));
+            prop_assert_eq!(p.ancestors().count(), elems.len() - 1);
+            prop_assert_eq!(p.ancestors().last(), s.rsplit_once('.').map(|(parent, _)| parent));
+            for a in p.ancestors() {
+                prop_assert!(s.starts_with(a) && s.as_bytes()[a.len()] == b'.');
+            }
             let exact = Pattern::exact(p);
             prop_assert!(exact.matches(p) && exact.is_exact());
             // Serde agrees with parse.

@@ -33,12 +33,6 @@ pub(super) fn uuid_of_key(key: &[u8]) -> Result<Uuid, StoreError> {
     Ok(uuid_from_time_key(&tail.map(|b| !b)))
 }
 
-/// The folders above `path` but the root, shortest first: `a.b.c` gives
-/// `a` and `a.b`. A message has a `below` row in each of them.
-pub(super) fn ancestors(path: &str) -> impl Iterator<Item = &str> {
-    path.match_indices('.').map(move |(i, _)| &path[..i])
-}
-
 /// An `exact` or `below` key: the folder id, then the inverted time key.
 pub(super) fn index_key(id: Id, uuid: &Uuid) -> [u8; 20] {
     let mut k = [0u8; 20];

@@ -375,7 +375,14 @@ impl Store for EmbeddedStore {
 mod tests {
     use super::*;
     use postmesh_schema::message::time_key;
-    use std::collections::HashMap;
+
+    /// A message with no body at `path`.
+    fn bare(path: &str) -> Message {
+        Message::new(
+            postmesh_schema::Path::parse(path).unwrap(),
+            postmesh_schema::Body::None,
+        )
+    }
 
     #[tokio::test]
     async fn embedded_store_keeps_the_contract() {
@@ -408,10 +415,7 @@ mod tests {
                 .collect();
             let m = Message {
                 uuid: uuid_at(100_000 - u64::from(i) * 7 - next() % 5, i),
-                ..Message::new(
-                    postmesh_schema::Path::parse(&path.join(".")).unwrap(),
-                    postmesh_schema::Body::None,
-                )
+                ..bare(&path.join("."))
             };
             all.push(m);
         }
@@ -491,15 +495,7 @@ mod tests {
             .build()
             .unwrap();
         let paths = ["x", "x.y", "x-foo", "x-foo.z", "xa", "x y.q", "y"];
-        let msgs = paths
-            .iter()
-            .map(|p| {
-                Message::new(
-                    postmesh_schema::Path::parse(p).unwrap(),
-                    postmesh_schema::Body::None,
-                )
-            })
-            .collect();
+        let msgs = paths.iter().map(|p| bare(p)).collect();
         rt.block_on(store.put(msgs)).unwrap();
         let mut roots = store.tables.children("").unwrap().unwrap();
         roots.sort();
@@ -508,12 +504,7 @@ mod tests {
         assert!(store.tables.children("y").unwrap().unwrap().is_empty());
         // Too many children: the plan falls back to a filtered folder scan.
         let many = (0..=MAX_EXPANSION)
-            .map(|i| {
-                Message::new(
-                    postmesh_schema::Path::parse(&format!("w.{i}.z")).unwrap(),
-                    postmesh_schema::Body::None,
-                )
-            })
+            .map(|i| bare(&format!("w.{i}.z")))
             .collect();
         rt.block_on(store.put(many)).unwrap();
         assert!(store.tables.children("w").unwrap().is_none());
@@ -546,12 +537,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let msgs: Vec<Message> = ["feeds.a.1", "feeds.a.2", "feeds.b.1", "id.prefs.c.2"]
             .iter()
-            .map(|p| {
-                Message::new(
-                    postmesh_schema::Path::parse(p).unwrap(),
-                    postmesh_schema::Body::None,
-                )
-            })
+            .map(|p| bare(p))
             .collect();
         {
             let db = Database::builder(dir.path()).open().unwrap();
@@ -615,10 +601,7 @@ mod tests {
     #[tokio::test]
     async fn survives_reopen() {
         let dir = tempfile::tempdir().unwrap();
-        let m = Message::new(
-            postmesh_schema::Path::parse("feeds.x").unwrap(),
-            postmesh_schema::Body::None,
-        );
+        let m = bare("feeds.x");
         {
             let store = EmbeddedStore::open(dir.path(), EmbeddedOptions::default()).unwrap();
             store.put(vec![m.clone()]).await.unwrap();

@@ -5,12 +5,11 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use fjall::{OwnedWriteBatch as WriteBatch, PersistMode};
+use postmesh_schema::path::ancestors;
 use postmesh_schema::{Message, Path, Uuid};
 use tokio::sync::{mpsc, oneshot};
 
-use super::keys::{
-    Id, Name, ancestors, index_key, inverted, name_key, record, split_record, uuid_of_key,
-};
+use super::keys::{Id, Name, index_key, inverted, name_key, record, split_record, uuid_of_key};
 use super::{Tables, engine, now_millis};
 use crate::store::{PutOutcome, StoreError};
 
@@ -89,13 +88,14 @@ impl Names {
         text: &str,
         is_path: bool,
     ) -> Result<Id, StoreError> {
-        let known = match self.cache.get(text) {
-            Some(n) => Some(*n),
+        let cached = self.cache.get(text).copied();
+        let known = match cached {
+            Some(n) => Some(n),
             None => t.name(text)?,
         };
         let name = match known {
             Some(n) if n.is_path || !is_path => {
-                if !self.cache.contains_key(text) {
+                if cached.is_none() {
                     self.remember(text, n);
                 }
                 return Ok(n.id);
@@ -213,7 +213,7 @@ fn add(
     let path = m.path.as_str();
     // Every id first, so an error leaves no half-indexed message behind.
     let mut above: Vec<Id> = Vec::with_capacity(8);
-    for folder in ancestors(path) {
+    for folder in m.path.ancestors() {
         above.push(names.resolve(t, batch, folder, false)?);
     }
     let own = names.resolve(t, batch, path, true)?;
@@ -305,18 +305,23 @@ fn sweep(t: &Tables, durability: Option<PersistMode>) -> Result<usize, StoreErro
             let mut b = t.db.batch().durability(durability);
             for uuid in &expired {
                 let key = inverted(uuid);
-                // The rows found, even if the record is gone.
-                b.remove(&t.below, index_key(name.id, uuid).to_vec());
-                b.remove(&t.exact, index_key(name.id, uuid).to_vec());
-                if let Some(rec) = t.timeline.get(key).map_err(engine)? {
-                    let path = split_record(&rec)?.0;
-                    for folder in ancestors(path) {
-                        if let Some(n) = t.name(folder)? {
-                            b.remove(&t.below, index_key(n.id, uuid).to_vec());
+                match t.timeline.get(key).map_err(engine)? {
+                    // Every row of the message, found by its path.
+                    Some(rec) => {
+                        let path = split_record(&rec)?.0;
+                        for folder in ancestors(path) {
+                            if let Some(n) = t.name(folder)? {
+                                b.remove(&t.below, index_key(n.id, uuid).to_vec());
+                            }
+                        }
+                        if let Some(n) = t.name(path)? {
+                            b.remove(&t.exact, index_key(n.id, uuid).to_vec());
                         }
                     }
-                    if let Some(n) = t.name(path)? {
-                        b.remove(&t.exact, index_key(n.id, uuid).to_vec());
+                    // The record is gone: the rows found, so the loop ends.
+                    None => {
+                        b.remove(&t.below, index_key(name.id, uuid).to_vec());
+                        b.remove(&t.exact, index_key(name.id, uuid).to_vec());
                     }
                 }
                 b.remove(&t.timeline, key.to_vec());
