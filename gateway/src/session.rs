@@ -354,13 +354,9 @@ impl<T> Session<T>
 where
     T: Stream<Item = Inbound> + Sink<Outbound> + Unpin + Send,
 {
-    fn write_timeout(&self) -> Duration {
-        Duration::from_secs(self.ctx.config.write_timeout_secs.max(1))
-    }
-
     /// The deadline of a write (or of a batch of writes) started now.
     fn write_deadline(&self) -> tokio::time::Instant {
-        tokio::time::Instant::now() + self.write_timeout()
+        tokio::time::Instant::now() + Duration::from_secs(self.ctx.config.write_timeout_secs.max(1))
     }
 
     async fn send(&mut self, text: impl Into<Utf8Bytes>) -> Result<(), Stop> {
