@@ -79,7 +79,15 @@ pub struct CoreConfig {
     pub sweep_secs: u64,
     /// Queues on a shared postoffice: prefetch and the bronze bounds.
     pub queues: postmesh_core::remote::QueueOptions,
+    /// Runs this core's stamping clock ahead (behind, if negative) of the
+    /// wall clock, in milliseconds: for tests of clock skew only.
+    pub clock_offset_ms: i64,
 }
+
+/// The resume overlap window (`gateway.resume_overlap_ms`) with several
+/// cores: clock skew between them (kept under a second by NTP) plus the
+/// time from a core's store to the devices, with a wide margin.
+pub const DEFAULT_RESUME_OVERLAP_MS: u64 = 5_000;
 
 impl Default for CoreConfig {
     fn default() -> Self {
@@ -89,6 +97,7 @@ impl Default for CoreConfig {
             retention_secs: HashMap::new(),
             sweep_secs: 60,
             queues: Default::default(),
+            clock_offset_ms: 0,
         }
     }
 }

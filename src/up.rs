@@ -19,7 +19,7 @@ use prometheus_client::registry::Registry;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Config;
+use crate::config::{Config, DEFAULT_RESUME_OVERLAP_MS};
 
 /// Which roles a process runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,6 +102,7 @@ pub async fn start_roles(config: Config, roles: Roles) -> anyhow::Result<Running
                 EmbeddedOptions {
                     sync: config.core.sync,
                     cache_bytes: config.core.cache_mb << 20,
+                    clock_offset_ms: config.core.clock_offset_ms,
                     ..EmbeddedOptions::default()
                 },
             )
@@ -110,11 +111,15 @@ pub async fn start_roles(config: Config, roles: Roles) -> anyhow::Result<Running
         retention::apply(s.as_ref(), &config.core.retention())
             .await
             .context("applying retention")?;
-        let c = Arc::new(Core::new(
-            s.clone() as Arc<dyn Store>,
-            postoffice.clone(),
-            CoreMetrics::register(&mut registry),
-        ));
+        let c = Arc::new(
+            Core::start(
+                s.clone() as Arc<dyn Store>,
+                postoffice.clone(),
+                CoreMetrics::register(&mut registry),
+            )
+            .await
+            .context("starting the core")?,
+        );
         // On a shared postoffice a core serves every gateway of the region.
         if config.amqp.is_some() {
             CoreServer::start(
@@ -149,9 +154,19 @@ pub async fn start_roles(config: Config, roles: Roles) -> anyhow::Result<Running
                 (Arc::new(remote), Some(replies))
             }
         };
+        // One core on the embedded postoffice orders everything it stores
+        // and distributes: resume is exact. Cores on a broker stamp with
+        // clocks that differ: resume reads an overlap window.
+        let mut gateway_config = config.gateway.clone();
+        gateway_config
+            .resume_overlap_ms
+            .get_or_insert(match config.amqp {
+                None => 0,
+                Some(_) => DEFAULT_RESUME_OVERLAP_MS,
+            });
         gateway = Some(
             Gateway::bind(
-                config.gateway.clone(),
+                gateway_config,
                 &me.to_string(),
                 client,
                 postoffice.clone(),
@@ -186,8 +201,11 @@ pub async fn start_roles(config: Config, roles: Roles) -> anyhow::Result<Running
         if let Some(s) = sweeper {
             let _ = s.await;
         }
-        drop(core);
-        // Commit what is queued and release the data directory.
+        // Store and distribute what was submitted, then commit what is
+        // queued and release the data directory.
+        if let Some(c) = core {
+            c.close().await;
+        }
         if let Some(s) = store {
             s.close();
         }

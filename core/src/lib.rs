@@ -6,12 +6,15 @@
 //!   implementation and the contract suite.
 //! - [`service`]: [`Core`], the services over a store and a postoffice, and
 //!   [`CoreClient`], the interface gateways call.
+//! - [`pipeline`]: the one way a core stores and distributes: in cursor
+//!   order, and never leaving a stored message undistributed.
 //! - [`remote`]: the core services across processes: [`remote::CoreServer`]
 //!   serves a core over the postoffice, [`remote::RemoteCore`] asks one.
 //! - [`retention`]: applying per-category retention and sweeping.
 //! - [`metrics`]: Prometheus metrics.
 
 pub mod metrics;
+pub mod pipeline;
 pub mod remote;
 pub mod retention;
 pub mod service;
@@ -19,4 +22,4 @@ pub mod store;
 
 pub use metrics::CoreMetrics;
 pub use service::{Core, CoreClient, CoreError, Published};
-pub use store::{EmbeddedStore, Page, Store, StoreError};
+pub use store::{EmbeddedOptions, EmbeddedStore, Page, Put, PutOutcome, Store, StoreError};

@@ -42,7 +42,7 @@ use postmesh_router::rpc::Replies;
 use postmesh_router::{
     Delivery, Exchange, Outgoing, Postoffice, PostofficeError, Properties, QueueSpec,
 };
-use postmesh_schema::{Address, Class, Limits, Message, Pattern, RoutingKey, Uuid};
+use postmesh_schema::{Address, Class, Cursor, Limits, Message, Pattern, RoutingKey, Uuid};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use tokio_util::sync::CancellationToken;
@@ -100,7 +100,7 @@ struct ReadRequest {
     pattern: String,
     limit: usize,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    cursor: Option<Uuid>,
+    cursor: Option<Cursor>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     user: Option<u64>,
 }
@@ -117,6 +117,8 @@ struct Batch<'a> {
     messages: Vec<&'a RawValue>,
     #[serde(default)]
     more: bool,
+    #[serde(default)]
+    gap: bool,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -140,9 +142,11 @@ fn malformed(e: impl std::fmt::Display) -> CoreError {
     }
 }
 
+/// `{"messages":[...]}`, with `more` and `gap` for a page. Messages carry
+/// their cursors when they have one.
 fn encode_messages<'a>(
     messages: impl IntoIterator<Item = &'a Message>,
-    more: Option<bool>,
+    page: Option<(bool, bool)>,
 ) -> Vec<u8> {
     let mut out = b"{\"messages\":[".to_vec();
     for (i, m) in messages.into_iter().enumerate() {
@@ -152,14 +156,14 @@ fn encode_messages<'a>(
         out.extend_from_slice(&m.to_json());
     }
     out.push(b']');
-    if let Some(more) = more {
-        out.extend_from_slice(format!(",\"more\":{more}").as_bytes());
+    if let Some((more, gap)) = page {
+        out.extend_from_slice(format!(",\"more\":{more},\"gap\":{gap}").as_bytes());
     }
     out.push(b'}');
     out
 }
 
-fn decode_messages(bytes: &[u8]) -> Result<(Vec<Message>, bool), String> {
+fn decode_messages(bytes: &[u8]) -> Result<Page, String> {
     let batch: Batch<'_> = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
     let limits = Limits {
         max_elements: usize::MAX,
@@ -170,7 +174,11 @@ fn decode_messages(bytes: &[u8]) -> Result<(Vec<Message>, bool), String> {
         .iter()
         .map(|raw| Message::from_json(raw.get().as_bytes(), &limits).map_err(|e| e.to_string()))
         .collect::<Result<_, _>>()?;
-    Ok((messages, batch.more))
+    Ok(Page {
+        messages,
+        more: batch.more,
+        gap: batch.gap,
+    })
 }
 
 fn ok_reply(value: &[u8]) -> Bytes {
@@ -302,8 +310,7 @@ impl RemoteCore {
         let ok = self
             .call(action, payload, priority(Class::Silver), false)
             .await?;
-        let (messages, more) = decode_messages(&ok).map_err(malformed)?;
-        Ok(Page { messages, more })
+        decode_messages(&ok).map_err(malformed)
     }
 }
 
@@ -340,6 +347,7 @@ impl CoreClient for RemoteCore {
                 results[*i] = Some(Published {
                     uuid: m.uuid,
                     duplicate: false,
+                    cursor: None,
                 });
             }
         }
@@ -354,10 +362,14 @@ impl CoreClient for RemoteCore {
                 .unwrap_or(1);
             let payload = Bytes::from(encode_messages(group.iter().map(|(_, m)| m), None));
             let ok = self.call(action, payload, prio, true).await?;
-            let published: Vec<(Uuid, bool)> = serde_json::from_slice(&ok)
+            let published: Vec<(Uuid, bool, Option<Cursor>)> = serde_json::from_slice(&ok)
                 .map_err(|e| malformed(format!("malformed publish reply: {e}")))?;
-            for ((i, _), (uuid, duplicate)) in group.iter().zip(published) {
-                results[*i] = Some(Published { uuid, duplicate });
+            for ((i, _), (uuid, duplicate, cursor)) in group.iter().zip(published) {
+                results[*i] = Some(Published {
+                    uuid,
+                    duplicate,
+                    cursor,
+                });
             }
         }
         results
@@ -375,7 +387,7 @@ impl CoreClient for RemoteCore {
         &self,
         pattern: Pattern,
         limit: usize,
-        before: Option<Uuid>,
+        before: Option<Cursor>,
         user: Option<u64>,
     ) -> Result<Page, CoreError> {
         self.read(
@@ -393,7 +405,7 @@ impl CoreClient for RemoteCore {
     async fn since(
         &self,
         pattern: Pattern,
-        after: Uuid,
+        after: Cursor,
         limit: usize,
         user: Option<u64>,
     ) -> Result<Page, CoreError> {
@@ -619,14 +631,16 @@ impl CoreServer {
         let action = key.as_ref().map(|k| k.action.as_str()).unwrap_or("");
         let outcome: Option<Result<Vec<u8>, CoreError>> = match action {
             "publish" | GOLD => Some(match decode_messages(&d.payload) {
-                Ok((messages, _)) => {
+                Ok(Page { messages, .. }) => {
                     let r = self.core.publish(messages).await;
                     if r.is_ok() && action == "publish" {
                         self.replicate(d.payload.clone(), "messages").await;
                     }
                     r.map(|p| {
                         serde_json::to_vec(
-                            &p.iter().map(|x| (x.uuid, x.duplicate)).collect::<Vec<_>>(),
+                            &p.iter()
+                                .map(|x| (x.uuid, x.duplicate, x.cursor))
+                                .collect::<Vec<_>>(),
                         )
                         .expect("serializes")
                     })
@@ -651,7 +665,7 @@ impl CoreServer {
                                 },
                                 _ => self.core.latest(pattern, req.limit, req.user).await,
                             };
-                            page.map(|p| encode_messages(&p.messages, Some(p.more)))
+                            page.map(|p| encode_messages(&p.messages, Some((p.more, p.gap))))
                         }
                         Err(e) => Err(malformed(e)),
                     },
@@ -672,7 +686,7 @@ impl CoreServer {
                 // No one waits for a reply: on failure the request goes back
                 // to its queue and is tried again.
                 let r = match decode_messages(&d.payload) {
-                    Ok((messages, _)) => self.core.publish(messages).await.map(|_| ()),
+                    Ok(Page { messages, .. }) => self.core.publish(messages).await.map(|_| ()),
                     Err(e) => {
                         tracing::warn!(error = %e, "dropping a malformed bronze publish");
                         Ok(())
@@ -691,8 +705,12 @@ impl CoreServer {
             }
             REPLICATE => {
                 let from_me = key.as_ref().is_ok_and(|k| k.from == self.me);
-                if !from_me {
-                    self.apply_replica(&d).await;
+                if !from_me && let Err(e) = self.apply_replica(&d).await {
+                    // Acked only once stored: back to the queue, tried again.
+                    tracing::warn!(error = %e, "applying a replica failed; requeued");
+                    tokio::time::sleep(BRONZE_RETRY).await;
+                    let _ = d.nack(true).await;
+                    return;
                 }
                 None
             }
@@ -716,24 +734,34 @@ impl CoreServer {
         let _ = d.ack().await;
     }
 
-    async fn apply_replica(&self, d: &Delivery) {
+    /// Stores a peer's replica. A malformed one is dropped (retrying cannot
+    /// help); a store failure is returned, so the replica is requeued.
+    async fn apply_replica(&self, d: &Delivery) -> Result<(), CoreError> {
         match d.props.kind.as_deref() {
             Some("messages") => match decode_messages(&d.payload) {
-                Ok((messages, _)) => {
-                    if let Err(e) = self.core.store().put(messages).await {
-                        tracing::warn!(error = %e, "applying a replica failed");
-                    }
+                Ok(page) => self.core.apply_replicas(page.messages).await,
+                Err(e) => {
+                    tracing::warn!(error = %e, "dropping a malformed replica");
+                    Ok(())
                 }
-                Err(e) => tracing::warn!(error = %e, "malformed replica"),
             },
-            Some("dismiss") => {
-                if let Ok(req) = serde_json::from_slice::<DismissRequest>(&d.payload)
-                    && let Err(e) = self.core.store().dismiss(req.user, req.uuid).await
-                {
-                    tracing::warn!(error = %e, "applying a dismissal replica failed");
+            Some("dismiss") => match serde_json::from_slice::<DismissRequest>(&d.payload) {
+                Ok(req) => self
+                    .core
+                    .store()
+                    .dismiss(req.user, req.uuid)
+                    .await
+                    .map(|_| ())
+                    .map_err(CoreError::from),
+                Err(e) => {
+                    tracing::warn!(error = %e, "dropping a malformed dismissal replica");
+                    Ok(())
                 }
+            },
+            other => {
+                tracing::warn!(kind = ?other, "unknown replica");
+                Ok(())
             }
-            other => tracing::warn!(kind = ?other, "unknown replica"),
         }
     }
 }

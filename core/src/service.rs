@@ -10,20 +10,14 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use parking_lot::Mutex;
 use postmesh_router::{Exchange, Outgoing, Postoffice, PostofficeError, Properties};
 use postmesh_schema::message::new_v1;
-use postmesh_schema::protocol::{dismissed_frame, msg_frame};
-use postmesh_schema::{Class, Message, Pattern, RecentSet, Uuid, idpath};
+use postmesh_schema::protocol::dismissed_frame;
+use postmesh_schema::{Class, Cursor, Message, Pattern, Uuid, idpath};
 
 use crate::metrics::CoreMetrics;
+use crate::pipeline::{Kind, Pipeline};
 use crate::store::{HistoryQuery, Page, PutOutcome, Store, StoreError};
-
-/// How many recently distributed UUIDs a core remembers, so that a resend
-/// of an already distributed message is not distributed again. A resend
-/// after this window (or after a restart) is distributed again and
-/// deduplicated by the gateways' own windows and by clients.
-pub const DISTRIBUTED_WINDOW: usize = 100_000;
 
 /// Most refills a filtered history query makes to fill its page.
 const MAX_REFILLS: usize = 8;
@@ -38,6 +32,10 @@ pub enum CoreError {
     Postoffice(#[from] PostofficeError),
     #[error("no core answered in time")]
     Timeout,
+    #[error(
+        "stored, but not yet distributed: the postoffice is unavailable; the core distributes it when it is back, and a resend is safe"
+    )]
+    Undistributed,
     #[error("core: {message}")]
     Remote { message: String, retryable: bool },
 }
@@ -48,7 +46,7 @@ impl CoreError {
         match self {
             CoreError::Store(e) => e.is_retryable(),
             CoreError::Postoffice(e) => e.is_retryable(),
-            CoreError::Timeout => true,
+            CoreError::Timeout | CoreError::Undistributed => true,
             CoreError::Remote { retryable, .. } => *retryable,
         }
     }
@@ -60,6 +58,9 @@ pub struct Published {
     pub uuid: Uuid,
     /// The UUID was stored before: this publish changed nothing.
     pub duplicate: bool,
+    /// Where the message is stored; `None` for a bronze publish that is
+    /// queued, not yet stored.
+    pub cursor: Option<Cursor>,
 }
 
 /// What gateways and the HTTP API ask of the core.
@@ -69,20 +70,21 @@ pub trait CoreClient: Send + Sync + 'static {
     /// and handed to the postoffice.
     async fn publish(&self, messages: Vec<Message>) -> Result<Vec<Published>, CoreError>;
 
-    /// Newest first, skipping what `user` dismissed.
+    /// Newest first (by cursor), skipping what `user` dismissed.
     async fn history(
         &self,
         pattern: Pattern,
         limit: usize,
-        before: Option<Uuid>,
+        before: Option<Cursor>,
         user: Option<u64>,
     ) -> Result<Page, CoreError>;
 
-    /// Stored strictly after `after`, oldest first.
+    /// Stored strictly after the position `after`, oldest first. `gap` when
+    /// retention may have deleted some of it.
     async fn since(
         &self,
         pattern: Pattern,
-        after: Uuid,
+        after: Cursor,
         limit: usize,
         user: Option<u64>,
     ) -> Result<Page, CoreError>;
@@ -103,7 +105,7 @@ pub trait CoreClient: Send + Sync + 'static {
 pub struct Core {
     store: Arc<dyn Store>,
     postoffice: Arc<dyn Postoffice>,
-    distributed: Mutex<RecentSet<Uuid>>,
+    pipeline: Pipeline,
     metrics: CoreMetrics,
 }
 
@@ -117,18 +119,21 @@ pub fn priority(class: Class) -> u8 {
 }
 
 impl Core {
-    /// A core over `store`, distributing through `postoffice`.
-    pub fn new(
+    /// A core over `store`, distributing through `postoffice`. Starts the
+    /// publish pipeline, which first distributes anything a previous run
+    /// stored but did not hand on.
+    pub async fn start(
         store: Arc<dyn Store>,
         postoffice: Arc<dyn Postoffice>,
         metrics: CoreMetrics,
-    ) -> Core {
-        Core {
+    ) -> Result<Core, CoreError> {
+        let pipeline = Pipeline::start(store.clone(), postoffice.clone(), metrics.clone()).await?;
+        Ok(Core {
             store,
             postoffice,
-            distributed: Mutex::new(RecentSet::new(DISTRIBUTED_WINDOW)),
+            pipeline,
             metrics,
-        }
+        })
     }
 
     /// The store.
@@ -136,21 +141,36 @@ impl Core {
         &self.store
     }
 
-    async fn distribute(&self, m: &Message) -> Result<(), CoreError> {
-        let out = Outgoing {
-            routing_key: m.path.as_str().to_owned(),
-            payload: Bytes::from(msg_frame(m)),
-            props: Properties {
-                message_id: Some(m.uuid.to_string()),
-                kind: Some("msg".into()),
-                priority: Some(priority(m.class)),
-                persistent: m.class != Class::Bronze,
-                ..Properties::default()
-            },
-        };
-        self.postoffice.publish(Exchange::Paths, out).await?;
-        self.metrics.distributed.inc();
-        Ok(())
+    /// Stores a peer's replicas (not distributed again: the peer did).
+    pub async fn apply_replicas(&self, messages: Vec<Message>) -> Result<(), CoreError> {
+        self.pipeline
+            .submit(messages, Kind::Replica)
+            .await
+            .map(|_| ())
+    }
+
+    /// Finishes what was submitted and saves how far it distributed; later
+    /// publishes fail with `Closed`.
+    pub async fn close(&self) {
+        self.pipeline.close().await;
+    }
+
+    /// Whether messages stored after `after` in `pattern`'s categories may
+    /// have been deleted by retention.
+    async fn retention_gap(&self, pattern: &Pattern, after: Cursor) -> Result<bool, CoreError> {
+        let first = pattern.as_str().split('.').next().unwrap_or("");
+        let wild = first == "*" || first == "#";
+        let now = Cursor::now().ticks();
+        Ok(self
+            .store
+            .retentions()
+            .await?
+            .into_iter()
+            .filter(|(category, _)| wild || category == first)
+            .any(|(_, ttl)| {
+                let ttl_ticks = u64::try_from(ttl.as_nanos() / 100).unwrap_or(u64::MAX);
+                after.ticks() < now.saturating_sub(ttl_ticks)
+            }))
     }
 
     async fn timed_read<T>(
@@ -193,41 +213,24 @@ impl Core {
 #[async_trait]
 impl CoreClient for Core {
     async fn publish(&self, messages: Vec<Message>) -> Result<Vec<Published>, CoreError> {
-        let start = Instant::now();
-        let outcomes = self.store.put(messages.clone()).await?;
-        self.metrics
-            .store_write_seconds
-            .observe(start.elapsed().as_secs_f64());
-        let mut result = Vec::with_capacity(messages.len());
-        for (m, outcome) in messages.iter().zip(outcomes) {
-            let duplicate = outcome == PutOutcome::Duplicate;
-            if duplicate {
-                self.metrics.duplicates.inc();
-            } else {
-                self.metrics.persisted.inc();
-            }
-            // A duplicate is distributed again unless this core knows it
-            // already did: the first attempt may have been stored and then
-            // lost before distribution (a crash), and its publisher resent.
-            let fresh = self.distributed.lock().insert(m.uuid);
-            if fresh && let Err(e) = self.distribute(m).await {
-                // Forget it, so the publisher's resend distributes it.
-                self.distributed.lock().remove(&m.uuid);
-                return Err(e);
-            }
-            result.push(Published {
-                uuid: m.uuid,
-                duplicate,
-            });
-        }
-        Ok(result)
+        let uuids: Vec<Uuid> = messages.iter().map(|m| m.uuid).collect();
+        let puts = self.pipeline.submit(messages, Kind::Publish).await?;
+        Ok(uuids
+            .into_iter()
+            .zip(puts)
+            .map(|(uuid, p)| Published {
+                uuid,
+                duplicate: p.outcome == PutOutcome::Duplicate,
+                cursor: Some(p.cursor),
+            })
+            .collect())
     }
 
     async fn history(
         &self,
         pattern: Pattern,
         limit: usize,
-        before: Option<Uuid>,
+        before: Option<Cursor>,
         user: Option<u64>,
     ) -> Result<Page, CoreError> {
         let mut out = Vec::with_capacity(limit);
@@ -240,35 +243,39 @@ impl CoreClient for Core {
                     before: cursor,
                 }))
                 .await?;
-            cursor = page.messages.last().map(|m| m.uuid);
+            cursor = page.messages.last().and_then(|m| m.cursor);
             let more = page.more;
             out.extend(self.without_dismissed(user, page.messages).await?);
             if out.len() == limit || !more {
                 return Ok(Page {
                     messages: out,
                     more,
+                    gap: false,
                 });
             }
         }
         Ok(Page {
             messages: out,
             more: true,
+            gap: false,
         })
     }
 
     async fn since(
         &self,
         pattern: Pattern,
-        after: Uuid,
+        after: Cursor,
         limit: usize,
         user: Option<u64>,
     ) -> Result<Page, CoreError> {
+        let gap = self.retention_gap(&pattern, after).await?;
         let page = self
             .timed_read(self.store.since(pattern, after, limit))
             .await?;
         Ok(Page {
             more: page.more,
             messages: self.without_dismissed(user, page.messages).await?,
+            gap,
         })
     }
 
@@ -282,6 +289,7 @@ impl CoreClient for Core {
         Ok(Page {
             more: page.more,
             messages: self.without_dismissed(user, page.messages).await?,
+            gap: false,
         })
     }
 

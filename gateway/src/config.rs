@@ -37,9 +37,20 @@ pub struct GatewayConfig {
     /// Bytes buffered per connection before writing to the socket; a batch
     /// of frames is flushed once per wake-up anyway.
     pub write_buffer_bytes: usize,
-    /// Most messages replayed by a `sub` with `since`; beyond it the reply
-    /// says `truncated` and the client falls back to history.
+    /// Messages read from the store per page of a resume (`sub` with
+    /// `since`, a reread): a resume reads page after page until it has
+    /// caught up, holding live frames meanwhile.
     pub resume_limit: usize,
+    /// Most messages one resume replays. Beyond it the subscription is not
+    /// made live and the reply says `"more":true`: the device subscribes
+    /// again from the cursor of the last message it got.
+    pub max_replay: usize,
+    /// How far before the device's position a resume starts, in
+    /// milliseconds, so that messages stamped by another core's clock (a
+    /// skew) or distributed late are not skipped; the device drops what it
+    /// already had by UUID. Unset: 0 on the embedded postoffice (one core:
+    /// resume is exact), 5000 on RabbitMQ (`postmesh up` decides).
+    pub resume_overlap_ms: Option<u64>,
     /// Latest messages replayed per pattern at login sync.
     pub sync_latest_limit: usize,
     /// Message ids remembered to drop duplicate deliveries.
@@ -78,6 +89,8 @@ impl Default for GatewayConfig {
             read_buffer_bytes: 1024,
             write_buffer_bytes: 16 * 1024,
             resume_limit: 1000,
+            max_replay: 100_000,
+            resume_overlap_ms: None,
             sync_latest_limit: 100,
             dedupe_window: 65_536,
             max_publish_batch: 1000,
@@ -119,6 +132,7 @@ impl GatewayConfig {
             ("outbound_queue", self.outbound_queue, 1),
             ("read_buffer_bytes", self.read_buffer_bytes, 256),
             ("resume_limit", self.resume_limit, 1),
+            ("max_replay", self.max_replay, 1),
             ("dedupe_window", self.dedupe_window, 1),
             ("max_publish_batch", self.max_publish_batch, 1),
             ("publish_window", self.publish_window, 1),

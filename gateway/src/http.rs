@@ -17,9 +17,9 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use postmesh_core::Page;
-use postmesh_schema::message::{Draft, parse_v1};
+use postmesh_schema::message::Draft;
 use postmesh_schema::protocol::{DEFAULT_HISTORY_LIMIT, ErrorCode, FrameError, MAX_HISTORY_LIMIT};
-use postmesh_schema::{Message, Pattern};
+use postmesh_schema::{Cursor, Message, Pattern};
 use prometheus_client::registry::Registry;
 use serde::Deserialize;
 use serde_json::json;
@@ -246,14 +246,19 @@ async fn publish(
         .inc_by(messages.len() as u64);
     match app.ctx.core.publish(messages).await {
         Ok(published) if !batch => json_response(
-            json!({"uuid": published[0].uuid, "duplicate": published[0].duplicate})
-                .to_string()
-                .into_bytes(),
+            json!({
+                "uuid": published[0].uuid,
+                "duplicate": published[0].duplicate,
+                "cursor": published[0].cursor,
+            })
+            .to_string()
+            .into_bytes(),
         ),
         Ok(published) => json_response(
             json!({
                 "uuids": published.iter().map(|p| p.uuid).collect::<Vec<_>>(),
                 "duplicates": published.iter().filter(|p| p.duplicate).count(),
+                "cursors": published.iter().map(|p| p.cursor).collect::<Vec<_>>(),
             })
             .to_string()
             .into_bytes(),
@@ -323,7 +328,7 @@ async fn history(
         Ok(p) => p,
         Err(r) => return r,
     };
-    let before = match q.before.as_deref().map(parse_v1).transpose() {
+    let before = match q.before.as_deref().map(str::parse::<Cursor>).transpose() {
         Ok(b) => b,
         Err(e) => {
             return error_response(

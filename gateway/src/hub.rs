@@ -15,8 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use parking_lot::RwLock;
 use postmesh_router::backoff::Backoff;
 use postmesh_router::{Exchange, Postoffice, PostofficeError, QueueSpec};
-use postmesh_schema::message::{now_ticks, time_key, v1_from_parts};
-use postmesh_schema::{Pattern, RecentSet, Trie, Uuid};
+use postmesh_schema::{Cursor, Pattern, RecentSet, Trie, Uuid};
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tokio_util::sync::CancellationToken;
 
@@ -59,9 +58,13 @@ pub struct Hub {
     /// Every connection, for keepalive markers (weak: a closed connection
     /// goes away with its session).
     conns: parking_lot::Mutex<HashMap<ConnId, std::sync::Weak<Outbox>>>,
-    /// The newest message this hub received (or the hub's start time):
-    /// after an outage, everything newer may have been missed.
-    last_seen: parking_lot::Mutex<Uuid>,
+    /// The newest cursor this hub received (or the hub's start time):
+    /// after an outage, everything stored after it may have been missed.
+    last_seen: parking_lot::Mutex<Cursor>,
+    /// UUIDs recently fanned out: a second copy (gold from two cores, a
+    /// core catching up, a redelivery) is dropped, and a reread skips
+    /// what went out live.
+    seen: parking_lot::Mutex<RecentSet<Uuid>>,
 }
 
 /// Replies to this gateway's requests: its queue is bound with `binding` on
@@ -74,11 +77,6 @@ pub struct Rpc {
 
 /// The longest wait between two reconnection attempts.
 pub const MAX_RECONNECT_DELAY: std::time::Duration = std::time::Duration::from_secs(5);
-
-fn now_uuid() -> Uuid {
-    // Clock sequence and node 0: sorts before every real id of that tick.
-    v1_from_parts(now_ticks(), 0, [0; 6])
-}
 
 impl Hub {
     /// Declares the gateway's queue `queue` and starts consuming it until
@@ -101,7 +99,7 @@ impl Hub {
                 .await?;
         }
         let mut consumer = postoffice.consume(&queue, HUB_PREFETCH).await?;
-        let start = now_uuid();
+        let start = Cursor::now();
         let hub = Arc::new(Hub {
             trie: RwLock::new(Trie::new()),
             upstream: tokio::sync::Mutex::new(HashMap::new()),
@@ -110,6 +108,7 @@ impl Hub {
             metrics,
             next_id: AtomicU64::new(1),
             last_seen: parking_lot::Mutex::new(start),
+            seen: parking_lot::Mutex::new(RecentSet::new(dedupe_window)),
             conns: parking_lot::Mutex::new(HashMap::new()),
             rpc,
         });
@@ -118,7 +117,6 @@ impl Hub {
         }
         let h = hub.clone();
         tokio::spawn(async move {
-            let mut seen: RecentSet<Uuid> = RecentSet::new(dedupe_window);
             loop {
                 let delivery = tokio::select! {
                     _ = cancel.cancelled() => break,
@@ -148,13 +146,16 @@ impl Hub {
                     .message_id
                     .as_deref()
                     .and_then(|s| Uuid::parse_str(s).ok());
-                if let Some(u) = uuid {
+                let cursor = delivery
+                    .props
+                    .cursor
+                    .as_deref()
+                    .and_then(|s| s.parse::<Cursor>().ok());
+                if let Some(c) = cursor {
                     let mut last = h.last_seen.lock();
-                    if time_key(&u) > time_key(&last) {
-                        *last = u;
-                    }
+                    *last = (*last).max(c);
                 }
-                let fresh = uuid.is_none_or(|u| seen.insert(u));
+                let fresh = uuid.is_none_or(|u| h.seen.lock().insert(u));
                 if !fresh {
                     h.metrics.messages_duplicate.inc();
                 } else {
@@ -162,6 +163,7 @@ impl Hub {
                         Ok(frame) => {
                             let live = Arc::new(Live {
                                 uuid: uuid.unwrap_or_default(),
+                                cursor,
                                 path: delivery.routing_key.clone(),
                                 frame,
                                 kind: LiveKind::Message,
@@ -192,7 +194,7 @@ impl Hub {
     async fn reestablish(
         &self,
         cancel: &CancellationToken,
-        baseline: Uuid,
+        baseline: Cursor,
     ) -> Option<postmesh_router::Consumer> {
         let mut backoff = Backoff::new(MAX_RECONNECT_DELAY);
         loop {
@@ -229,14 +231,20 @@ impl Hub {
     }
 
     /// Queues a reread marker for every connection.
-    fn reread_all(&self, baseline: Uuid) {
-        self.broadcast(LiveKind::Reread, baseline);
+    fn reread_all(&self, baseline: Cursor) {
+        self.broadcast(LiveKind::Reread, Some(baseline));
+    }
+
+    /// Whether a message with this UUID went out live recently.
+    pub fn has_seen(&self, uuid: &Uuid) -> bool {
+        self.seen.lock().contains(uuid)
     }
 
     /// Queues a marker (not a frame) in every connection's outbox.
-    fn broadcast(&self, kind: LiveKind, uuid: Uuid) {
+    fn broadcast(&self, kind: LiveKind, cursor: Option<Cursor>) {
         let marker = Arc::new(Live {
-            uuid,
+            uuid: Uuid::nil(),
+            cursor,
             path: String::new(),
             frame: Utf8Bytes::from_static(""),
             kind,
@@ -272,7 +280,7 @@ impl Hub {
         loop {
             tokio::select! {
                 _ = cancel.cancelled() => return,
-                _ = tick.tick() => self.broadcast(LiveKind::Keepalive, Uuid::nil()),
+                _ = tick.tick() => self.broadcast(LiveKind::Keepalive, None),
             }
         }
     }

@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU16, Ordering};
 
 use parking_lot::Mutex;
-use postmesh_schema::Uuid;
 use postmesh_schema::protocol::close;
+use postmesh_schema::{Cursor, Uuid};
 use tokio::sync::Notify;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
@@ -19,6 +19,9 @@ use tokio_tungstenite::tungstenite::Utf8Bytes;
 #[derive(Debug)]
 pub struct Live {
     pub uuid: Uuid,
+    /// Where the core that distributed it stored it; for a reread marker,
+    /// the position to reread from.
+    pub cursor: Option<Cursor>,
     pub path: String,
     /// The encoded frame, shared (reference-counted) across connections.
     pub frame: Utf8Bytes,
@@ -31,8 +34,8 @@ pub enum LiveKind {
     /// A frame for the device.
     Message,
     /// Not a frame: the hub lost and regained the postoffice, and the
-    /// connection must reread what was stored after `uuid` (the newest
-    /// message the hub saw before). Queued ahead of anything newer.
+    /// connection must reread what was stored after `cursor` (the newest
+    /// the hub saw before). Queued ahead of anything newer.
     Reread,
     /// Not a frame: time to ping the device, or to give up on it.
     Keepalive,
@@ -160,6 +163,7 @@ mod tests {
     fn live() -> Arc<Live> {
         Arc::new(Live {
             uuid: postmesh_schema::message::new_v1(),
+            cursor: None,
             path: "a".into(),
             frame: Utf8Bytes::from_static("{}"),
             kind: LiveKind::Message,

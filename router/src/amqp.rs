@@ -126,8 +126,19 @@ fn properties(p: &Properties) -> BasicProperties {
     if p.persistent {
         b = b.with_delivery_mode(2);
     }
+    if let Some(c) = &p.cursor {
+        let mut headers = FieldTable::default();
+        headers.insert(
+            short(CURSOR_HEADER),
+            AMQPValue::LongString(c.as_str().into()),
+        );
+        b = b.with_headers(headers);
+    }
     b
 }
+
+/// The header that carries [`Properties::cursor`].
+const CURSOR_HEADER: &str = "cursor";
 
 fn from_properties(b: &BasicProperties) -> Properties {
     Properties {
@@ -137,6 +148,14 @@ fn from_properties(b: &BasicProperties) -> Properties {
         reply_to: b.reply_to().as_ref().map(|s| s.to_string()),
         priority: *b.priority(),
         persistent: *b.delivery_mode() == Some(2),
+        cursor: b
+            .headers()
+            .as_ref()
+            .and_then(|h| h.inner().get(CURSOR_HEADER))
+            .and_then(|v| match v {
+                AMQPValue::LongString(s) => Some(s.to_string()),
+                _ => None,
+            }),
     }
 }
 
@@ -328,6 +347,41 @@ impl Postoffice for AmqpPostoffice {
             Confirmation::Ack(_) | Confirmation::NotRequested => Ok(()),
             Confirmation::Nack(_) => Err(PostofficeError::Rejected(message.routing_key)),
         }
+    }
+
+    async fn publish_all(
+        &self,
+        exchange: Exchange,
+        messages: Vec<Outgoing>,
+    ) -> Result<(), PostofficeError> {
+        if messages.is_empty() {
+            return Ok(());
+        }
+        let link = self.link().await?;
+        // Sent in order on the one publishing channel, then every confirm
+        // awaited: one round trip for the lot.
+        let mut confirms = Vec::with_capacity(messages.len());
+        for m in &messages {
+            let confirm = link
+                .publish
+                .basic_publish(
+                    short(exchange.name()),
+                    short(&m.routing_key),
+                    BasicPublishOptions::default(),
+                    &m.payload,
+                    properties(&m.props),
+                )
+                .await
+                .map_err(error)?;
+            confirms.push((confirm, &m.routing_key));
+        }
+        for (confirm, key) in confirms {
+            match confirm.await.map_err(error)? {
+                Confirmation::Ack(_) | Confirmation::NotRequested => {}
+                Confirmation::Nack(_) => return Err(PostofficeError::Rejected(key.clone())),
+            }
+        }
+        Ok(())
     }
 
     async fn consume(&self, queue: &str, prefetch: u16) -> Result<Consumer, PostofficeError> {

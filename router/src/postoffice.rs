@@ -98,6 +98,9 @@ pub struct Properties {
     pub priority: Option<u8>,
     /// Written to disk by a broker (`delivery_mode = 2`).
     pub persistent: bool,
+    /// Where the store put a path message (its resume position), so a
+    /// gateway knows it without decoding the payload.
+    pub cursor: Option<String>,
 }
 
 /// A message to publish.
@@ -189,6 +192,21 @@ pub trait Postoffice: Send + Sync + 'static {
 
     /// Publishes one message; see the contract above for what `Ok` means.
     async fn publish(&self, exchange: Exchange, message: Outgoing) -> Result<(), PostofficeError>;
+
+    /// Publishes messages in the order given (the ordering rule holds among
+    /// them); `Ok` when every one is accepted. On an error, a prefix of them
+    /// may have been published. A broker implementation pipelines them and
+    /// waits for all confirms once.
+    async fn publish_all(
+        &self,
+        exchange: Exchange,
+        messages: Vec<Outgoing>,
+    ) -> Result<(), PostofficeError> {
+        for m in messages {
+            self.publish(exchange, m).await?;
+        }
+        Ok(())
+    }
 
     /// Starts consuming a queue with at most `prefetch` unacked deliveries.
     async fn consume(&self, queue: &str, prefetch: u16) -> Result<Consumer, PostofficeError>;

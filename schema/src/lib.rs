@@ -8,12 +8,14 @@
 //! - [`idpath`]: base62 splitting of numeric user ids into path elements.
 //! - [`address`]: postoffice addresses `region.product.service.instance.pid` and
 //!   routing keys `<action>.<from>.<to>`.
+//! - [`cursor`]: the resume order a store stamps on what it stores.
 //! - [`message`]: the envelope (path, v1 UUID, class, meta) and its opaque body.
 //! - [`trie`]: the one pattern matcher, shared by the embedded postoffice and the
 //!   gateway's local fan-out.
 //! - [`protocol`]: the JSON frames spoken between devices and gateways.
 
 pub mod address;
+pub mod cursor;
 pub mod idpath;
 pub mod message;
 pub mod path;
@@ -23,6 +25,7 @@ pub mod recent;
 pub mod trie;
 
 pub use address::{Address, AddressError, RoutingKey};
+pub use cursor::{Cursor, Stamper};
 pub use message::{Body, Class, Message, MessageError};
 pub use path::{Limits, Path, PathError};
 pub use pattern::{Pattern, PatternElem};

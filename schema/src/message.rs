@@ -6,7 +6,8 @@
 //! UUID twice is the same message (idempotence: "if in doubt, resend").
 //!
 //! # Wire and stored form
-//! One JSON object: `{"path":..,"uuid":..,"class":..,"meta":{..},"body":..}`.
+//! One JSON object: `{"path":..,"uuid":..,"class":..,"meta":{..},"body":..}`,
+//! with `"cursor"` after the UUID once a store has put it (see [`Cursor`]).
 //! A binary body travels as `"body_base64":".."` instead of `"body"`; an
 //! absent body has neither field. `"body": null` is read as no body.
 
@@ -22,6 +23,7 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
+use crate::cursor::Cursor;
 use crate::path::{Limits, Path, PathError};
 
 /// Class of service, from the design: gold messages are replicated and
@@ -125,15 +127,32 @@ pub enum MessageError {
     Json(#[from] serde_json::Error),
 }
 
-/// A message in the mesh.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A message in the mesh. Two messages are equal when their contents are:
+/// the cursor says where a store put one, not what it is.
+#[derive(Debug, Clone)]
 pub struct Message {
     pub path: Path,
     pub uuid: Uuid,
     pub class: Class,
     pub meta: Map<String, Value>,
     pub body: Body,
+    /// Where a store put it ([`Cursor`]); `None` until it is stored. Not
+    /// part of the message's identity: another store (another core or
+    /// region) puts the same message at its own position.
+    pub cursor: Option<Cursor>,
 }
+
+impl PartialEq for Message {
+    fn eq(&self, other: &Self) -> bool {
+        self.path == other.path
+            && self.uuid == other.uuid
+            && self.class == other.class
+            && self.meta == other.meta
+            && self.body == other.body
+    }
+}
+
+impl Eq for Message {}
 
 impl Message {
     /// A new message with a fresh v1 UUID, silver class, no meta.
@@ -144,6 +163,7 @@ impl Message {
             class: Class::default(),
             meta: Map::new(),
             body,
+            cursor: None,
         }
     }
 
@@ -158,11 +178,21 @@ impl Message {
     /// Writes `{"path":..,...` without the closing brace, so frames can
     /// append their own fields or prefix an `op` without re-encoding.
     pub fn write_json_fields(&self, out: &mut Vec<u8>) {
+        self.write_json_fields_at(out, self.cursor.as_ref());
+    }
+
+    /// [`write_json_fields`](Message::write_json_fields) with `cursor` in
+    /// place of the message's own.
+    pub fn write_json_fields_at(&self, out: &mut Vec<u8>, cursor: Option<&Cursor>) {
         out.extend_from_slice(b"{\"path\":");
         serde_json::to_writer(&mut *out, self.path.as_str()).expect("writing to a Vec cannot fail");
         out.extend_from_slice(b",\"uuid\":\"");
         let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
         out.extend_from_slice(self.uuid.hyphenated().encode_lower(&mut buf).as_bytes());
+        if let Some(c) = cursor {
+            out.extend_from_slice(b"\",\"cursor\":\"");
+            out.extend_from_slice(c.as_uuid().hyphenated().encode_lower(&mut buf).as_bytes());
+        }
         out.extend_from_slice(b"\",\"class\":\"");
         out.extend_from_slice(self.class.as_str().as_bytes());
         out.extend_from_slice(b"\",\"meta\":");
@@ -188,7 +218,10 @@ impl Message {
         let uuid = draft
             .uuid
             .ok_or_else(|| MessageError::Uuid(String::new()))?;
-        draft.into_message(Some(uuid), limits)
+        let cursor = draft.cursor.map(str::parse::<Cursor>).transpose()?;
+        let mut m = draft.into_message(Some(uuid), limits)?;
+        m.cursor = cursor;
+        Ok(m)
     }
 
     /// The UUID's timestamp ordering key, see [`time_key`].
@@ -213,6 +246,10 @@ pub struct Draft<'a> {
     pub body: Option<&'a RawValue>,
     #[serde(default)]
     pub body_base64: Option<&'a str>,
+    /// Read from the wire form of a stored message; a publisher's is
+    /// ignored (the store assigns it).
+    #[serde(default)]
+    pub cursor: Option<&'a str>,
 }
 
 impl Draft<'_> {
@@ -248,6 +285,7 @@ impl Draft<'_> {
             class: self.class.unwrap_or_default(),
             meta,
             body,
+            cursor: None,
         })
     }
 }

@@ -12,6 +12,7 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 use uuid::Uuid;
 
+use crate::cursor::Cursor;
 use crate::message::{Draft, Message, MessageError, parse_v1};
 use crate::path::{Limits, PathError};
 use crate::pattern::Pattern;
@@ -158,7 +159,7 @@ pub enum ClientFrame {
         id: u64,
         pattern: Pattern,
         history: Option<u32>,
-        since: Option<Uuid>,
+        since: Option<Cursor>,
     },
     /// Unsubscribe.
     Unsub { id: u64, pattern: Pattern },
@@ -169,7 +170,7 @@ pub enum ClientFrame {
         id: u64,
         pattern: Pattern,
         limit: u32,
-        before: Option<Uuid>,
+        before: Option<Cursor>,
     },
     /// The newest stored message of each path matching.
     Latest { id: u64, pattern: Pattern },
@@ -288,7 +289,7 @@ pub fn parse_client_frame(text: &str, limits: &Limits) -> Result<ClientFrame, Fr
         "sub" => {
             let (history, since) = (
                 count(&raw.history, "history", None)?,
-                uuid(&raw.since, "since")?,
+                uuid(&raw.since, "since")?.map(Cursor::from_uuid),
             );
             if history.is_some() && since.is_some() {
                 return Err(bad(
@@ -328,6 +329,7 @@ pub fn parse_client_frame(text: &str, limits: &Limits) -> Result<ClientFrame, Fr
                 meta: raw.meta,
                 body: raw.body,
                 body_base64: raw.body_base64.as_deref(),
+                cursor: None,
             };
             let message = draft
                 .into_message(raw.uuid.as_deref(), limits)
@@ -339,7 +341,7 @@ pub fn parse_client_frame(text: &str, limits: &Limits) -> Result<ClientFrame, Fr
             pattern: pattern(&raw.pattern)?,
             limit: count(&raw.limit, "limit", Some(DEFAULT_HISTORY_LIMIT))?
                 .unwrap_or(DEFAULT_HISTORY_LIMIT),
-            before: uuid(&raw.before, "before")?,
+            before: uuid(&raw.before, "before")?.map(Cursor::from_uuid),
         },
         "latest" => ClientFrame::Latest {
             id: need_id()?,
@@ -412,14 +414,20 @@ pub fn ok_messages_frame<'a>(
     out
 }
 
-/// `{"op":"msg","path":..,"uuid":..,"class":..,"meta":..,"body":..}`: the frame
+/// `{"op":"msg","path":..,"uuid":..,"cursor":..,"class":..,"meta":..,"body":..}`: the frame
 /// a device receives. Encoded once per message and shared by every
 /// connection it is delivered to.
 pub fn msg_frame(m: &Message) -> Vec<u8> {
-    let mut out = Vec::with_capacity(112 + m.path.as_str().len() + m.body.len());
+    msg_frame_at(m, m.cursor.as_ref())
+}
+
+/// [`msg_frame`] with `cursor` in place of the message's own: the frame of
+/// a message just stored at `cursor`.
+pub fn msg_frame_at(m: &Message, cursor: Option<&Cursor>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(160 + m.path.as_str().len() + m.body.len());
     out.extend_from_slice(br#"{"op":"msg","#);
     let start = out.len();
-    m.write_json_fields(&mut out);
+    m.write_json_fields_at(&mut out, cursor);
     // write_json_fields starts with '{'; drop it, the frame's own brace is open.
     out.remove(start);
     out.push(b'}');

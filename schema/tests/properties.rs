@@ -165,15 +165,22 @@ fn v1_uuid() -> impl Strategy<Value = uuid::Uuid> {
 }
 
 fn message() -> impl Strategy<Value = Message> {
-    (path(), v1_uuid(), class(), meta(), body()).prop_map(|(path, uuid, class, meta, body)| {
-        Message {
+    (
+        path(),
+        v1_uuid(),
+        class(),
+        meta(),
+        body(),
+        proptest::option::of(v1_uuid()),
+    )
+        .prop_map(|(path, uuid, class, meta, body, cursor)| Message {
             path,
             uuid,
             class,
             meta,
             body,
-        }
-    })
+            cursor: cursor.map(postmesh_schema::Cursor::from_uuid),
+        })
 }
 
 // ---------------------------------------------------------------------------
@@ -646,10 +653,14 @@ proptest! {
         let bytes = m.to_json();
         let back = Message::from_json(&bytes, &limits).map_err(|e| TestCaseError::fail(format!("{e}: {}", String::from_utf8_lossy(&bytes))))?;
         prop_assert_eq!(&back, &m);
+        prop_assert_eq!(back.cursor, m.cursor, "the cursor round trips too");
         // And it is ordinary JSON with exactly the documented fields.
         let v: Value = serde_json::from_slice(&bytes).unwrap();
         let keys: BTreeSet<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
         let mut want: BTreeSet<&str> = ["path", "uuid", "class", "meta"].into();
+        if m.cursor.is_some() {
+            want.insert("cursor");
+        }
         want.extend(body_fields(&m).iter().map(|(k, _)| *k));
         prop_assert_eq!(keys, want);
     }
@@ -669,7 +680,11 @@ proptest! {
         for (k, want) in &body {
             prop_assert_eq!(&obj[*k], want);
         }
-        prop_assert_eq!(obj.len(), 5 + body.len());
+        match m.cursor {
+            Some(c) => prop_assert_eq!(&obj["cursor"], &c.to_string()),
+            None => prop_assert!(!obj.contains_key("cursor")),
+        }
+        prop_assert_eq!(obj.len(), 5 + body.len() + usize::from(m.cursor.is_some()));
         // A reader that ignores `op` gets the message back.
         prop_assert_eq!(Message::from_json(&frame, &Limits::default()).unwrap(), m.clone());
         // msg_frame is to_json with `"op":"msg",` spliced in front.

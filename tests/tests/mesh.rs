@@ -56,9 +56,11 @@ async fn history_of_a_folder_is_one_query_newest_first() {
         std::slice::from_ref(&u56)
     );
     assert_eq!(r["more"], true);
+    let c56 = r["messages"][0]["cursor"].clone();
+    assert!(c56.is_string(), "stored messages carry their cursor: {r}");
     let r = device
         .request(
-            json!({"op": "history", "pattern": "feeds.breaking-news.#", "limit": 1, "before": u56}),
+            json!({"op": "history", "pattern": "feeds.breaking-news.#", "limit": 1, "before": c56}),
         )
         .await;
     assert_eq!(uuids(r["messages"].as_array().unwrap()), [u55]);
@@ -289,18 +291,18 @@ async fn resume_after_a_dropped_connection_has_no_gap() {
     let mesh = Mesh::start().await;
     let mut d = mesh.ws().await;
     d.sub("news.#").await;
-    let mut seen = Vec::new();
     for i in 0..5 {
         mesh.publish(&format!("news.{i}"), json!(i)).await;
     }
-    seen.extend(uuids(&d.msgs(5).await));
+    let seen = d.msgs(5).await;
     d.close().await;
     let mut missed = Vec::new();
     for i in 5..12 {
         missed.push(mesh.publish(&format!("news.{i}"), json!(i)).await);
     }
     let mut d = mesh.ws().await;
-    let last = seen.last().unwrap().clone();
+    // The resume position is the cursor of the last message received.
+    let last = seen.last().unwrap()["cursor"].clone();
     let r = d
         .request(json!({"op": "sub", "pattern": "news.#", "since": last}))
         .await;
@@ -417,7 +419,9 @@ async fn large_history_replies_are_capped_and_page_on() {
         let bytes: usize = page.iter().map(|m| m.to_string().len()).sum();
         assert!(bytes <= 1 << 20, "reply of {bytes} bytes");
         seen.extend(uuids(&page));
-        before = seen.last().cloned();
+        before = page
+            .last()
+            .map(|m| m["cursor"].as_str().unwrap().to_owned());
         if reply["more"] == false {
             break;
         }

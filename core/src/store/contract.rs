@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use postmesh_schema::message::{new_v1, now_ticks, v1_from_parts};
-use postmesh_schema::{Body, Message, Path, Pattern, Uuid};
+use postmesh_schema::{Body, Cursor, Message, Path, Pattern, Uuid};
 
 use super::{HistoryQuery, PutOutcome, Store};
 
@@ -41,34 +41,60 @@ pub async fn run_all<S: Store + ?Sized>(store: &S, cat: &str) {
     history_order_and_patterns(store, &format!("{cat}hist")).await;
     paging_with_before(store, &format!("{cat}page")).await;
     since_is_oldest_first(store, &format!("{cat}since")).await;
+    since_follows_store_order(store, &format!("{cat}order")).await;
     latest_per_path(store, &format!("{cat}latest")).await;
     dismissals(store).await;
+    checkpoints(store, &format!("{cat}mark")).await;
     retention(store, &format!("{cat}ttl")).await;
 }
 
-/// Round trip, and the same UUID twice stores once.
+/// Puts `messages` and returns them as stored: with their cursors.
+async fn put_all<S: Store + ?Sized>(store: &S, messages: &[Message]) -> Vec<Message> {
+    let puts = store.put(messages.to_vec()).await.unwrap();
+    messages
+        .iter()
+        .zip(puts)
+        .map(|(m, p)| Message {
+            cursor: Some(p.cursor),
+            ..m.clone()
+        })
+        .collect()
+}
+
+fn cursors(messages: &[Message]) -> Vec<Option<Cursor>> {
+    messages.iter().map(|m| m.cursor).collect()
+}
+
+/// Round trip, and the same UUID twice stores once, at the first cursor.
 pub async fn put_get_idempotent<S: Store + ?Sized>(store: &S, cat: &str) {
     let m = msg(&format!("{cat}.a"), new_v1(), 1);
+    let first = store.put(vec![m.clone()]).await.unwrap();
+    assert_eq!(first[0].outcome, PutOutcome::Inserted);
+    let got = store.get(m.uuid).await.unwrap().expect("stored");
+    assert_eq!(got, m);
     assert_eq!(
-        store.put(vec![m.clone()]).await.unwrap(),
-        [PutOutcome::Inserted]
+        got.cursor,
+        Some(first[0].cursor),
+        "read back with its cursor"
     );
-    assert_eq!(store.get(m.uuid).await.unwrap().as_ref(), Some(&m));
     let mut other = msg(&format!("{cat}.b"), m.uuid, 2);
     other.class = postmesh_schema::Class::Gold;
     let fresh = msg(&format!("{cat}.a"), new_v1(), 3);
-    let outcomes = store
+    let puts = store
         .put(vec![other, fresh.clone(), fresh.clone()])
         .await
         .unwrap();
     assert_eq!(
-        outcomes,
+        puts.iter().map(|p| p.outcome).collect::<Vec<_>>(),
         [
             PutOutcome::Duplicate,
             PutOutcome::Inserted,
             PutOutcome::Duplicate
         ]
     );
+    assert_eq!(puts[0].cursor, first[0].cursor, "a duplicate stays put");
+    assert_eq!(puts[2].cursor, puts[1].cursor);
+    assert!(puts[1].cursor > first[0].cursor, "stamped in put order");
     assert_eq!(
         store.get(m.uuid).await.unwrap().as_ref(),
         Some(&m),
@@ -84,22 +110,21 @@ pub async fn put_get_idempotent<S: Store + ?Sized>(store: &S, cat: &str) {
         .unwrap();
     assert_eq!(h.messages.len(), 2, "duplicates are not indexed twice");
     assert_eq!(store.get(new_v1()).await.unwrap(), None);
+    let newest = store.newest().await.unwrap().expect("a newest cursor");
+    assert!(newest >= puts[1].cursor);
 }
 
-/// Newest first by UUID time, whatever the insertion order, for every
-/// pattern shape.
+/// Newest first by cursor (the order stored), whatever the UUID times, for
+/// every pattern shape.
 pub async fn history_order_and_patterns<S: Store + ?Sized>(store: &S, cat: &str) {
-    // Inserted out of time order on purpose.
-    let m56 = msg(&format!("{cat}.breaking-news.56"), uuid_at(1_000, 1), 56);
-    let m55 = msg(&format!("{cat}.breaking-news.55"), uuid_at(2_000, 2), 55);
+    // UUID times disagree with the order stored on purpose.
+    let m55 = msg(&format!("{cat}.breaking-news.55"), uuid_at(1_000, 2), 55);
+    let m56 = msg(&format!("{cat}.breaking-news.56"), uuid_at(2_000, 1), 56);
     let deep = msg(&format!("{cat}.breaking-news.55.x"), uuid_at(500, 3), 0);
-    let other = msg(&format!("{cat}.sports.56"), uuid_at(1_500, 4), 1);
-    let top = msg(cat, uuid_at(3_000, 5), 2);
-    store
-        .put(vec![m56.clone(), deep.clone(), m55.clone()])
-        .await
-        .unwrap();
-    store.put(vec![other.clone(), top.clone()]).await.unwrap();
+    let other = msg(&format!("{cat}.sports.56"), uuid_at(3_000, 4), 1);
+    let top = msg(cat, uuid_at(9_000, 5), 2);
+    put_all(store, &[m55.clone(), m56.clone(), deep.clone()]).await;
+    put_all(store, &[other.clone(), top.clone()]).await;
     let h = |p: String, limit: usize| HistoryQuery {
         pattern: pat(&p),
         limit,
@@ -124,12 +149,13 @@ pub async fn history_order_and_patterns<S: Store + ?Sized>(store: &S, cat: &str)
     let page = store.history(h(format!("{cat}.*.56"), 10)).await.unwrap();
     assert_eq!(
         paths(&page),
-        [m56.path.as_str(), other.path.as_str()],
+        [other.path.as_str(), m56.path.as_str()],
         "wildcard in the middle"
     );
     let page = store.history(h(format!("{cat}.#"), 10)).await.unwrap();
     assert_eq!(page.messages.len(), 5, "# matches the category itself too");
-    assert_eq!(page.messages[4], top);
+    assert_eq!(page.messages[0], top);
+    assert_eq!(page.messages[4], m55);
     let page = store
         .history(h(format!("{cat}.breaking-news.55"), 10))
         .await
@@ -164,13 +190,13 @@ pub async fn paging_with_before<S: Store + ?Sized>(store: &S, cat: &str) {
         .map(|i| {
             msg(
                 &format!("{cat}.f.{}", i % 4),
-                uuid_at(10_000 - i as u64 * 10, i as u16),
+                uuid_at(10_000 - (i as u64 % 7) * 10, i as u16),
                 i,
             )
         })
         .collect();
     for chunk in all.chunks(10) {
-        store.put(chunk.to_vec()).await.unwrap();
+        put_all(store, chunk).await;
     }
     let mut seen = Vec::new();
     let mut before = None;
@@ -184,7 +210,7 @@ pub async fn paging_with_before<S: Store + ?Sized>(store: &S, cat: &str) {
             .await
             .unwrap();
         seen.extend(page.messages.iter().map(|m| m.uuid));
-        before = page.messages.last().map(|m| m.uuid);
+        before = page.messages.last().and_then(|m| m.cursor);
         if !page.more {
             break;
         }
@@ -193,7 +219,7 @@ pub async fn paging_with_before<S: Store + ?Sized>(store: &S, cat: &str) {
     assert_eq!(seen, want);
 }
 
-/// `since` is everything after a UUID, oldest first, bounded.
+/// `since` is everything after a cursor, oldest first, bounded.
 pub async fn since_is_oldest_first<S: Store + ?Sized>(store: &S, cat: &str) {
     let all: Vec<Message> = (0..6)
         .map(|i| {
@@ -204,39 +230,68 @@ pub async fn since_is_oldest_first<S: Store + ?Sized>(store: &S, cat: &str) {
             )
         })
         .collect();
-    store.put(all.clone()).await.unwrap();
+    let all = put_all(store, &all).await;
+    let at = |i: usize| all[i].cursor.expect("stored");
     let page = store
-        .since(pat(&format!("{cat}.#")), all[2].uuid, 100)
+        .since(pat(&format!("{cat}.#")), at(2), 100)
         .await
         .unwrap();
     assert_eq!(page.messages, all[3..].to_vec());
+    assert_eq!(cursors(&page.messages), cursors(&all[3..]));
     assert!(!page.more);
     let page = store
-        .since(pat(&format!("{cat}.s.*")), all[0].uuid, 2)
+        .since(pat(&format!("{cat}.s.*")), at(0), 2)
         .await
         .unwrap();
     assert_eq!(page.messages, all[1..3].to_vec());
     assert!(page.more);
     let page = store
-        .since(pat(&format!("{cat}.#")), all[5].uuid, 100)
+        .since(pat(&format!("{cat}.#")), at(5), 100)
         .await
         .unwrap();
     assert!(page.messages.is_empty());
 }
 
-/// The newest message at each path.
+/// A message stored after another is after it in the resume order, even
+/// when its UUID is older (a resend with the UUID its publisher chose).
+pub async fn since_follows_store_order<S: Store + ?Sized>(store: &S, cat: &str) {
+    let fresh = put_all(store, &[msg(&format!("{cat}.a"), new_v1(), 1)]).await;
+    let resent = msg(&format!("{cat}.b"), uuid_at(3_600_000, 1), 2);
+    let resent = put_all(store, &[resent]).await;
+    let page = store
+        .since(pat(&format!("{cat}.#")), fresh[0].cursor.unwrap(), 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        page.messages, resent,
+        "the old UUID stored later is resumed"
+    );
+    let page = store
+        .history(HistoryQuery {
+            pattern: pat(&format!("{cat}.#")),
+            limit: 10,
+            before: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(page.messages[0], resent[0], "and is the newest in history");
+}
+
+/// The message stored last at each path.
 pub async fn latest_per_path<S: Store + ?Sized>(store: &S, cat: &str) {
     let a1 = msg(&format!("{cat}.a"), uuid_at(3_000, 1), 1);
     let a2 = msg(&format!("{cat}.a"), uuid_at(1_000, 2), 2);
     let b1 = msg(&format!("{cat}.b"), uuid_at(2_000, 3), 3);
     let a0 = msg(&format!("{cat}.a"), uuid_at(5_000, 4), 0);
-    // a0 arrives last but is older: it must not replace a2.
-    store.put(vec![a1, a2.clone(), b1.clone()]).await.unwrap();
-    store.put(vec![a0]).await.unwrap();
+    put_all(store, &[a1, a2.clone(), b1.clone()]).await;
     let page = store.latest(pat(&format!("{cat}.*")), 100).await.unwrap();
-    assert_eq!(page.messages, [a2.clone(), b1.clone()]);
+    assert_eq!(page.messages, [b1.clone(), a2.clone()]);
+    // Stored last, it is the latest at its path whatever its UUID says.
+    put_all(store, std::slice::from_ref(&a0)).await;
     let page = store.latest(pat(&format!("{cat}.a")), 100).await.unwrap();
-    assert_eq!(page.messages, [a2]);
+    assert_eq!(page.messages, std::slice::from_ref(&a0));
+    let page = store.latest(pat(&format!("{cat}.*")), 100).await.unwrap();
+    assert_eq!(page.messages, [a0, b1]);
     let page = store.latest(pat(&format!("{cat}.*")), 1).await.unwrap();
     assert_eq!(page.messages.len(), 1);
     assert!(page.more);
@@ -254,12 +309,27 @@ pub async fn dismissals<S: Store + ?Sized>(store: &S) {
     assert_eq!(store.dismissed(43, vec![u1]).await.unwrap(), [false]);
 }
 
-/// Messages past their category's retention are not returned, and sweep
-/// deletes them.
+/// Named checkpoints read back what was set last.
+pub async fn checkpoints<S: Store + ?Sized>(store: &S, name: &str) {
+    assert_eq!(store.checkpoint(name).await.unwrap(), None);
+    let (a, b) = (Cursor::now(), Cursor::from_uuid(new_v1()));
+    store.set_checkpoint(name, a).await.unwrap();
+    store.set_checkpoint(name, b).await.unwrap();
+    assert_eq!(store.checkpoint(name).await.unwrap(), Some(b));
+}
+
+/// Messages stored longer ago than their category's retention are not
+/// returned, and sweep deletes them. Retention counts from when a message
+/// was stored (as a Cassandra TTL does), so this check waits out a short
+/// one.
 pub async fn retention<S: Store + ?Sized>(store: &S, cat: &str) {
+    let ttl = Duration::from_secs(2);
+    // An old UUID does not make a message expire: storing it now does not.
     let old = msg(&format!("{cat}.x"), uuid_at(120_000, 1), 1);
-    let new = msg(&format!("{cat}.x"), uuid_at(1_000, 2), 2);
-    store.put(vec![old.clone(), new.clone()]).await.unwrap();
+    put_all(store, std::slice::from_ref(&old)).await;
+    tokio::time::sleep(ttl + Duration::from_millis(500)).await;
+    let new = msg(&format!("{cat}.x"), uuid_at(600_000, 2), 2);
+    let new = put_all(store, &[new]).await.remove(0);
     let all = HistoryQuery {
         pattern: pat(&format!("{cat}.#")),
         limit: 10,
@@ -267,7 +337,7 @@ pub async fn retention<S: Store + ?Sized>(store: &S, cat: &str) {
     };
     assert_eq!(store.history(all.clone()).await.unwrap().messages.len(), 2);
     store
-        .set_retention(cat.to_owned(), Some(Duration::from_secs(60)))
+        .set_retention(cat.to_owned(), Some(ttl))
         .await
         .unwrap();
     assert_eq!(
@@ -275,13 +345,20 @@ pub async fn retention<S: Store + ?Sized>(store: &S, cat: &str) {
         std::slice::from_ref(&new)
     );
     assert_eq!(store.get(old.uuid).await.unwrap(), None);
-    assert!(
+    assert_eq!(
         store
-            .since(pat(&format!("{cat}.#")), uuid_at(200_000, 9), 10)
+            .since(pat(&format!("{cat}.#")), Cursor::at_ticks(0), 10)
             .await
             .unwrap()
-            .messages
-            == [new.clone()]
+            .messages,
+        std::slice::from_ref(&new)
+    );
+    assert!(
+        store
+            .retentions()
+            .await
+            .unwrap()
+            .contains(&(cat.to_owned(), ttl))
     );
     assert!(store.sweep().await.unwrap() >= 1);
     store.set_retention(cat.to_owned(), None).await.unwrap();

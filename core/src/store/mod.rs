@@ -4,10 +4,10 @@
 //! # Model
 //! Messages live in **folders**. A message at `feeds.breaking-news.56` is in
 //! the folders `feeds`, `feeds.breaking-news`, `feeds.breaking-news.56` and
-//! the root folder, each ordered newest first by the time of its v1 UUID. A
-//! history query for `feeds.breaking-news.#` is therefore one ordered range
-//! read of one folder; a pattern with a wildcard in the middle reads the
-//! folder of its literal prefix and filters by the pattern.
+//! the root folder. Every folder is ordered by the [`Cursor`] the store
+//! stamped on each message when it stored it: the order in which messages
+//! were stored, not the publish time in their UUIDs (see
+//! [`postmesh_schema::cursor`] for why).
 
 pub mod contract;
 pub mod embedded;
@@ -15,12 +15,12 @@ pub mod embedded;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use postmesh_schema::{Message, Pattern, Uuid};
+use postmesh_schema::{Cursor, Message, Pattern, Uuid};
 
-pub use embedded::EmbeddedStore;
+pub use embedded::{EmbeddedOptions, EmbeddedStore};
 
 /// Why a store operation failed.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
     #[error("storage engine error: {0}")]
@@ -49,21 +49,34 @@ pub enum PutOutcome {
     Duplicate,
 }
 
-/// A page of messages and whether the query stopped at its limit.
+/// What `put` did with one message, and where the message is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Put {
+    pub outcome: PutOutcome,
+    /// Where it is stored: stamped now when inserted, the first put's
+    /// cursor when a duplicate.
+    pub cursor: Cursor,
+}
+
+/// A page of messages (each with its cursor) and whether the query stopped
+/// at its limit.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Page {
     pub messages: Vec<Message>,
     /// True when more messages match beyond this page.
     pub more: bool,
+    /// True when messages after the position asked for may have been
+    /// deleted by retention: the page cannot be complete.
+    pub gap: bool,
 }
 
-/// A history query: newest first, at most `limit`, strictly older than
-/// `before` when given.
+/// A history query: newest first, at most `limit`, strictly before the
+/// cursor `before` when given.
 #[derive(Debug, Clone)]
 pub struct HistoryQuery {
     pub pattern: Pattern,
     pub limit: usize,
-    pub before: Option<Uuid>,
+    pub before: Option<Cursor>,
 }
 
 /// Persistent message storage.
@@ -72,21 +85,28 @@ pub struct HistoryQuery {
 /// - **Durable `Ok`.** When `put` returns `Ok`, its messages survive a crash
 ///   of the process (and, for a distributed engine, of one replica).
 /// - **Idempotent by UUID.** A UUID is stored once. Putting it again returns
-///   [`PutOutcome::Duplicate`] and changes nothing, even with other content.
-/// - **Folder order.** `history` returns messages newest first by UUID time
-///   (ties broken by the rest of the UUID, so the order is total and stable),
+///   [`PutOutcome::Duplicate`] with the cursor of the first put and changes
+///   nothing, even with other content.
+/// - **Stamped in commit order.** Every message inserted gets a [`Cursor`]
+///   from the store's own stamper, later than every cursor the store holds:
+///   within one `put` in the order given, and across the `put`s of one
+///   caller in the order their `Ok`s returned. Messages come back with their
+///   cursor set.
+/// - **Folder order.** `history` returns messages newest first by cursor,
 ///   for any pattern, honouring `before` as an exclusive cursor.
-/// - **Resume order.** `since` returns what is stored strictly after a UUID,
-///   oldest first.
-/// - **Latest.** `latest` returns, for each distinct path matching, the newest
-///   message at exactly that path.
-/// - **Retention.** A category with a retention never returns messages older
-///   than it, whether or not they have been swept yet.
+/// - **Resume order.** `since` returns what is stored strictly after a
+///   cursor, oldest first. Together with the stamping rule: a reader that
+///   has everything up to cursor `c` and reads `since(c)` after a `put`
+///   returned gets that put's messages.
+/// - **Latest.** `latest` returns, for each distinct path matching, the
+///   message stored last at exactly that path.
+/// - **Retention.** A category with a retention never returns messages
+///   stored longer ago than it, whether or not they have been swept yet.
 /// - **Visibility.** What `put` stored is visible to every later query.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Stores messages durably; one outcome per message, in order.
-    async fn put(&self, messages: Vec<Message>) -> Result<Vec<PutOutcome>, StoreError>;
+    async fn put(&self, messages: Vec<Message>) -> Result<Vec<Put>, StoreError>;
 
     /// One message by UUID.
     async fn get(&self, uuid: Uuid) -> Result<Option<Message>, StoreError>;
@@ -96,7 +116,22 @@ pub trait Store: Send + Sync + 'static {
 
     /// Messages matching `pattern` stored strictly after `after`, oldest
     /// first, at most `limit` (`more` says whether there were more).
-    async fn since(&self, pattern: Pattern, after: Uuid, limit: usize) -> Result<Page, StoreError>;
+    async fn since(
+        &self,
+        pattern: Pattern,
+        after: Cursor,
+        limit: usize,
+    ) -> Result<Page, StoreError>;
+
+    /// The newest cursor stored, if any.
+    async fn newest(&self) -> Result<Option<Cursor>, StoreError>;
+
+    /// A named position kept for the store's owner (the core keeps how far
+    /// it has distributed), `None` when never set.
+    async fn checkpoint(&self, name: &str) -> Result<Option<Cursor>, StoreError>;
+
+    /// Sets a named position. Need not be durable before the next `put`.
+    async fn set_checkpoint(&self, name: &str, cursor: Cursor) -> Result<(), StoreError>;
 
     /// The newest message of each distinct path matching `pattern`, newest
     /// first, at most `limit` paths.
@@ -114,6 +149,9 @@ pub trait Store: Send + Sync + 'static {
         category: String,
         ttl: Option<Duration>,
     ) -> Result<(), StoreError>;
+
+    /// Every category with a retention.
+    async fn retentions(&self) -> Result<Vec<(String, Duration)>, StoreError>;
 
     /// Deletes messages past their category's retention. Returns how many.
     async fn sweep(&self) -> Result<usize, StoreError>;

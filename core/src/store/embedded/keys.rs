@@ -1,11 +1,11 @@
 //! How the embedded store spells its keys and values. Every index key is a
-//! 4-byte folder id followed by a message's inverted time key: 20 bytes,
+//! 4-byte folder id followed by a message's inverted cursor key: 20 bytes,
 //! which fjall keeps inline in its key views, so the memtable's comparisons
 //! decide on the id (held in the view's 4-byte prefix) or on inline bytes,
 //! never by chasing a pointer to a long, shared path prefix.
 
-use postmesh_schema::Uuid;
-use postmesh_schema::message::{time_key, uuid_from_time_key};
+use postmesh_schema::Cursor;
+use postmesh_schema::message::uuid_from_time_key;
 
 use super::super::StoreError;
 
@@ -18,27 +18,49 @@ pub(super) type Id = u32;
 /// keys of one subtree are contiguous and children can be skip-scanned.
 pub(super) const SEP: u8 = 0;
 
-/// A message's time key with every bit flipped, so that a forward scan
-/// reads newest first.
-pub(super) fn inverted(uuid: &Uuid) -> [u8; 16] {
-    time_key(uuid).map(|b| !b)
+/// A cursor's key with every bit flipped, so that a forward scan reads
+/// newest first.
+pub(super) fn inverted(cursor: &Cursor) -> [u8; 16] {
+    cursor.key().map(|b| !b)
 }
 
-/// The UUID whose inverted time key ends `key`.
-pub(super) fn uuid_of_key(key: &[u8]) -> Result<Uuid, StoreError> {
+/// The cursor whose inverted key ends `key`.
+pub(super) fn cursor_of_key(key: &[u8]) -> Result<Cursor, StoreError> {
     let tail: [u8; 16] = key
         .get(key.len().saturating_sub(16)..)
         .and_then(|t| t.try_into().ok())
         .ok_or_else(|| StoreError::Corrupt("short key".into()))?;
-    Ok(uuid_from_time_key(&tail.map(|b| !b)))
+    Ok(Cursor::from_uuid(uuid_from_time_key(&tail.map(|b| !b))))
 }
 
-/// An `exact` or `below` key: the folder id, then the inverted time key.
-pub(super) fn index_key(id: Id, uuid: &Uuid) -> [u8; 20] {
+/// An `exact` or `below` key: the folder id, then the inverted cursor key.
+pub(super) fn index_key(id: Id, cursor: &Cursor) -> [u8; 20] {
     let mut k = [0u8; 20];
     k[..4].copy_from_slice(&id.to_be_bytes());
-    k[4..].copy_from_slice(&inverted(uuid));
+    k[4..].copy_from_slice(&inverted(cursor));
     k
+}
+
+/// An `ids` value: the cursor a message was stored at.
+pub(super) fn decode_cursor(v: &[u8]) -> Result<Cursor, StoreError> {
+    let bytes: [u8; 16] = v
+        .try_into()
+        .map_err(|_| StoreError::Corrupt("ids value".into()))?;
+    Ok(Cursor::from_uuid(postmesh_schema::Uuid::from_bytes(bytes)))
+}
+
+/// The UUID of a `timeline` record's message, without decoding the rest.
+pub(super) fn uuid_of_record(v: &[u8]) -> Result<postmesh_schema::Uuid, StoreError> {
+    #[derive(serde::Deserialize)]
+    struct Id<'a> {
+        #[serde(borrow)]
+        uuid: &'a str,
+    }
+    let json = split_record(v)?.1;
+    serde_json::from_slice::<Id<'_>>(json)
+        .ok()
+        .and_then(|id| postmesh_schema::Uuid::parse_str(id.uuid).ok())
+        .ok_or_else(|| StoreError::Corrupt("timeline record without a uuid".into()))
 }
 
 /// A `names` key: the dotted text with `.` written as [`SEP`].
@@ -112,9 +134,9 @@ mod tests {
 
     #[test]
     fn keys_round_trip_and_sort_newest_first() {
-        let older = v1_from_parts(1_000, 7, [1; 6]);
-        let newer = v1_from_parts(2_000, 3, [0; 6]);
-        assert_eq!(uuid_of_key(&index_key(9, &older)).unwrap(), older);
+        let older = Cursor::from_uuid(v1_from_parts(1_000, 7, [1; 6]));
+        let newer = Cursor::from_uuid(v1_from_parts(2_000, 3, [0; 6]));
+        assert_eq!(cursor_of_key(&index_key(9, &older)).unwrap(), older);
         assert!(index_key(9, &newer) < index_key(9, &older));
         assert!(index_key(9, &older) < index_key(10, &newer));
         assert_eq!(text_of_name_key(&name_key("a.b-c.d")).unwrap(), "a.b-c.d");

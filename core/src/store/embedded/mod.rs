@@ -4,29 +4,35 @@
 //! rows per message favours an LSM, and folder reads are short forward range
 //! scans.
 //!
-//! # Layout 2 (fjall keyspaces)
+//! # Layout 3 (fjall keyspaces)
 //! | keyspace    | key                                     | value                   |
 //! |-------------|-----------------------------------------|-------------------------|
-//! | `timeline`  | !time key (16)                          | path, message JSON      |
+//! | `timeline`  | !cursor key (16)                        | path, message JSON      |
+//! | `ids`       | message UUID (16)                       | cursor (16)             |
 //! | `names`     | folder or path, `.` written as byte 0   | id (u32 BE), is-a-path  |
-//! | `below`     | folder id (4), !time key (16)           | the path                |
-//! | `exact`     | path id (4), !time key (16)             | empty                   |
+//! | `below`     | folder id (4), !cursor key (16)         | the path                |
+//! | `exact`     | path id (4), !cursor key (16)           | empty                   |
 //! | `dismissed` | user (u64 BE), UUID                     | empty                   |
 //! | `retention` | category                                | seconds (u64 BE)        |
-//! | `meta`      | `layout`, `next_id`                     | u32 BE                  |
+//! | `meta`      | `layout`, `next_id`, `checkpoint:NAME`  | u32 BE, cursor          |
 //!
 //! A message has its record in `timeline` (which is also the root folder:
-//! every message, newest first), one `below` row for each folder above its
-//! path but the root, and one `exact` row. `names` numbers every folder and
-//! path ever written, so index keys are 20 bytes whatever the path's length,
-//! and lists them for `*` expansion and `latest`. The time key is inverted
-//! (`!`) so a forward scan reads newest first; it is a permutation of the
-//! UUID's bytes, so `timeline` is also the lookup by UUID.
+//! every message, newest first), its cursor in `ids` (the lookup by UUID,
+//! and what makes a put idempotent), one `below` row for each folder above
+//! its path but the root, and one `exact` row. The writer thread stamps
+//! each new message with the next [`Cursor`] of its [`Stamper`] as it adds
+//! it to a commit group, so cursor order is commit order. `names` numbers
+//! every folder and path ever written, so index keys are 20 bytes whatever
+//! the path's length, and lists them for `*` expansion and `latest`. The
+//! cursor key is inverted (`!`) so a forward scan reads newest first.
 //!
 //! Why this shape: ingest is bound by the memtable's skip list (one search
 //! per row written or checked). Layout 1 wrote seven rows per message of
 //! depth three (five of them keyed by the full folder text, sharing long
-//! prefixes) and read two; layout 2 writes four short ones and reads one.
+//! prefixes) and read two; layout 2 wrote four short ones and read one;
+//! layout 3 adds the `ids` row that separates a message's identity from its
+//! place in the resume order. Layout 2 stores are upgraded on open by
+//! writing `ids` (a layout 2 message's cursor is its UUID).
 //!
 //! # Query plans
 //! A pattern's leading literals and `*` elements are made concrete first: a
@@ -57,14 +63,13 @@ use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
-use fjall::{Database, Keyspace, KeyspaceCreateOptions};
+use fjall::{Database, Keyspace, KeyspaceCreateOptions, Readable};
 use parking_lot::{Mutex, RwLock};
-use postmesh_schema::message::v1_unix_millis;
-use postmesh_schema::{Limits, Message, Pattern, Uuid};
+use postmesh_schema::{Cursor, Limits, Message, Pattern, Stamper, Uuid};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{HistoryQuery, Page, PutOutcome, Store, StoreError};
-use keys::{inverted, split_record};
+use super::{HistoryQuery, Page, Put, Store, StoreError};
+use keys::{cursor_of_key, decode_cursor, inverted, split_record};
 pub use query::MAX_EXPANSION;
 pub use writer::{MAX_GROUP, NAMES_CACHED};
 use writer::{Names, Prepared, Write, dismiss_key};
@@ -74,8 +79,8 @@ use writer::{Names, Prepared, Write, dismiss_key};
 pub const WRITE_QUEUE: usize = 4096;
 
 /// The layout this build writes and reads (see the module documentation).
-/// Layout 1 stores are rewritten on open ([`migrate`]).
-pub const LAYOUT: u32 = 2;
+/// Layout 1 and 2 stores are upgraded on open ([`migrate`]).
+pub const LAYOUT: u32 = 3;
 
 /// Options of the embedded store.
 #[derive(Debug, Clone)]
@@ -88,6 +93,9 @@ pub struct EmbeddedOptions {
     pub cache_bytes: u64,
     /// Path limits used when decoding stored messages.
     pub limits: Limits,
+    /// How far the stamping clock runs ahead of the wall clock (behind when
+    /// negative), in milliseconds. Zero but in tests of clock skew.
+    pub clock_offset_ms: i64,
 }
 
 impl Default for EmbeddedOptions {
@@ -101,6 +109,7 @@ impl Default for EmbeddedOptions {
                 max_elements: usize::MAX,
                 max_bytes: usize::MAX,
             },
+            clock_offset_ms: 0,
         }
     }
 }
@@ -113,6 +122,7 @@ fn engine(e: impl std::fmt::Display) -> StoreError {
 struct Tables {
     db: Database,
     timeline: Keyspace,
+    ids: Keyspace,
     names: Keyspace,
     below: Keyspace,
     exact: Keyspace,
@@ -146,6 +156,7 @@ impl EmbeddedStore {
         };
         let tables = Tables {
             timeline: ks("timeline")?,
+            ids: ks("ids")?,
             names: ks("names")?,
             below: ks("below")?,
             exact: ks("exact")?,
@@ -156,20 +167,25 @@ impl EmbeddedStore {
             limits: options.limits,
             db: db.clone(),
         };
-        match tables.meta.get(b"layout").map_err(engine)? {
-            Some(v) if v.as_ref() != LAYOUT.to_be_bytes() => {
+        let layout = tables.meta.get(b"layout").map_err(engine)?;
+        match layout.as_ref().map(|v| v.as_ref()) {
+            Some(v) if v == LAYOUT.to_be_bytes() => {}
+            Some(v) if v == 2u32.to_be_bytes() => {
+                let upgraded = migrate::from_layout_2(&tables)?;
+                tracing::info!(messages = upgraded, "store upgraded from layout 2");
+            }
+            Some(v) => {
                 return Err(StoreError::Corrupt(format!(
-                    "{} holds a store of layout {:?}; this build reads layout {LAYOUT}",
+                    "{} holds a store of layout {v:?}; this build reads layout {LAYOUT}",
                     dir.display(),
-                    v.as_ref()
                 )));
             }
-            Some(_) => {}
-            None => {
-                let mut b = db.batch().durability(writer::durability(true));
-                b.insert(&tables.meta, b"layout", LAYOUT.to_be_bytes());
-                b.commit().map_err(engine)?;
-            }
+            None => {}
+        }
+        if layout.as_ref().map(|v| v.as_ref()) != Some(&LAYOUT.to_be_bytes()[..]) {
+            let mut b = db.batch().durability(writer::durability(true));
+            b.insert(&tables.meta, b"layout", LAYOUT.to_be_bytes());
+            b.commit().map_err(engine)?;
         }
         {
             let mut ttl = tables.ttl.write();
@@ -191,12 +207,17 @@ impl EmbeddedStore {
         if migrated > 0 {
             tracing::info!(messages = migrated, "store rewritten from layout 1");
         }
+        // Stamps continue after the newest stored, whatever the clock says.
+        let stamper = Stamper::new(options.clock_offset_ms);
+        if let Some(newest) = tables.newest()? {
+            stamper.observe(newest);
+        }
         let (tx, rx) = mpsc::channel(WRITE_QUEUE);
         let writer_tables = tables.clone();
         let sync = options.sync;
         let writer = std::thread::Builder::new()
             .name("postmesh-store-writer".into())
-            .spawn(move || writer::writer_loop(writer_tables, names, rx, sync))
+            .spawn(move || writer::writer_loop(writer_tables, names, stamper, rx, sync))
             .map_err(engine)?;
         Ok(EmbeddedStore {
             tables,
@@ -255,39 +276,86 @@ fn now_millis() -> u64 {
         .unwrap_or(0)
 }
 
+/// Unix milliseconds of a cursor: when its message was stored.
+fn stored_millis(cursor: &Cursor) -> u64 {
+    postmesh_schema::message::v1_unix_millis(cursor.as_uuid())
+}
+
+/// The `meta` key of a named checkpoint.
+fn checkpoint_key(name: &str) -> Vec<u8> {
+    [b"checkpoint:".as_slice(), name.as_bytes()].concat()
+}
+
 impl Tables {
-    fn expired(&self, path: &str, uuid: &Uuid, now_ms: u64) -> bool {
+    fn expired(&self, path: &str, cursor: &Cursor, now_ms: u64) -> bool {
         let category = path.split('.').next().unwrap_or(path);
         match self.ttl.read().get(category) {
-            Some(ttl) => v1_unix_millis(uuid) + ttl.as_millis() as u64 <= now_ms,
+            Some(ttl) => stored_millis(cursor) + ttl.as_millis() as u64 <= now_ms,
             None => false,
         }
     }
 
-    fn load(&self, uuid: &Uuid) -> Result<Option<Message>, StoreError> {
-        match self.timeline.get(inverted(uuid)).map_err(engine)? {
-            Some(v) => Message::from_json(split_record(&v)?.1, &self.limits)
-                .map(Some)
-                .map_err(|e| StoreError::Corrupt(format!("message {uuid}: {e}"))),
+    /// Where the message `uuid` is stored, if it is (as of now: for the
+    /// writer).
+    fn cursor_of(&self, uuid: &Uuid) -> Result<Option<Cursor>, StoreError> {
+        self.ids
+            .get(uuid.as_bytes())
+            .map_err(engine)?
+            .map(|v| decode_cursor(&v))
+            .transpose()
+    }
+
+    /// The newest cursor stored: the first `timeline` key.
+    fn newest(&self) -> Result<Option<Cursor>, StoreError> {
+        match self.timeline.iter().next() {
+            Some(guard) => Ok(Some(cursor_of_key(&guard.key().map_err(engine)?)?)),
+            None => Ok(None),
+        }
+    }
+}
+
+impl query::Reader<'_> {
+    /// The message stored at `cursor`, with its cursor set.
+    fn load(&self, cursor: &Cursor) -> Result<Option<Message>, StoreError> {
+        match self
+            .s
+            .get(&self.t.timeline, inverted(cursor))
+            .map_err(engine)?
+        {
+            Some(v) => {
+                let mut m = Message::from_json(split_record(&v)?.1, &self.t.limits)
+                    .map_err(|e| StoreError::Corrupt(format!("message at {cursor}: {e}")))?;
+                m.cursor = Some(*cursor);
+                Ok(Some(m))
+            }
             None => Ok(None),
         }
     }
 
-    fn load_all(&self, uuids: &[Uuid]) -> Result<Vec<Message>, StoreError> {
-        let mut out = Vec::with_capacity(uuids.len());
-        for u in uuids {
+    fn load_all(&self, cursors: &[Cursor]) -> Result<Vec<Message>, StoreError> {
+        let mut out = Vec::with_capacity(cursors.len());
+        for c in cursors {
             // A row swept between the index read and here is simply skipped.
-            if let Some(m) = self.load(u)? {
+            if let Some(m) = self.load(c)? {
                 out.push(m);
             }
         }
         Ok(out)
     }
+
+    /// Where the message `uuid` is stored, if it is.
+    fn cursor_of(&self, uuid: &Uuid) -> Result<Option<Cursor>, StoreError> {
+        self.s
+            .get(&self.t.ids, uuid.as_bytes())
+            .map_err(engine)?
+            .map(|v| decode_cursor(&v))
+            .transpose()
+    }
 }
 
 #[async_trait]
 impl Store for EmbeddedStore {
-    async fn put(&self, messages: Vec<Message>) -> Result<Vec<PutOutcome>, StoreError> {
+    async fn put(&self, messages: Vec<Message>) -> Result<Vec<Put>, StoreError> {
         if messages.is_empty() {
             return Ok(Vec::new());
         }
@@ -297,44 +365,84 @@ impl Store for EmbeddedStore {
 
     async fn get(&self, uuid: Uuid) -> Result<Option<Message>, StoreError> {
         self.read(move |t| {
-            let m = t.load(&uuid)?;
-            Ok(m.filter(|m| !t.expired(m.path.as_str(), &m.uuid, now_millis())))
+            let r = t.reader();
+            let Some(cursor) = r.cursor_of(&uuid)? else {
+                return Ok(None);
+            };
+            let m = r.load(&cursor)?;
+            Ok(m.filter(|m| !t.expired(m.path.as_str(), &cursor, now_millis())))
         })
         .await
     }
 
     async fn history(&self, q: HistoryQuery) -> Result<Page, StoreError> {
         self.read(move |t| {
-            let (uuids, more) = t.query(&q.pattern, q.before.as_ref(), true, q.limit)?;
+            let r = t.reader();
+            let (cursors, more) = r.query(&q.pattern, q.before.as_ref(), true, q.limit)?;
             Ok(Page {
-                messages: t.load_all(&uuids)?,
+                messages: r.load_all(&cursors)?,
                 more,
+                gap: false,
             })
         })
         .await
     }
 
-    async fn since(&self, pattern: Pattern, after: Uuid, limit: usize) -> Result<Page, StoreError> {
+    async fn since(
+        &self,
+        pattern: Pattern,
+        after: Cursor,
+        limit: usize,
+    ) -> Result<Page, StoreError> {
         self.read(move |t| {
-            let (uuids, more) = t.query(&pattern, Some(&after), false, limit)?;
+            let r = t.reader();
+            let (cursors, more) = r.query(&pattern, Some(&after), false, limit)?;
             Ok(Page {
-                messages: t.load_all(&uuids)?,
+                messages: r.load_all(&cursors)?,
                 more,
+                gap: false,
             })
+        })
+        .await
+    }
+
+    async fn newest(&self) -> Result<Option<Cursor>, StoreError> {
+        self.read(|t| t.newest()).await
+    }
+
+    async fn checkpoint(&self, name: &str) -> Result<Option<Cursor>, StoreError> {
+        let key = checkpoint_key(name);
+        self.read(move |t| {
+            t.meta
+                .get(key)
+                .map_err(engine)?
+                .map(|v| decode_cursor(&v))
+                .transpose()
+        })
+        .await
+    }
+
+    async fn set_checkpoint(&self, name: &str, cursor: Cursor) -> Result<(), StoreError> {
+        let key = checkpoint_key(name);
+        self.read(move |t| {
+            t.meta
+                .insert(key, cursor.as_uuid().as_bytes())
+                .map_err(engine)
         })
         .await
     }
 
     async fn latest(&self, pattern: Pattern, limit: usize) -> Result<Page, StoreError> {
         self.read(move |t| {
-            let mut hits = t.latest_of(&pattern)?;
-            hits.sort_unstable_by_key(|h| std::cmp::Reverse(h.0));
+            let r = t.reader();
+            let mut hits = r.latest_of(&pattern)?;
+            hits.sort_unstable_by_key(|c| std::cmp::Reverse(*c));
             let more = hits.len() > limit;
             hits.truncate(limit);
-            let uuids: Vec<Uuid> = hits.into_iter().map(|(_, u)| u).collect();
             Ok(Page {
-                messages: t.load_all(&uuids)?,
+                messages: r.load_all(&hits)?,
                 more,
+                gap: false,
             })
         })
         .await
@@ -366,6 +474,16 @@ impl Store for EmbeddedStore {
         self.write(|tx| Write::Retention(category, ttl, tx)).await
     }
 
+    async fn retentions(&self) -> Result<Vec<(String, Duration)>, StoreError> {
+        Ok(self
+            .tables
+            .ttl
+            .read()
+            .iter()
+            .map(|(c, d)| (c.clone(), *d))
+            .collect())
+    }
+
     async fn sweep(&self) -> Result<usize, StoreError> {
         self.write(Write::Sweep).await
     }
@@ -374,7 +492,6 @@ impl Store for EmbeddedStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use postmesh_schema::message::time_key;
 
     /// A message with no body at `path`.
     fn bare(path: &str) -> Message {
@@ -419,9 +536,18 @@ mod tests {
             };
             all.push(m);
         }
-        store.put(all.clone()).await.unwrap();
-        let mut by_time = all.clone();
-        by_time.sort_by_key(|m| std::cmp::Reverse(time_key(&m.uuid)));
+        // One put: cursors follow the order given, whatever the UUIDs say.
+        let puts = store.put(all.clone()).await.unwrap();
+        let by_time: Vec<Message> = all
+            .iter()
+            .zip(puts)
+            .map(|(m, p)| Message {
+                cursor: Some(p.cursor),
+                ..m.clone()
+            })
+            .rev()
+            .collect();
+        let cursor_of = |u: &Uuid| by_time.iter().find(|m| m.uuid == *u).unwrap().cursor;
         let elems = ["a", "b", "a-b", "ab", "*", "#"];
         for _ in 0..300 {
             let len = 1 + (next() % 4) as usize;
@@ -449,7 +575,7 @@ mod tests {
                     .history(HistoryQuery {
                         pattern: pattern.clone(),
                         limit: 2,
-                        before: Some(want[1]),
+                        before: cursor_of(&want[1]),
                     })
                     .await
                     .unwrap();
@@ -458,7 +584,10 @@ mod tests {
                     want[2..4],
                     "paged {pattern}"
                 );
-                let page = store.since(pattern.clone(), want[3], 2).await.unwrap();
+                let page = store
+                    .since(pattern.clone(), cursor_of(&want[3]).unwrap(), 2)
+                    .await
+                    .unwrap();
                 assert_eq!(
                     page.messages.iter().map(|m| m.uuid).collect::<Vec<_>>(),
                     [want[2], want[1]],
@@ -473,7 +602,7 @@ mod tests {
                 }
             }
             let mut want_latest: Vec<Uuid> = newest.values().map(|m| m.uuid).collect();
-            want_latest.sort_by_key(|u| std::cmp::Reverse(time_key(u)));
+            want_latest.sort_by_key(|u| std::cmp::Reverse(cursor_of(u)));
             let got: Vec<Uuid> = store
                 .latest(pattern.clone(), 1000)
                 .await
@@ -497,19 +626,28 @@ mod tests {
         let paths = ["x", "x.y", "x-foo", "x-foo.z", "xa", "x y.q", "y"];
         let msgs = paths.iter().map(|p| bare(p)).collect();
         rt.block_on(store.put(msgs)).unwrap();
-        let mut roots = store.tables.children("").unwrap().unwrap();
+        let mut roots = store.tables.reader().children("").unwrap().unwrap();
         roots.sort();
         assert_eq!(roots, ["x", "x y", "x-foo", "xa", "y"]);
-        assert_eq!(store.tables.children("x").unwrap().unwrap(), ["y"]);
-        assert!(store.tables.children("y").unwrap().unwrap().is_empty());
+        assert_eq!(store.tables.reader().children("x").unwrap().unwrap(), ["y"]);
+        assert!(
+            store
+                .tables
+                .reader()
+                .children("y")
+                .unwrap()
+                .unwrap()
+                .is_empty()
+        );
         // Too many children: the plan falls back to a filtered folder scan.
         let many = (0..=MAX_EXPANSION)
             .map(|i| bare(&format!("w.{i}.z")))
             .collect();
         rt.block_on(store.put(many)).unwrap();
-        assert!(store.tables.children("w").unwrap().is_none());
+        assert!(store.tables.reader().children("w").unwrap().is_none());
         let plan = store
             .tables
+            .reader()
             .plan(&Pattern::parse("w.*.z").unwrap())
             .unwrap();
         assert!(
@@ -577,10 +715,84 @@ mod tests {
             Some(msgs[3].clone())
         );
         // Stored again, a rewritten message is a duplicate.
-        assert_eq!(
-            store.put(vec![msgs[0].clone()]).await.unwrap(),
-            [PutOutcome::Duplicate]
+        let again = store.put(vec![msgs[0].clone()]).await.unwrap();
+        assert_eq!(again[0].outcome, crate::store::PutOutcome::Duplicate);
+        assert_eq!(again[0].cursor, Cursor::from_uuid(msgs[0].uuid));
+    }
+
+    /// A layout 2 store (rows keyed by UUID time, no `ids`) is upgraded on
+    /// open: its messages keep their order, with their UUIDs as cursors,
+    /// are found by UUID and stay idempotent; new ones are stamped after.
+    #[tokio::test]
+    async fn layout_2_stores_are_upgraded_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let old: Vec<Message> = ["feeds.a.1", "feeds.a.2"].iter().map(|p| bare(p)).collect();
+        {
+            let store = EmbeddedStore::open(dir.path(), EmbeddedOptions::default()).unwrap();
+            // Write layout 2 by hand: timeline and index keys from the UUID.
+            let mut names = Names::load(&store.tables).unwrap();
+            let stamper = Stamper::new(0);
+            let groups = vec![
+                old.iter()
+                    .map(|m| Prepared::new(m).at(Cursor::from_uuid(m.uuid)))
+                    .collect(),
+            ];
+            for r in writer::commit(&store.tables, &mut names, &stamper, groups, None) {
+                r.unwrap();
+            }
+            for m in &old {
+                store.tables.ids.remove(m.uuid.as_bytes()).unwrap();
+            }
+            store
+                .tables
+                .meta
+                .insert("layout", 2u32.to_be_bytes())
+                .unwrap();
+            store.close();
+        }
+        let store = EmbeddedStore::open(dir.path(), EmbeddedOptions::default()).unwrap();
+        let got = store
+            .get(old[1].uuid)
+            .await
+            .unwrap()
+            .expect("found by uuid");
+        assert_eq!(got.cursor, Some(Cursor::from_uuid(old[1].uuid)));
+        let again = store.put(old.clone()).await.unwrap();
+        assert!(
+            again
+                .iter()
+                .all(|p| p.outcome == crate::store::PutOutcome::Duplicate)
         );
+        let new = bare("feeds.a.3");
+        let put = store.put(vec![new.clone()]).await.unwrap();
+        assert!(put[0].cursor > Cursor::from_uuid(old[1].uuid));
+        let page = store
+            .since(
+                Pattern::parse("feeds.#").unwrap(),
+                Cursor::from_uuid(old[0].uuid),
+                10,
+            )
+            .await
+            .unwrap();
+        assert_eq!(page.messages, [old[1].clone(), new]);
+    }
+
+    /// Reopened on a clock that runs behind the newest stamp, the store
+    /// still stamps after it: a restart cannot reorder the resume order.
+    #[tokio::test]
+    async fn stamps_continue_after_the_newest_on_a_clock_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = {
+            let ahead = EmbeddedOptions {
+                clock_offset_ms: 60_000,
+                ..EmbeddedOptions::default()
+            };
+            let store = EmbeddedStore::open(dir.path(), ahead).unwrap();
+            store.put(vec![bare("a.b")]).await.unwrap()[0].cursor
+        };
+        let store = EmbeddedStore::open(dir.path(), EmbeddedOptions::default()).unwrap();
+        let second = store.put(vec![bare("a.b")]).await.unwrap()[0].cursor;
+        assert!(second > first, "{second} after {first}");
     }
 
     #[test]

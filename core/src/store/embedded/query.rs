@@ -2,12 +2,43 @@
 //! key ranges, and the ranges are read newest first (or oldest first) and
 //! merged by time.
 
-use postmesh_schema::message::time_key;
-use postmesh_schema::{Pattern, Uuid};
+use postmesh_schema::{Cursor, Pattern};
 
-use super::keys::{Id, Name, SEP, inverted, name_key, split_record, text_of_name_key, uuid_of_key};
+use super::keys::{
+    Id, Name, SEP, cursor_of_key, inverted, name_key, split_record, text_of_name_key,
+};
+use fjall::{Readable, Snapshot};
+
 use super::{Tables, engine, now_millis};
 use crate::store::StoreError;
+
+/// Reads of one query, all at one instant: a snapshot across keyspaces, so
+/// that a query sees every commit group before some point and none after
+/// it. (Ranges read one after another without it could see a later group
+/// and miss an earlier one.)
+pub(super) struct Reader<'a> {
+    pub t: &'a Tables,
+    pub s: Snapshot,
+}
+
+impl Tables {
+    /// A reader at the current instant.
+    pub(super) fn reader(&self) -> Reader<'_> {
+        Reader {
+            t: self,
+            s: self.db.snapshot(),
+        }
+    }
+
+    /// The dictionary entry of a folder or path as of now (for the writer).
+    pub(super) fn name(&self, text: &str) -> Result<Option<Name>, StoreError> {
+        self.names
+            .get(name_key(text))
+            .map_err(engine)?
+            .map(|v| Name::decode(&v))
+            .transpose()
+    }
+}
 
 /// Most concrete prefixes a pattern's `*` elements expand to before a query
 /// scans the literal prefix's folder with a filter instead.
@@ -34,15 +65,12 @@ enum Range {
     Below { id: Id },
 }
 
-/// A matching entry: the time key (for merging) and the UUID.
-type Entry = ([u8; 16], Uuid);
-
-impl Tables {
+impl Reader<'_> {
     /// The dictionary entry of a folder or path, if anything was ever
     /// stored at or below it.
     pub(super) fn name(&self, text: &str) -> Result<Option<Name>, StoreError> {
-        self.names
-            .get(name_key(text))
+        self.s
+            .get(&self.t.names, name_key(text))
             .map_err(engine)?
             .map(|v| Name::decode(&v))
             .transpose()
@@ -59,7 +87,7 @@ impl Tables {
         let mut out = Vec::new();
         let mut start = base.clone();
         loop {
-            let Some(guard) = self.names.range(start.clone()..).next() else {
+            let Some(guard) = self.s.range(&self.t.names, start.clone()..).next() else {
                 break;
             };
             let key = guard.key().map_err(engine)?;
@@ -158,30 +186,30 @@ impl Tables {
         &self,
         range: &Range,
         filter: Option<&Pattern>,
-        cursor: Option<&Uuid>,
+        cursor: Option<&Cursor>,
         newest_first: bool,
         limit: usize,
-    ) -> Result<Vec<Entry>, StoreError> {
+    ) -> Result<Vec<Cursor>, StoreError> {
         let (keyspace, prefix) = match range {
-            Range::Timeline => (&self.timeline, Vec::new()),
-            Range::Exact { id, .. } => (&self.exact, id.to_be_bytes().to_vec()),
-            Range::Below { id } => (&self.below, id.to_be_bytes().to_vec()),
+            Range::Timeline => (&self.t.timeline, Vec::new()),
+            Range::Exact { id, .. } => (&self.t.exact, id.to_be_bytes().to_vec()),
+            Range::Below { id } => (&self.t.below, id.to_be_bytes().to_vec()),
         };
-        let at = |c: &Uuid| [prefix.as_slice(), &inverted(c)].concat();
+        let at = |c: &Cursor| [prefix.as_slice(), &inverted(c)].concat();
         let mut end = prefix.clone();
         end.extend_from_slice(&[0xff; 17]);
         use std::ops::Bound::{Excluded, Included};
+        let s = &self.s;
         let iter: Box<dyn Iterator<Item = fjall::Guard>> = match (cursor, newest_first) {
-            (None, true) => Box::new(keyspace.range(prefix..end)),
+            (None, true) => Box::new(s.range(keyspace, prefix..end)),
             (Some(c), true) => {
-                Box::new(keyspace.range::<Vec<u8>, _>((Excluded(at(c)), Excluded(end))))
+                Box::new(s.range::<Vec<u8>, _>(keyspace, (Excluded(at(c)), Excluded(end))))
             }
             (Some(c), false) => Box::new(
-                keyspace
-                    .range::<Vec<u8>, _>((Included(prefix.clone()), Excluded(at(c))))
+                s.range::<Vec<u8>, _>(keyspace, (Included(prefix.clone()), Excluded(at(c))))
                     .rev(),
             ),
-            (None, false) => Box::new(keyspace.range(prefix..end).rev()),
+            (None, false) => Box::new(s.range(keyspace, prefix..end).rev()),
         };
         let now = now_millis();
         let mut found = Vec::with_capacity(limit.min(1024) + 1);
@@ -196,11 +224,11 @@ impl Tables {
             if filter.is_some_and(|p| !p.matches_str(path)) {
                 continue;
             }
-            let uuid = uuid_of_key(&key)?;
-            if self.expired(path, &uuid, now) {
+            let at = cursor_of_key(&key)?;
+            if self.t.expired(path, &at, now) {
                 continue;
             }
-            found.push((time_key(&uuid), uuid));
+            found.push(at);
             if found.len() > limit {
                 break;
             }
@@ -208,14 +236,14 @@ impl Tables {
         Ok(found)
     }
 
-    /// Merges the ranges of `pattern` into one ordered page of UUIDs.
+    /// Merges the ranges of `pattern` into one ordered page of cursors.
     pub(super) fn query(
         &self,
         pattern: &Pattern,
-        cursor: Option<&Uuid>,
+        cursor: Option<&Cursor>,
         newest_first: bool,
         limit: usize,
-    ) -> Result<(Vec<Uuid>, bool), StoreError> {
+    ) -> Result<(Vec<Cursor>, bool), StoreError> {
         let mut ranges = Vec::new();
         for source in self.plan(pattern)? {
             self.ranges(source, &mut ranges)?;
@@ -227,22 +255,22 @@ impl Tables {
         }
         if ranges.len() > 1 {
             if newest_first {
-                all.sort_unstable_by_key(|e| std::cmp::Reverse(e.0));
+                all.sort_unstable_by_key(|c| std::cmp::Reverse(*c));
             } else {
-                all.sort_unstable_by_key(|e| e.0);
+                all.sort_unstable();
             }
         }
         let more = all.len() > limit;
         all.truncate(limit);
-        Ok((all.into_iter().map(|(_, u)| u).collect(), more))
+        Ok((all, more))
     }
 
     /// The newest message of each path matching: the first `exact` row of
     /// each path that `names` lists below the plan's folders.
-    pub(super) fn latest_of(&self, pattern: &Pattern) -> Result<Vec<Entry>, StoreError> {
+    pub(super) fn latest_of(&self, pattern: &Pattern) -> Result<Vec<Cursor>, StoreError> {
         let mut paths: Vec<(String, Id)> = Vec::new();
         let mut below = |prefix: &[u8]| -> Result<(), StoreError> {
-            for guard in self.names.prefix(prefix) {
+            for guard in self.s.prefix(&self.t.names, prefix) {
                 let (key, value) = guard.into_inner().map_err(engine)?;
                 let name = Name::decode(&value)?;
                 if name.is_path {
@@ -276,13 +304,13 @@ impl Tables {
             if !pattern.matches_str(&path) {
                 continue;
             }
-            let Some(newest) = self.exact.prefix(id.to_be_bytes()).next() else {
+            let Some(newest) = self.s.prefix(&self.t.exact, id.to_be_bytes()).next() else {
                 continue;
             };
-            let uuid = uuid_of_key(&newest.key().map_err(engine)?)?;
+            let at = cursor_of_key(&newest.key().map_err(engine)?)?;
             // Older messages of a path are older still: none is current.
-            if !self.expired(&path, &uuid, now) {
-                hits.push((time_key(&uuid), uuid));
+            if !self.t.expired(&path, &at, now) {
+                hits.push(at);
             }
         }
         Ok(hits)

@@ -1,17 +1,19 @@
 //! Writing: one thread owns every write and commits in groups, so folder
 //! ids are assigned without races and a group costs one fsync.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::time::Duration;
 
 use fjall::{OwnedWriteBatch as WriteBatch, PersistMode};
 use postmesh_schema::path::ancestors;
-use postmesh_schema::{Message, Path, Uuid};
+use postmesh_schema::{Cursor, Message, Path, Stamper, Uuid};
 use tokio::sync::{mpsc, oneshot};
 
-use super::keys::{Id, Name, index_key, inverted, name_key, record, split_record, uuid_of_key};
+use super::keys::{
+    Id, Name, cursor_of_key, index_key, inverted, name_key, record, split_record, uuid_of_record,
+};
 use super::{Tables, engine, now_millis};
-use crate::store::{PutOutcome, StoreError};
+use crate::store::{Put, PutOutcome, StoreError};
 
 /// Most messages committed in one group (one fsync).
 pub const MAX_GROUP: usize = 4096;
@@ -28,22 +30,40 @@ pub(super) struct Prepared {
     uuid: Uuid,
     path: Path,
     record: Vec<u8>,
+    /// Where to put it; `None`: stamp it when it joins a commit group.
+    cursor: Option<Cursor>,
 }
 
 impl Prepared {
     pub(super) fn new(m: &Message) -> Prepared {
+        // The record holds the message without a cursor: its key is one.
+        let json = match m.cursor {
+            None => m.to_json(),
+            Some(_) => Message {
+                cursor: None,
+                ..m.clone()
+            }
+            .to_json(),
+        };
         Prepared {
             uuid: m.uuid,
             path: m.path.clone(),
-            record: record(m.path.as_str(), &m.to_json()),
+            record: record(m.path.as_str(), &json),
+            cursor: None,
         }
+    }
+
+    /// Keeps the position it had in an older layout.
+    pub(super) fn at(mut self, cursor: Cursor) -> Prepared {
+        self.cursor = Some(cursor);
+        self
     }
 }
 
 type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 
 pub(super) enum Write {
-    Put(Vec<Prepared>, Reply<Vec<PutOutcome>>),
+    Put(Vec<Prepared>, Reply<Vec<Put>>),
     Dismiss(u64, Uuid, Reply<bool>),
     Retention(String, Option<Duration>, Reply<()>),
     Sweep(Reply<usize>),
@@ -132,10 +152,16 @@ pub(super) fn durability(sync: bool) -> Option<PersistMode> {
     })
 }
 
-pub(super) fn writer_loop(t: Tables, mut names: Names, mut rx: mpsc::Receiver<Write>, sync: bool) {
+pub(super) fn writer_loop(
+    t: Tables,
+    mut names: Names,
+    stamper: Stamper,
+    mut rx: mpsc::Receiver<Write>,
+    sync: bool,
+) {
     let durability = durability(sync);
     while let Some(first) = rx.blocking_recv() {
-        let mut puts: Vec<(Vec<Prepared>, Reply<Vec<PutOutcome>>)> = Vec::new();
+        let mut puts: Vec<(Vec<Prepared>, Reply<Vec<Put>>)> = Vec::new();
         let mut queued = 0usize;
         let mut next = Some(first);
         // Group commit: take everything already waiting, up to MAX_GROUP messages.
@@ -161,7 +187,7 @@ pub(super) fn writer_loop(t: Tables, mut names: Names, mut rx: mpsc::Receiver<Wr
         }
         if !puts.is_empty() {
             let (groups, replies): (Vec<_>, Vec<_>) = puts.into_iter().unzip();
-            let outcomes = commit(&t, &mut names, groups, durability);
+            let outcomes = commit(&t, &mut names, &stamper, groups, durability);
             for (reply, outcome) in replies.into_iter().zip(outcomes) {
                 let _ = reply.send(outcome);
             }
@@ -169,21 +195,24 @@ pub(super) fn writer_loop(t: Tables, mut names: Names, mut rx: mpsc::Receiver<Wr
     }
 }
 
-/// Stores groups of messages in one batch: one outcome per group.
+/// Stores groups of messages in one batch: one outcome per group. New
+/// messages are stamped in the order they are added, so cursor order is
+/// the order of the groups and of the messages within each.
 pub(super) fn commit(
     t: &Tables,
     names: &mut Names,
+    stamper: &Stamper,
     groups: Vec<Vec<Prepared>>,
     durability: Option<PersistMode>,
-) -> Vec<Result<Vec<PutOutcome>, StoreError>> {
+) -> Vec<Result<Vec<Put>, StoreError>> {
     let mut batch = t.db.batch().durability(durability);
-    let mut seen: HashSet<Uuid> = HashSet::new();
-    let mut outcomes: Vec<Result<Vec<PutOutcome>, StoreError>> = groups
+    let mut seen: HashMap<Uuid, Cursor> = HashMap::new();
+    let mut outcomes: Vec<Result<Vec<Put>, StoreError>> = groups
         .into_iter()
         .map(|msgs| {
             let mut out = Vec::with_capacity(msgs.len());
             for m in msgs {
-                out.push(add(t, names, &mut batch, &mut seen, m)?);
+                out.push(add(t, names, stamper, &mut batch, &mut seen, m)?);
             }
             Ok(out)
         })
@@ -197,18 +226,26 @@ pub(super) fn commit(
     outcomes
 }
 
-/// Adds one message's rows to `batch`: its record in `timeline`, a `below`
-/// row for each folder above it but the root, and an `exact` row.
+/// Adds one message's rows to `batch`: its record in `timeline`, its
+/// cursor in `ids`, a `below` row for each folder above it but the root,
+/// and an `exact` row.
 fn add(
     t: &Tables,
     names: &mut Names,
+    stamper: &Stamper,
     batch: &mut WriteBatch,
-    seen: &mut HashSet<Uuid>,
+    seen: &mut HashMap<Uuid, Cursor>,
     m: Prepared,
-) -> Result<PutOutcome, StoreError> {
-    let key = inverted(&m.uuid);
-    if seen.contains(&m.uuid) || t.timeline.contains_key(key).map_err(engine)? {
-        return Ok(PutOutcome::Duplicate);
+) -> Result<Put, StoreError> {
+    let stored = match seen.get(&m.uuid) {
+        Some(c) => Some(*c),
+        None => t.cursor_of(&m.uuid)?,
+    };
+    if let Some(cursor) = stored {
+        return Ok(Put {
+            outcome: PutOutcome::Duplicate,
+            cursor,
+        });
     }
     let path = m.path.as_str();
     // Every id first, so an error leaves no half-indexed message behind.
@@ -217,13 +254,18 @@ fn add(
         above.push(names.resolve(t, batch, folder, false)?);
     }
     let own = names.resolve(t, batch, path, true)?;
-    seen.insert(m.uuid);
+    let cursor = m.cursor.unwrap_or_else(|| stamper.next());
+    seen.insert(m.uuid, cursor);
     for id in &above {
-        batch.insert(&t.below, index_key(*id, &m.uuid), path.as_bytes());
+        batch.insert(&t.below, index_key(*id, &cursor), path.as_bytes());
     }
-    batch.insert(&t.exact, index_key(own, &m.uuid), []);
-    batch.insert(&t.timeline, key, m.record);
-    Ok(PutOutcome::Inserted)
+    batch.insert(&t.exact, index_key(own, &cursor), []);
+    batch.insert(&t.ids, m.uuid.as_bytes(), cursor.as_uuid().as_bytes());
+    batch.insert(&t.timeline, inverted(&cursor), m.record);
+    Ok(Put {
+        outcome: PutOutcome::Inserted,
+        cursor,
+    })
 }
 
 fn dismiss(
@@ -288,40 +330,41 @@ fn sweep(t: &Tables, durability: Option<PersistMode>) -> Result<usize, StoreErro
         };
         loop {
             // Oldest entries are at the end of each (inverted) range.
-            let mut expired: Vec<Uuid> = Vec::new();
+            let mut expired: Vec<Cursor> = Vec::new();
             for keyspace in [&t.below, &t.exact] {
                 for guard in keyspace.prefix(name.id.to_be_bytes()).rev() {
                     let key = guard.key().map_err(engine)?;
-                    let uuid = uuid_of_key(&key)?;
-                    if !t.expired(&category, &uuid, now) || expired.len() >= SWEEP_BATCH {
+                    let cursor = cursor_of_key(&key)?;
+                    if !t.expired(&category, &cursor, now) || expired.len() >= SWEEP_BATCH {
                         break;
                     }
-                    expired.push(uuid);
+                    expired.push(cursor);
                 }
             }
             if expired.is_empty() {
                 break;
             }
             let mut b = t.db.batch().durability(durability);
-            for uuid in &expired {
-                let key = inverted(uuid);
+            for cursor in &expired {
+                let key = inverted(cursor);
                 match t.timeline.get(key).map_err(engine)? {
                     // Every row of the message, found by its path.
                     Some(rec) => {
                         let path = split_record(&rec)?.0;
                         for folder in ancestors(path) {
                             if let Some(n) = t.name(folder)? {
-                                b.remove(&t.below, index_key(n.id, uuid).to_vec());
+                                b.remove(&t.below, index_key(n.id, cursor).to_vec());
                             }
                         }
                         if let Some(n) = t.name(path)? {
-                            b.remove(&t.exact, index_key(n.id, uuid).to_vec());
+                            b.remove(&t.exact, index_key(n.id, cursor).to_vec());
                         }
+                        b.remove(&t.ids, uuid_of_record(&rec)?.as_bytes().to_vec());
                     }
                     // The record is gone: the rows found, so the loop ends.
                     None => {
-                        b.remove(&t.below, index_key(name.id, uuid).to_vec());
-                        b.remove(&t.exact, index_key(name.id, uuid).to_vec());
+                        b.remove(&t.below, index_key(name.id, cursor).to_vec());
+                        b.remove(&t.exact, index_key(name.id, cursor).to_vec());
                     }
                 }
                 b.remove(&t.timeline, key.to_vec());

@@ -1,0 +1,370 @@
+//! The publish pipeline: the one way a core stores and distributes, so that
+//! what it distributes leaves in cursor order and nothing stored is left
+//! undistributed.
+//!
+//! # Two stages
+//! - The **sequencer** takes every job waiting (publishes and peers'
+//!   replicas, up to [`MAX_GROUP`] messages) and stores them with one `put`,
+//!   one group at a time. The store stamps cursors in put order, so each
+//!   group's cursors are later than the previous group's.
+//! - The **distributor** takes the stored groups in order and publishes
+//!   the messages they inserted to the `paths` exchange, in cursor order,
+//!   then answers the jobs. A duplicate is never distributed again: its
+//!   first copy was, or is still owed (below). So a UUID published twice is
+//!   one message at any distance in time.
+//!
+//! # Owed distribution
+//! The distributor keeps `through`: every message this store holds at or
+//! before that cursor has been handed to the postoffice. It is saved in the
+//! store as the `distributed` checkpoint. When the postoffice refuses (an
+//! outage) the distributor falls *behind*: it answers the publishers with
+//! `unavailable` (stored, resend later) and, with backoff, reads what the
+//! store holds after `through` and distributes it in order until it has
+//! caught up. A core that restarts after a crash starts behind from its
+//! checkpoint. A resend of a message still owed is answered `unavailable`
+//! until it has gone out, so `ok` always means stored *and* distributed.
+//!
+//! Catching up distributes peers' replicas stored meanwhile too; gateways
+//! drop those copies by UUID (their window of recent UUIDs).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use postmesh_router::backoff::Backoff;
+use postmesh_router::{Exchange, Outgoing, Postoffice, Properties};
+use postmesh_schema::protocol::msg_frame_at;
+use postmesh_schema::{Class, Cursor, Message, Pattern};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use crate::metrics::CoreMetrics;
+use crate::service::{CoreError, priority};
+use crate::store::{Put, PutOutcome, Store, StoreError};
+
+/// Most messages stored by one `put` of the sequencer.
+pub const MAX_GROUP: usize = 4096;
+/// Jobs that may wait for the sequencer; beyond it publishes fail with
+/// `Overloaded` (503) rather than queue without bound.
+pub const JOB_QUEUE: usize = 4096;
+/// Stored groups waiting for the distributor.
+const STORED_QUEUE: usize = 4;
+/// Messages read from the store per step of catching up.
+const CATCH_UP_PAGE: usize = 1000;
+/// How often the `distributed` checkpoint is saved at most.
+const SAVE_EVERY: Duration = Duration::from_millis(100);
+/// The checkpoint's name in the store.
+pub const CHECKPOINT: &str = "distributed";
+/// The longest wait between two attempts to catch up.
+const MAX_RETRY: Duration = Duration::from_secs(5);
+
+/// What a job's messages are for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Publishes: stored, then distributed by this core.
+    Publish,
+    /// A peer's replicas: stored only (the peer distributed them).
+    Replica,
+}
+
+struct Job {
+    messages: Vec<Message>,
+    kind: Kind,
+    reply: oneshot::Sender<Result<Vec<Put>, CoreError>>,
+}
+
+/// A group the sequencer stored: its jobs, their messages and outcomes.
+struct Stored {
+    jobs: Vec<Job>,
+    messages: Vec<Message>,
+    puts: Vec<Put>,
+}
+
+/// The running pipeline of one core.
+pub struct Pipeline {
+    jobs: Mutex<Option<mpsc::Sender<Job>>>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Pipeline {
+    /// Starts both stages over `store`. Reads the `distributed` checkpoint
+    /// first: what was stored after it is still owed.
+    pub async fn start(
+        store: Arc<dyn Store>,
+        postoffice: Arc<dyn Postoffice>,
+        metrics: CoreMetrics,
+    ) -> Result<Pipeline, StoreError> {
+        let newest = store.newest().await?;
+        let saved = store.checkpoint(CHECKPOINT).await?;
+        // No checkpoint: a store from before checkpoints, or a new one.
+        // What it holds went out when it was stored.
+        let through = saved.or(newest);
+        let behind = matches!((saved, newest), (Some(s), Some(n)) if s < n);
+        if behind {
+            tracing::info!(from = %through.expect("behind a checkpoint"), "distributing what a previous run stored but did not hand on");
+        }
+        let (jobs_tx, jobs_rx) = mpsc::channel(JOB_QUEUE);
+        let (stored_tx, stored_rx) = mpsc::channel(STORED_QUEUE);
+        let sequencer = tokio::spawn(sequence(jobs_rx, stored_tx, store.clone(), metrics.clone()));
+        let distributor = Distributor {
+            store,
+            postoffice,
+            metrics,
+            through,
+            behind,
+            saved,
+            saved_at: Instant::now(),
+            backoff: Backoff::new(MAX_RETRY),
+        };
+        let distributor = tokio::spawn(distributor.run(stored_rx));
+        Ok(Pipeline {
+            jobs: Mutex::new(Some(jobs_tx)),
+            tasks: Mutex::new(vec![sequencer, distributor]),
+        })
+    }
+
+    /// Stores (and for [`Kind::Publish`], distributes) `messages`; one
+    /// [`Put`] per message, in order.
+    pub async fn submit(&self, messages: Vec<Message>, kind: Kind) -> Result<Vec<Put>, CoreError> {
+        if messages.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (reply, answer) = oneshot::channel();
+        let jobs = self.jobs.lock().clone().ok_or(StoreError::Closed)?;
+        jobs.try_send(Job {
+            messages,
+            kind,
+            reply,
+        })
+        .map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => StoreError::Overloaded,
+            mpsc::error::TrySendError::Closed(_) => StoreError::Closed,
+        })?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Takes no new jobs, finishes the ones taken, saves the checkpoint.
+    pub async fn close(&self) {
+        self.jobs.lock().take();
+        let tasks = std::mem::take(&mut *self.tasks.lock());
+        for t in tasks {
+            let _ = t.await;
+        }
+    }
+}
+
+async fn sequence(
+    mut jobs: mpsc::Receiver<Job>,
+    stored: mpsc::Sender<Stored>,
+    store: Arc<dyn Store>,
+    metrics: CoreMetrics,
+) {
+    while let Some(first) = jobs.recv().await {
+        let mut n = first.messages.len();
+        let mut group = vec![first];
+        while n < MAX_GROUP {
+            match jobs.try_recv() {
+                Ok(j) => {
+                    n += j.messages.len();
+                    group.push(j);
+                }
+                Err(_) => break,
+            }
+        }
+        let messages: Vec<Message> = group.iter().flat_map(|j| j.messages.clone()).collect();
+        let start = Instant::now();
+        let put = store.put(messages.clone()).await;
+        metrics
+            .store_write_seconds
+            .observe(start.elapsed().as_secs_f64());
+        match put {
+            Ok(puts) => {
+                for p in &puts {
+                    match p.outcome {
+                        PutOutcome::Inserted => metrics.persisted.inc(),
+                        PutOutcome::Duplicate => metrics.duplicates.inc(),
+                    };
+                }
+                let group = Stored {
+                    jobs: group,
+                    messages,
+                    puts,
+                };
+                if stored.send(group).await.is_err() {
+                    return;
+                }
+            }
+            Err(e) => {
+                for j in group {
+                    let _ = j.reply.send(Err(e.clone().into()));
+                }
+            }
+        }
+    }
+}
+
+/// The distributor's state; see the module documentation.
+struct Distributor {
+    store: Arc<dyn Store>,
+    postoffice: Arc<dyn Postoffice>,
+    metrics: CoreMetrics,
+    /// Everything stored at or before it has been distributed.
+    through: Option<Cursor>,
+    /// The postoffice refused: what was stored after `through` is owed.
+    behind: bool,
+    saved: Option<Cursor>,
+    saved_at: Instant,
+    backoff: Backoff,
+}
+
+impl Distributor {
+    async fn run(mut self, mut stored: mpsc::Receiver<Stored>) {
+        let mut retry = Duration::ZERO;
+        loop {
+            tokio::select! {
+                group = stored.recv() => match group {
+                    Some(g) => self.handle(g).await,
+                    None => break,
+                },
+                _ = tokio::time::sleep(retry), if self.behind => self.catch_up().await,
+            }
+            retry = if self.behind {
+                self.backoff.next_delay()
+            } else {
+                self.backoff = Backoff::new(MAX_RETRY);
+                Duration::ZERO
+            };
+            self.save(false).await;
+        }
+        if self.behind {
+            self.catch_up().await;
+        }
+        self.save(true).await;
+    }
+
+    async fn handle(&mut self, g: Stored) {
+        if !self.behind {
+            let mut out = Vec::new();
+            let mut i = 0;
+            for job in &g.jobs {
+                for _ in 0..job.messages.len() {
+                    let (m, p) = (&g.messages[i], &g.puts[i]);
+                    i += 1;
+                    if job.kind == Kind::Publish
+                        && p.outcome == PutOutcome::Inserted
+                        && Some(p.cursor) > self.through
+                    {
+                        out.push(outgoing(m, p.cursor));
+                    }
+                }
+            }
+            let sent = out.len() as u64;
+            match self.postoffice.publish_all(Exchange::Paths, out).await {
+                Ok(()) => {
+                    self.metrics.distributed.inc_by(sent);
+                    let newest = g
+                        .puts
+                        .iter()
+                        .filter(|p| p.outcome == PutOutcome::Inserted)
+                        .map(|p| p.cursor)
+                        .max();
+                    self.through = self.through.max(newest);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "distribution failed; catching up from the store");
+                    self.behind = true;
+                }
+            }
+        }
+        if self.behind {
+            self.catch_up().await;
+        }
+        let mut puts = g.puts.into_iter();
+        for job in g.jobs {
+            let mine: Vec<Put> = puts.by_ref().take(job.messages.len()).collect();
+            let out =
+                job.kind == Kind::Replica || mine.iter().all(|p| Some(p.cursor) <= self.through);
+            let answer = if out {
+                Ok(mine)
+            } else {
+                Err(CoreError::Undistributed)
+            };
+            let _ = job.reply.send(answer);
+        }
+    }
+
+    /// Distributes what the store holds after `through`, in order, until
+    /// there is nothing more or the postoffice refuses.
+    async fn catch_up(&mut self) {
+        let everything = Pattern::parse("#").expect("a valid pattern");
+        loop {
+            let from = self.through.unwrap_or(Cursor::at_ticks(0));
+            let page = match self
+                .store
+                .since(everything.clone(), from, CATCH_UP_PAGE)
+                .await
+            {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::warn!(error = %e, "reading what is owed failed");
+                    return;
+                }
+            };
+            let Some(last) = page.messages.last().and_then(|m| m.cursor) else {
+                self.behind = false;
+                return;
+            };
+            let out: Vec<Outgoing> = page
+                .messages
+                .iter()
+                .filter_map(|m| m.cursor.map(|c| outgoing(m, c)))
+                .collect();
+            let sent = out.len() as u64;
+            if let Err(e) = self.postoffice.publish_all(Exchange::Paths, out).await {
+                tracing::debug!(error = %e, "catching up failed; retrying");
+                return;
+            }
+            self.metrics.distributed.inc_by(sent);
+            self.through = Some(last);
+            if !page.more {
+                self.behind = false;
+                tracing::info!(through = %last, "caught up: everything stored is distributed");
+                return;
+            }
+        }
+    }
+
+    async fn save(&mut self, now: bool) {
+        let Some(through) = self.through else {
+            return;
+        };
+        if self.saved == Some(through) || (!now && self.saved_at.elapsed() < SAVE_EVERY) {
+            return;
+        }
+        match self.store.set_checkpoint(CHECKPOINT, through).await {
+            Ok(()) => {
+                self.saved = Some(through);
+                self.saved_at = Instant::now();
+            }
+            Err(e) => tracing::warn!(error = %e, "saving the distribution checkpoint failed"),
+        }
+    }
+}
+
+/// The `paths` message of a stored message: routing key = path, the frame
+/// devices receive (with its cursor), and the cursor for gateways.
+fn outgoing(m: &Message, cursor: Cursor) -> Outgoing {
+    Outgoing {
+        routing_key: m.path.as_str().to_owned(),
+        payload: Bytes::from(msg_frame_at(m, Some(&cursor))),
+        props: Properties {
+            message_id: Some(m.uuid.to_string()),
+            kind: Some("msg".into()),
+            priority: Some(priority(m.class)),
+            persistent: m.class != Class::Bronze,
+            cursor: Some(cursor.to_string()),
+            ..Properties::default()
+        },
+    }
+}

@@ -1,0 +1,365 @@
+//! Replays: `sub` with `history` or `since`, and the reread after a
+//! postoffice outage. All go through the connection's [`Merge`].
+//!
+//! A resume (`since`, a reread) reads the store a page at a time
+//! (`resume_limit` messages), sends the page, and reads the next from the
+//! last cursor of the one before, until a page is not full: its patterns
+//! stay pending meanwhile, so live frames are held and nothing is missed
+//! between the pages and the live stream. It starts `resume_overlap_ms`
+//! before the position asked for (zero with one core). A resume longer
+//! than `max_replay` stops there: for a `sub` the subscription is not made
+//! live and `ok` says `"more":true`; the device subscribes again from the
+//! cursor of the last message it got.
+
+use std::collections::HashSet;
+
+use super::*;
+
+/// How far a paged replay has got.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Progress {
+    /// Messages sent so far.
+    pub total: usize,
+    /// Retention may have deleted some of what was asked for.
+    pub gap: bool,
+}
+
+/// Oldest first by cursor, each UUID once (several patterns, or several
+/// cores answering, may return the same message).
+fn oldest_first(messages: &mut Vec<Message>) {
+    messages.sort_by_key(|m| (m.cursor, m.uuid));
+    let mut seen = HashSet::with_capacity(messages.len());
+    messages.retain(|m| seen.insert(m.uuid));
+}
+
+/// One page of what `patterns` stored after `after`, oldest first, at most
+/// `limit`, and where the next page starts if this one is full. With
+/// several patterns the page ends at the `limit`-th message of their union:
+/// everything up to it has been read for each of them.
+async fn read_page(
+    core: &dyn CoreClient,
+    patterns: &[Pattern],
+    after: Cursor,
+    limit: usize,
+    user: Option<u64>,
+) -> Result<(Page, Option<Cursor>), CoreError> {
+    let mut page = Page::default();
+    for p in patterns {
+        let got = core.since(p.clone(), after, limit, user).await?;
+        page.more |= got.more;
+        page.gap |= got.gap;
+        page.messages.extend(got.messages);
+    }
+    oldest_first(&mut page.messages);
+    if page.messages.len() > limit {
+        page.messages.truncate(limit);
+        page.more = true;
+    }
+    let next = if page.more {
+        page.messages.last().and_then(|m| m.cursor)
+    } else {
+        None
+    };
+    Ok((page, next))
+}
+
+impl<T> Session<T>
+where
+    T: Stream<Item = Inbound> + Sink<Outbound> + Unpin + Send,
+{
+    /// Where a resume from `position` starts reading: the overlap window
+    /// before it.
+    fn resume_from(&self, position: Cursor) -> Cursor {
+        match self.ctx.config.resume_overlap_ms.unwrap_or(0) {
+            0 => position,
+            window => position.earlier_by_millis(window),
+        }
+    }
+
+    /// Starts a `sub` with `history` (the `k` latest) or `since` (what was
+    /// stored after a cursor): the pattern goes pending, is bound upstream,
+    /// then the store is read.
+    pub(super) fn start_replay(
+        &mut self,
+        id: u64,
+        pattern: Pattern,
+        history: Option<u32>,
+        since: Option<Cursor>,
+    ) -> Op {
+        self.merge.begin([pattern.clone()]);
+        if let Some(position) = since {
+            // The device has everything up to where it resumes from.
+            self.merge.cover(&pattern, position);
+        }
+        let (hub, conn, core) = (
+            self.ctx.hub.clone(),
+            self.subs.conn.clone(),
+            self.ctx.core.clone(),
+        );
+        let (limit, user) = (self.ctx.config.resume_limit, self.grants.user);
+        let since = since.map(|c| self.resume_from(c));
+        Box::pin(async move {
+            let bound = hub
+                .subscribe(&conn, &pattern)
+                .await
+                .map_err(|e| postoffice_error(Some(id), e));
+            let read = match (bound, history, since) {
+                (Err(e), _, _) => Err(e),
+                (Ok(()), Some(k), _) => core
+                    .history(pattern.clone(), k as usize, None, user)
+                    .await
+                    .map(|mut p| {
+                        p.messages.reverse();
+                        (p, None)
+                    })
+                    .map_err(|e| core_error(Some(id), e)),
+                (Ok(()), None, after) => {
+                    let after = after.unwrap_or_else(Cursor::now);
+                    read_page(
+                        core.as_ref(),
+                        std::slice::from_ref(&pattern),
+                        after,
+                        limit,
+                        user,
+                    )
+                    .await
+                    .map_err(|e| core_error(Some(id), e))
+                }
+            };
+            if read.is_err() {
+                let _ = hub.unsubscribe(&conn, &pattern).await;
+            }
+            let (result, next) = match read {
+                Ok((page, next)) => (Ok(page), next),
+                Err(e) => (Err(e), None),
+            };
+            Done::Replayed {
+                id,
+                pattern,
+                result,
+                next,
+                progress: since.map(|_| Progress::default()),
+            }
+        })
+    }
+
+    /// The next page of a `sub` replay, from `after`.
+    fn next_replay_page(&self, id: u64, pattern: Pattern, after: Cursor, progress: Progress) -> Op {
+        let core = self.ctx.core.clone();
+        let (limit, user) = (self.ctx.config.resume_limit, self.grants.user);
+        Box::pin(async move {
+            let read = read_page(
+                core.as_ref(),
+                std::slice::from_ref(&pattern),
+                after,
+                limit,
+                user,
+            )
+            .await
+            .map_err(|e| core_error(Some(id), e));
+            let (result, next) = match read {
+                Ok((page, next)) => (Ok(page), next),
+                Err(e) => (Err(e), None),
+            };
+            Done::Replayed {
+                id,
+                pattern,
+                result,
+                next,
+                progress: Some(progress),
+            }
+        })
+    }
+
+    /// The hub is back on the postoffice: every active pattern goes pending
+    /// at once (live frames from now on are held), and a reread is queued.
+    pub(super) fn note_reread(&mut self, from: Cursor) {
+        let active: Vec<Pattern> = self
+            .subs
+            .patterns
+            .iter()
+            .filter(|p| !self.merge.is_pending(p))
+            .cloned()
+            .collect();
+        if active.is_empty() {
+            return;
+        }
+        self.merge.begin(active.iter().cloned());
+        match &mut self.reread {
+            Some((earliest, patterns)) => {
+                *earliest = (*earliest).min(from);
+                patterns.extend(active);
+            }
+            None => self.reread = Some((from, active)),
+        }
+    }
+
+    /// Reads what the patterns stored after `from`, to replay it.
+    pub(super) fn start_reread(&mut self, from: Cursor, patterns: Vec<Pattern>) -> Op {
+        let after = self.resume_from(from);
+        self.next_reread_page(patterns, after, Progress::default())
+    }
+
+    /// One page of a reread. What the hub fanned out live is left out: the
+    /// connection had it.
+    fn next_reread_page(&self, patterns: Vec<Pattern>, after: Cursor, progress: Progress) -> Op {
+        let (core, hub) = (self.ctx.core.clone(), self.ctx.hub.clone());
+        let (limit, user) = (self.ctx.config.resume_limit, self.grants.user);
+        Box::pin(async move {
+            let read = read_page(core.as_ref(), &patterns, after, limit, user).await;
+            let (result, next) = match read {
+                Ok((mut page, next)) => {
+                    page.messages.retain(|m| !hub.has_seen(&m.uuid));
+                    (Ok(page), next)
+                }
+                Err(e) => (Err(core_error(None, e)), None),
+            };
+            Done::Reread {
+                patterns,
+                result,
+                next,
+                progress,
+            }
+        })
+    }
+
+    /// Sends replayed messages (oldest first) that the merge lets through.
+    pub(super) async fn send_replay(&mut self, messages: Vec<Message>) -> Result<usize, Stop> {
+        let fresh = self.merge.replay(messages, Instant::now());
+        let deadline = self.write_deadline();
+        for m in &fresh {
+            let frame = Utf8Bytes::try_from(msg_frame(m)).map_err(|_| Stop)?;
+            self.write_by(deadline, Some(Outbound::Text(frame))).await?;
+        }
+        Ok(fresh.len())
+    }
+
+    /// Ends the pending state of `patterns`; once nothing pends, the held
+    /// live frames the merge releases go out, in arrival order.
+    pub(super) async fn settle(&mut self, patterns: &[Pattern]) -> Result<(), Stop> {
+        let released = self
+            .merge
+            .settle(patterns, &self.subs.patterns, Instant::now());
+        if released.is_empty() {
+            return Ok(());
+        }
+        let deadline = self.write_deadline();
+        for live in released {
+            self.note_prefs(&live);
+            self.write_by(deadline, Some(Outbound::Text(live.frame.clone())))
+                .await?;
+        }
+        self.write_by(deadline, None).await
+    }
+
+    pub(super) async fn apply_replayed(
+        &mut self,
+        id: u64,
+        pattern: Pattern,
+        result: Result<Page, FrameError>,
+        next: Option<Cursor>,
+        progress: Option<Progress>,
+    ) -> Result<(), Stop> {
+        let page = match result {
+            Ok(page) => page,
+            Err(e) => {
+                self.subs.patterns.retain(|p| *p != pattern);
+                self.merge.forget(&pattern);
+                self.settle(std::slice::from_ref(&pattern)).await?;
+                return self.send_err(e).await;
+            }
+        };
+        let (more, gap) = (page.more, page.gap);
+        self.merge.cover_all(&pattern, &page.messages);
+        let n = self.send_replay(page.messages).await?;
+        let Some(mut progress) = progress else {
+            // `history`: one page; `more` says older messages exist.
+            self.send(ok_frame(
+                id,
+                &format!(r#","replayed":{n},"more":{more},"gap":false"#),
+            ))
+            .await?;
+            return self.settle(std::slice::from_ref(&pattern)).await;
+        };
+        progress.total += n;
+        progress.gap |= gap;
+        let stopped = match next {
+            Some(after) if progress.total < self.ctx.config.max_replay => {
+                self.write_by(self.write_deadline(), None).await?;
+                self.next_op = Some(self.next_replay_page(id, pattern, after, progress));
+                return Ok(());
+            }
+            Some(_) => {
+                // Too long a resume: not made live; the device subscribes
+                // again from the last cursor it got.
+                self.subs.patterns.retain(|p| *p != pattern);
+                self.merge.forget(&pattern);
+                let (hub, conn, p) = (
+                    self.ctx.hub.clone(),
+                    self.subs.conn.clone(),
+                    pattern.clone(),
+                );
+                tokio::spawn(async move { hub.unsubscribe(&conn, &p).await });
+                true
+            }
+            None => false,
+        };
+        self.send(ok_frame(
+            id,
+            &format!(
+                r#","replayed":{},"more":{stopped},"gap":{}"#,
+                progress.total, progress.gap
+            ),
+        ))
+        .await?;
+        self.settle(std::slice::from_ref(&pattern)).await
+    }
+
+    pub(super) async fn apply_reread(
+        &mut self,
+        patterns: Vec<Pattern>,
+        result: Result<Page, FrameError>,
+        next: Option<Cursor>,
+        mut progress: Progress,
+    ) -> Result<(), Stop> {
+        let page = match result {
+            Ok(page) => page,
+            Err(mut e) => {
+                self.settle(&patterns).await?;
+                e.message = format!(
+                    "rereading after a postoffice outage failed ({}); resubscribe with since",
+                    e.message
+                );
+                return self.send_err(e).await;
+            }
+        };
+        progress.gap |= page.gap;
+        for p in &patterns {
+            let matching = page.messages.iter().filter(|m| p.matches(&m.path));
+            self.merge.cover_all(p, matching);
+        }
+        progress.total += self.send_replay(page.messages).await?;
+        let more = match next {
+            Some(after) if progress.total < self.ctx.config.max_replay => {
+                self.write_by(self.write_deadline(), None).await?;
+                self.next_op = Some(self.next_reread_page(patterns, after, progress));
+                return Ok(());
+            }
+            Some(_) => true,
+            None => false,
+        };
+        let frame = format!(
+            r#"{{"op":"reread","replayed":{},"more":{more},"gap":{}}}"#,
+            progress.total, progress.gap
+        );
+        self.send(frame).await?;
+        self.settle(&patterns).await
+    }
+
+    /// Sorts and dedupes pages read for several patterns (login sync).
+    pub(super) fn merged(pages: Vec<Page>) -> Vec<Message> {
+        let mut all: Vec<Message> = pages.into_iter().flat_map(|p| p.messages).collect();
+        oldest_first(&mut all);
+        all
+    }
+}

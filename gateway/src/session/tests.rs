@@ -1,0 +1,200 @@
+//! The loop over channels: no sockets, full control over timing.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use futures_channel::mpsc;
+use postmesh_core::{Page, Published};
+use postmesh_router::MemoryPostoffice;
+use postmesh_schema::{Body, Path, Uuid};
+use serde_json::Value;
+use tokio::sync::Notify;
+
+use super::*;
+use crate::metrics::GatewayMetrics;
+
+/// A transport made of two channels.
+struct Pipe {
+    rx: mpsc::UnboundedReceiver<Inbound>,
+    tx: mpsc::UnboundedSender<Outbound>,
+}
+
+impl Stream for Pipe {
+    type Item = Inbound;
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Inbound>> {
+        Pin::new(&mut self.rx).poll_next(cx)
+    }
+}
+
+impl Sink<Outbound> for Pipe {
+    type Error = mpsc::SendError;
+    fn poll_ready(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Pin::new(&mut self.tx).poll_ready(cx)
+    }
+    fn start_send(mut self: Pin<&mut Self>, item: Outbound) -> Result<(), Self::Error> {
+        Pin::new(&mut self.tx).start_send(item)
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Pin::new(&mut self.tx).poll_flush(cx)
+    }
+    fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Pin::new(&mut self.tx).poll_close(cx)
+    }
+}
+
+/// A core whose history answer the test releases when it wants.
+struct HeldCore {
+    page: parking_lot::Mutex<Option<Page>>,
+    release: Notify,
+    asked: Notify,
+}
+
+#[async_trait::async_trait]
+impl CoreClient for HeldCore {
+    async fn publish(&self, _: Vec<Message>) -> Result<Vec<Published>, CoreError> {
+        unimplemented!("not used")
+    }
+    async fn history(
+        &self,
+        _: Pattern,
+        _: usize,
+        _: Option<Cursor>,
+        _: Option<u64>,
+    ) -> Result<Page, CoreError> {
+        self.asked.notify_one();
+        self.release.notified().await;
+        Ok(self.page.lock().take().unwrap_or_default())
+    }
+    async fn since(
+        &self,
+        _: Pattern,
+        _: Cursor,
+        _: usize,
+        _: Option<u64>,
+    ) -> Result<Page, CoreError> {
+        Ok(Page::default())
+    }
+    async fn latest(&self, _: Pattern, _: usize, _: Option<u64>) -> Result<Page, CoreError> {
+        Ok(Page::default())
+    }
+    async fn dismiss(&self, _: u64, _: Uuid) -> Result<(), CoreError> {
+        Ok(())
+    }
+}
+
+fn message(path: &str) -> Message {
+    Message::new(Path::parse(path).unwrap(), Body::None)
+}
+
+fn live(m: &Message) -> Arc<Live> {
+    Arc::new(Live {
+        uuid: m.uuid,
+        cursor: m.cursor,
+        path: m.path.to_string(),
+        frame: Utf8Bytes::try_from(msg_frame(m)).unwrap(),
+        kind: LiveKind::Message,
+    })
+}
+
+async fn next(out: &mut mpsc::UnboundedReceiver<Outbound>) -> Value {
+    match tokio::time::timeout(Duration::from_secs(5), out.next()).await {
+        Ok(Some(Outbound::Text(t))) => serde_json::from_str(&t).unwrap(),
+        other => panic!("expected a frame, got {other:?}"),
+    }
+}
+
+/// A message that arrives live while a replay is pending, through another
+/// active subscription, is not replayed again; one that is in the replay
+/// and also buffered goes out once; one whose live copy arrives after the
+/// replay is dropped.
+#[tokio::test]
+async fn replay_and_live_merge_without_duplicates() {
+    let cancel = CancellationToken::new();
+    let metrics = GatewayMetrics::default();
+    let hub = Hub::start(
+        Arc::new(MemoryPostoffice::new()),
+        "gw".into(),
+        1024,
+        metrics.clone(),
+        cancel.clone(),
+        None,
+        None,
+    )
+    .await
+    .unwrap();
+    let core = Arc::new(HeldCore {
+        page: parking_lot::Mutex::new(None),
+        release: Notify::new(),
+        asked: Notify::new(),
+    });
+    let ctx = Arc::new(Ctx {
+        hub: hub.clone(),
+        core: core.clone(),
+        authority: Authority::new(None),
+        config: GatewayConfig::default(),
+        metrics,
+    });
+    let (in_tx, in_rx) = mpsc::unbounded();
+    let (out_tx, mut out) = mpsc::unbounded();
+    let session = tokio::spawn(run(
+        Pipe {
+            rx: in_rx,
+            tx: out_tx,
+        },
+        ctx,
+        Grants::open(),
+        Options::default(),
+        cancel.clone(),
+    ));
+    let send = |s: &str| {
+        in_tx
+            .unbounded_send(Inbound::Text(Utf8Bytes::from(s)))
+            .unwrap()
+    };
+
+    send(r#"{"op":"sub","id":1,"pattern":"b.y"}"#);
+    assert_eq!(next(&mut out).await["op"], "ok");
+    send(r#"{"op":"sub","id":2,"pattern":"b.#","history":10}"#);
+    core.asked.notified().await;
+
+    let (m0, m2, m3) = (message("b.old"), message("b.x"), message("b.y"));
+    // m3 matches the active `b.y`: delivered at once.
+    hub.fan_out(&live(&m3));
+    assert_eq!(next(&mut out).await["uuid"], m3.uuid.to_string());
+    // m2 matches only the pending `b.#`: held back.
+    hub.fan_out(&live(&m2));
+    // The store read saw m0, m2 and m3 (newest first).
+    *core.page.lock() = Some(Page {
+        messages: vec![m3.clone(), m2.clone(), m0.clone()],
+        more: false,
+        gap: false,
+    });
+    core.release.notify_one();
+    assert_eq!(next(&mut out).await["uuid"], m0.uuid.to_string());
+    assert_eq!(next(&mut out).await["uuid"], m2.uuid.to_string());
+    let ok = next(&mut out).await;
+    assert_eq!(
+        (
+            ok["op"].as_str(),
+            ok["id"].as_u64(),
+            ok["replayed"].as_u64()
+        ),
+        (Some("ok"), Some(2), Some(2))
+    );
+    // m0's live copy was still on its way: dropped.
+    hub.fan_out(&live(&m0));
+    let m4 = message("b.z");
+    hub.fan_out(&live(&m4));
+    assert_eq!(
+        next(&mut out).await["uuid"],
+        m4.uuid.to_string(),
+        "nothing in between"
+    );
+
+    cancel.cancel();
+    session.await.unwrap();
+    match out.next().await {
+        Some(Outbound::Close(code, _)) => assert_eq!(code, close::GOING_AWAY),
+        other => panic!("expected a close, got {other:?}"),
+    }
+}
