@@ -28,6 +28,8 @@ pub enum Command {
     /// Publish one message.
     Publish(PublishArgs),
     /// Print live messages matching a pattern as JSON lines.
+    /// (Reconnects and resumes after a dropped connection or a server
+    /// restart; prints each message once.)
     Tail(TailArgs),
     /// Print stored messages matching a pattern, newest first, as JSON lines.
     History(HistoryArgs),
@@ -126,8 +128,12 @@ pub struct TailArgs {
     /// Pattern, e.g. 'feeds.#'
     pub pattern: String,
     /// First print this many stored messages (oldest first).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "since")]
     pub history: Option<u32>,
+    /// First print everything stored after this cursor (the `cursor` of the
+    /// last message a previous tail printed).
+    #[arg(long)]
+    pub since: Option<String>,
     #[command(flatten)]
     pub endpoint: Endpoint,
 }

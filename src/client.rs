@@ -4,6 +4,9 @@
 use std::process::ExitCode;
 
 use futures_util::{SinkExt, StreamExt};
+use postmesh_router::backoff::Backoff;
+use postmesh_schema::RecentSet;
+use postmesh_schema::protocol::close;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -106,8 +109,23 @@ pub async fn history(args: HistoryArgs) -> Result<ExitCode, String> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// How many UUIDs `tail` remembers to print each message once.
+const TAIL_DEDUPE: usize = 65_536;
+
+/// Why one connection of `tail` ended.
+enum TailEnd {
+    /// Ctrl-C.
+    Interrupted,
+    /// The connection went away (a restart, a network hiccup, a slow
+    /// consumer, an idle close): reconnect and resume.
+    Lost(String),
+    /// The server refused (a bad pattern, a token): reconnecting cannot help.
+    Refused(String),
+}
+
 /// `postmesh tail PATTERN`: subscribes and prints each message as a JSON
-/// line until the server closes or Ctrl-C.
+/// line until Ctrl-C. A dropped connection is resumed, with backoff, from
+/// the cursor of the last message printed; each UUID is printed once.
 pub async fn tail(args: TailArgs) -> Result<ExitCode, String> {
     let http = base(&args.endpoint);
     let ws = if let Some(rest) = http.strip_prefix("https://") {
@@ -117,64 +135,147 @@ pub async fn tail(args: TailArgs) -> Result<ExitCode, String> {
     } else {
         format!("{http}/ws")
     };
-    let (mut socket, _) = tokio_tungstenite::connect_async(ws.as_str())
-        .await
-        .map_err(|e| format!("cannot connect to {ws}: {e} (is `postmesh up` running?)"))?;
-    if let Some(t) = &args.endpoint.token {
-        let auth = json!({"op": "auth", "id": 0, "token": t});
-        socket
-            .send(Message::text(auth.to_string()))
-            .await
-            .map_err(|e| e.to_string())?;
+    if let Some(s) = &args.since {
+        postmesh_schema::message::parse_v1(s).map_err(|e| format!("--since: {e}"))?;
     }
-    let mut sub = json!({"op": "sub", "id": 1, "pattern": args.pattern});
-    if let Some(k) = args.history {
-        sub["history"] = json!(k);
-    }
-    socket
-        .send(Message::text(sub.to_string()))
-        .await
-        .map_err(|e| e.to_string())?;
+    let mut position = args.since.clone();
+    let mut seen: RecentSet<String> = RecentSet::new(TAIL_DEDUPE);
+    let mut backoff = Backoff::new(std::time::Duration::from_secs(5));
+    let mut connected_once = false;
     loop {
-        let frame = tokio::select! {
-            _ = tokio::signal::ctrl_c() => return Ok(ExitCode::SUCCESS),
-            f = socket.next() => f,
-        };
-        match frame {
-            Some(Ok(Message::Text(t))) => {
-                let v: Value =
-                    serde_json::from_str(&t).map_err(|e| format!("bad frame from server: {e}"))?;
-                match v["op"].as_str() {
-                    Some("msg") => {
-                        let mut m = v;
-                        if let Some(o) = m.as_object_mut() {
-                            o.remove("op");
-                        }
-                        println!("{m}");
-                    }
-                    Some("err") => {
-                        return Err(format!(
-                            "{}: {}",
-                            v["code"].as_str().unwrap_or("error"),
-                            v["message"].as_str().unwrap_or("")
-                        ));
-                    }
-                    _ => {}
+        let socket = match tokio_tungstenite::connect_async(ws.as_str()).await {
+            Ok((socket, _)) => socket,
+            Err(e) if !connected_once => {
+                return Err(format!(
+                    "cannot connect to {ws}: {e} (is `postmesh up` running?)"
+                ));
+            }
+            Err(e) => {
+                eprintln!("postmesh tail: cannot reconnect to {ws}: {e}; retrying");
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => return Ok(ExitCode::SUCCESS),
+                    _ = tokio::time::sleep(backoff.next_delay()) => continue,
                 }
             }
+        };
+        let history = if connected_once { None } else { args.history };
+        connected_once = true;
+        match tail_connection(socket, &args, history, &mut position, &mut seen).await {
+            TailEnd::Interrupted => return Ok(ExitCode::SUCCESS),
+            TailEnd::Refused(why) => return Err(why),
+            TailEnd::Lost(why) => {
+                let from = position.as_deref().unwrap_or("now");
+                eprintln!("postmesh tail: {why}; resuming from {from}");
+                backoff = Backoff::new(std::time::Duration::from_secs(5));
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => return Ok(ExitCode::SUCCESS),
+                    _ = tokio::time::sleep(backoff.next_delay()) => {}
+                }
+            }
+        }
+    }
+}
+
+/// One connection of `tail`: subscribes from `position` (or with
+/// `history`), prints what is new, and keeps `position` at the cursor of
+/// the last message printed.
+async fn tail_connection(
+    mut socket: tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+    args: &TailArgs,
+    history: Option<u32>,
+    position: &mut Option<String>,
+    seen: &mut RecentSet<String>,
+) -> TailEnd {
+    let lost = |e: &dyn std::fmt::Display| TailEnd::Lost(format!("connection lost: {e}"));
+    if let Some(t) = &args.endpoint.token {
+        let auth = json!({"op": "auth", "id": 0, "token": t});
+        if let Err(e) = socket.send(Message::text(auth.to_string())).await {
+            return lost(&e);
+        }
+    }
+    let mut sub_id = 1u64;
+    let sub = |id: u64, position: &Option<String>| {
+        let mut sub = json!({"op": "sub", "id": id, "pattern": args.pattern});
+        match (position, history) {
+            (Some(p), _) => sub["since"] = json!(p),
+            (None, Some(k)) => sub["history"] = json!(k),
+            (None, None) => {}
+        }
+        Message::text(sub.to_string())
+    };
+    if let Err(e) = socket.send(sub(sub_id, position)).await {
+        return lost(&e);
+    }
+    loop {
+        let frame = tokio::select! {
+            _ = tokio::signal::ctrl_c() => return TailEnd::Interrupted,
+            f = socket.next() => f,
+        };
+        let text = match frame {
+            Some(Ok(Message::Text(t))) => t,
             Some(Ok(Message::Close(frame))) => {
                 return match frame {
-                    Some(f) if u16::from(f.code) != 1000 => Err(format!(
+                    Some(f) if u16::from(f.code) == close::TOKEN_EXPIRED => {
+                        TailEnd::Refused(format!("server closed the connection: 4001 {}", f.reason))
+                    }
+                    Some(f) => TailEnd::Lost(format!(
                         "server closed the connection: {} {}",
                         u16::from(f.code),
                         f.reason
                     )),
-                    _ => Ok(ExitCode::SUCCESS),
+                    None => TailEnd::Lost("server closed the connection".into()),
                 };
             }
-            Some(Ok(_)) => {}
-            Some(Err(e)) => return Err(format!("connection lost: {e}")),
-            None => return Ok(ExitCode::SUCCESS),
+            Some(Ok(_)) => continue,
+            Some(Err(e)) => return lost(&e),
+            None => return TailEnd::Lost("connection closed".into()),
+        };
+        let v: Value = match serde_json::from_str(&text) {
+            Ok(v) => v,
+            Err(e) => return TailEnd::Refused(format!("bad frame from server: {e}")),
+        };
+        match v["op"].as_str() {
+            Some("msg") => {
+                if let Some(c) = v["cursor"].as_str() {
+                    *position = Some(c.to_owned());
+                }
+                let fresh = v["uuid"].as_str().is_none_or(|u| seen.insert(u.to_owned()));
+                if fresh {
+                    let mut m = v;
+                    if let Some(o) = m.as_object_mut() {
+                        o.remove("op");
+                    }
+                    println!("{m}");
+                }
+            }
+            Some("ok") if v["id"] == sub_id => {
+                if v["gap"] == true {
+                    eprintln!(
+                        "postmesh tail: messages after {} may have been deleted by retention",
+                        position.as_deref().unwrap_or("the start")
+                    );
+                }
+                if v["more"] == true && position.is_some() {
+                    // The replay stopped at its limit: go on from there.
+                    sub_id += 1;
+                    if let Err(e) = socket.send(sub(sub_id, position)).await {
+                        return lost(&e);
+                    }
+                }
+            }
+            Some("reread") if v["gap"] == true => {
+                eprintln!("postmesh tail: messages may have been deleted by retention");
+            }
+            Some("err") => {
+                return TailEnd::Refused(format!(
+                    "{}: {}",
+                    v["code"].as_str().unwrap_or("error"),
+                    v["message"].as_str().unwrap_or("")
+                ));
+            }
+            _ => {}
         }
     }
 }

@@ -120,26 +120,62 @@ pub async fn start_roles(config: Config, roles: Roles) -> anyhow::Result<Running
             .await
             .context("starting the core")?,
         );
-        // On a shared postoffice a core serves every gateway of the region.
-        if config.amqp.is_some() {
-            CoreServer::start(
-                c.clone(),
-                postoffice.clone(),
-                address(&config, "core")?,
-                config.core.queues.clone(),
-                shutdown.clone(),
-            )
-            .await
-            .context("serving the core on the postoffice")?;
-        }
         store = Some(s);
         core = Some(c);
     }
+    match start_front(
+        &config,
+        roles,
+        &postoffice,
+        core.as_ref(),
+        &mut registry,
+        &shutdown,
+    )
+    .await
+    {
+        Ok(gateway) => Ok(serve(gateway, registry, store, core, &config, shutdown)?),
+        Err(e) => {
+            // Release the data directory before saying why.
+            shutdown.cancel();
+            if let Some(c) = core {
+                c.close().await;
+            }
+            if let Some(s) = store {
+                s.close();
+            }
+            Err(e)
+        }
+    }
+}
 
+/// Starts what faces the others: the core's service on a shared postoffice,
+/// and the gateway.
+async fn start_front(
+    config: &Config,
+    roles: Roles,
+    postoffice: &Arc<dyn Postoffice>,
+    core: Option<&Arc<Core>>,
+    registry: &mut Registry,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<Option<Gateway>> {
+    // On a shared postoffice a core serves every gateway of the region.
+    if let Some(c) = core
+        && config.amqp.is_some()
+    {
+        CoreServer::start(
+            c.clone(),
+            postoffice.clone(),
+            address(config, "core")?,
+            config.core.queues.clone(),
+            shutdown.clone(),
+        )
+        .await
+        .context("serving the core on the postoffice")?;
+    }
     let mut gateway = None;
     if roles != Roles::Core {
-        let me = address(&config, "gateway")?;
-        let (client, replies): (Arc<dyn CoreClient>, _) = match &core {
+        let me = address(config, "gateway")?;
+        let (client, replies): (Arc<dyn CoreClient>, _) = match core {
             Some(c) => (c.clone(), None),
             None => {
                 let replies = Arc::new(Replies::new(&me.to_string()));
@@ -170,13 +206,25 @@ pub async fn start_roles(config: Config, roles: Roles) -> anyhow::Result<Running
                 &me.to_string(),
                 client,
                 postoffice.clone(),
-                &mut registry,
+                registry,
                 shutdown.clone(),
                 replies,
             )
             .await?,
         );
     }
+    Ok(gateway)
+}
+
+/// Serves until `shutdown`, then drains and closes the store.
+fn serve(
+    gateway: Option<Gateway>,
+    registry: Registry,
+    store: Option<Arc<EmbeddedStore>>,
+    core: Option<Arc<Core>>,
+    config: &Config,
+    shutdown: CancellationToken,
+) -> anyhow::Result<Running> {
     let addr = match &gateway {
         Some(g) => Some(g.local_addr()?),
         None => None,

@@ -166,3 +166,96 @@ async fn up_prints_its_urls_and_ctrl_c_drains_cleanly() {
         .unwrap();
     assert!(exit.success(), "{exit:?}");
 }
+
+/// `tail` survives a crash of the server: it reconnects to the same
+/// address, resumes from the cursor of the last message it printed, and
+/// prints every message once, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tail_resumes_across_a_server_crash_and_prints_each_message_once() {
+    use postmesh_tests::Process;
+    use std::time::Duration;
+    use tokio::io::AsyncBufReadExt;
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let data = dir.path().to_str().unwrap().to_owned();
+    let args = ["up", "--listen", listen.as_str(), "--data", data.as_str()];
+    let mut server = Process::start(&args, &[]).await;
+    let url = server.http();
+    let mut tail = tokio::process::Command::new(binary())
+        .args(["tail", "crash.#", "--url", &url])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(tail.stdout.take().unwrap()).lines();
+    let client = reqwest::Client::new();
+    // Wait until the tail's subscription is live.
+    for _ in 0..100 {
+        let metrics = client.get(format!("{url}/metrics")).send().await.unwrap();
+        if metrics
+            .text()
+            .await
+            .unwrap()
+            .contains("postmesh_gateway_subscriptions 1")
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Retried until the server answers: it may be restarting.
+    let publish = async |n: u64| -> String {
+        for _ in 0..100 {
+            let res = client
+                .post(format!("{url}/v1/publish"))
+                .json(&json!({"path": format!("crash.{n}"), "body": n}))
+                .send()
+                .await;
+            if let Ok(r) = res
+                && r.status() == 200
+            {
+                let v: Value = r.json().await.unwrap();
+                return v["uuid"].as_str().unwrap().to_owned();
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("publish {n} never answered");
+    };
+    let first = publish(1).await;
+    let mut printed = vec![next_json(&mut lines).await];
+    server.kill().await;
+    server = Process::start(&args, &[]).await;
+    let missed = publish(2).await;
+    let after = publish(3).await;
+    printed.push(next_json(&mut lines).await);
+    printed.push(next_json(&mut lines).await);
+    let uuids: Vec<&str> = printed
+        .iter()
+        .map(|m| m["uuid"].as_str().unwrap())
+        .collect();
+    assert_eq!(uuids, [first.as_str(), missed.as_str(), after.as_str()]);
+    assert!(
+        printed.iter().all(|m| m["cursor"].is_string()),
+        "{printed:?}"
+    );
+    let more = tokio::time::timeout(Duration::from_millis(700), lines.next_line()).await;
+    assert!(more.is_err(), "nothing printed twice: {more:?}");
+    drop(server);
+}
+
+/// The next line a child printed, as JSON.
+async fn next_json(
+    lines: &mut tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+) -> Value {
+    let line = tokio::time::timeout(std::time::Duration::from_secs(15), lines.next_line())
+        .await
+        .expect("printed in time")
+        .unwrap()
+        .expect("a line");
+    serde_json::from_str(&line).unwrap()
+}
