@@ -222,12 +222,16 @@ impl Distributor {
     async fn run(mut self, mut stored: mpsc::Receiver<Stored>) {
         let mut retry = Duration::ZERO;
         loop {
+            let unsaved = self.through != self.saved;
+            let save_at = tokio::time::Instant::from_std(self.saved_at + SAVE_EVERY);
             tokio::select! {
                 group = stored.recv() => match group {
                     Some(g) => self.handle(g).await,
                     None => break,
                 },
                 _ = tokio::time::sleep(retry), if self.behind => self.catch_up().await,
+                // A quiet moment: save how far it got.
+                _ = tokio::time::sleep_until(save_at), if unsaved => self.save(true).await,
             }
             retry = if self.behind {
                 self.backoff.next_delay()
@@ -342,11 +346,10 @@ impl Distributor {
         if self.saved == Some(through) || (!now && self.saved_at.elapsed() < SAVE_EVERY) {
             return;
         }
+        // Tried again no sooner than SAVE_EVERY, whether it worked or not.
+        self.saved_at = Instant::now();
         match self.store.set_checkpoint(CHECKPOINT, through).await {
-            Ok(()) => {
-                self.saved = Some(through);
-                self.saved_at = Instant::now();
-            }
+            Ok(()) => self.saved = Some(through),
             Err(e) => tracing::warn!(error = %e, "saving the distribution checkpoint failed"),
         }
     }
@@ -366,5 +369,157 @@ fn outgoing(m: &Message, cursor: Cursor) -> Outgoing {
             cursor: Some(cursor.to_string()),
             ..Properties::default()
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use async_trait::async_trait;
+    use postmesh_router::{Consumer, MemoryPostoffice, PostofficeError, QueueSpec};
+    use postmesh_schema::{Body, Path, Uuid};
+
+    use super::*;
+    use crate::store::{EmbeddedOptions, EmbeddedStore};
+
+    /// The embedded postoffice, refusing every publish while `down`.
+    struct Flaky {
+        inner: MemoryPostoffice,
+        down: AtomicBool,
+    }
+
+    #[async_trait]
+    impl Postoffice for Flaky {
+        async fn declare_queue(&self, spec: &QueueSpec) -> Result<(), PostofficeError> {
+            self.inner.declare_queue(spec).await
+        }
+        async fn delete_queue(&self, name: &str) -> Result<(), PostofficeError> {
+            self.inner.delete_queue(name).await
+        }
+        async fn bind(&self, e: Exchange, q: &str, p: &str) -> Result<(), PostofficeError> {
+            self.inner.bind(e, q, p).await
+        }
+        async fn unbind(&self, e: Exchange, q: &str, p: &str) -> Result<(), PostofficeError> {
+            self.inner.unbind(e, q, p).await
+        }
+        async fn publish(&self, e: Exchange, m: Outgoing) -> Result<(), PostofficeError> {
+            if self.down.load(Ordering::SeqCst) {
+                return Err(PostofficeError::Connection("down".into()));
+            }
+            self.inner.publish(e, m).await
+        }
+        async fn consume(&self, q: &str, prefetch: u16) -> Result<Consumer, PostofficeError> {
+            self.inner.consume(q, prefetch).await
+        }
+    }
+
+    fn message(path: &str) -> Message {
+        Message::new(Path::parse(path).unwrap(), Body::None)
+    }
+
+    async fn setup(dir: &std::path::Path) -> (Arc<EmbeddedStore>, Arc<Flaky>, Consumer) {
+        let store = Arc::new(EmbeddedStore::open(dir, EmbeddedOptions::default()).unwrap());
+        let po = Arc::new(Flaky {
+            inner: MemoryPostoffice::new(),
+            down: AtomicBool::new(false),
+        });
+        po.declare_queue(&QueueSpec::transient("q")).await.unwrap();
+        po.bind(Exchange::Paths, "q", "#").await.unwrap();
+        let consumer = po.consume("q", 1000).await.unwrap();
+        (store, po, consumer)
+    }
+
+    /// The UUIDs and cursors delivered until nothing comes for a while.
+    async fn drain(consumer: &mut Consumer) -> Vec<(Uuid, Cursor)> {
+        let mut got = Vec::new();
+        while let Ok(Some(d)) =
+            tokio::time::timeout(Duration::from_millis(700), consumer.next()).await
+        {
+            let uuid = d.props.message_id.as_deref().unwrap().parse().unwrap();
+            let cursor = d.props.cursor.as_deref().unwrap().parse().unwrap();
+            got.push((uuid, cursor));
+            d.ack().await.unwrap();
+        }
+        got
+    }
+
+    /// Refused by the postoffice, a publish is stored, answered
+    /// `Undistributed` (as is its resend while it is owed), and goes out
+    /// once the postoffice is back: once, in cursor order. A later resend
+    /// is a duplicate and goes nowhere.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn what_the_postoffice_refused_goes_out_once_in_order_when_it_is_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, po, mut consumer) = setup(dir.path()).await;
+        let pipeline = Pipeline::start(store.clone(), po.clone(), CoreMetrics::default())
+            .await
+            .unwrap();
+        let (m1, m2, m3) = (message("a.1"), message("a.2"), message("a.3"));
+        po.down.store(true, Ordering::SeqCst);
+        for m in [&m1, &m1, &m2] {
+            let r = pipeline.submit(vec![m.clone()], Kind::Publish).await;
+            assert!(matches!(r, Err(CoreError::Undistributed)), "{r:?}");
+        }
+        assert!(store.get(m2.uuid).await.unwrap().is_some(), "stored");
+        po.down.store(false, Ordering::SeqCst);
+        let got = drain(&mut consumer).await;
+        assert_eq!(
+            got.iter().map(|g| g.0).collect::<Vec<_>>(),
+            [m1.uuid, m2.uuid],
+            "caught up from the store, once each"
+        );
+        assert!(got[0].1 < got[1].1);
+        let again = pipeline
+            .submit(vec![m1.clone()], Kind::Publish)
+            .await
+            .unwrap();
+        assert_eq!(again[0].outcome, PutOutcome::Duplicate);
+        assert_eq!(again[0].cursor, got[0].1);
+        pipeline
+            .submit(vec![m3.clone()], Kind::Publish)
+            .await
+            .unwrap();
+        let got = drain(&mut consumer).await;
+        assert_eq!(got.iter().map(|g| g.0).collect::<Vec<_>>(), [m3.uuid]);
+        pipeline.close().await;
+    }
+
+    /// What a crashed core stored but never handed on goes out when it
+    /// starts again; what it had handed on does not.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_restart_distributes_what_a_crash_left_undistributed() {
+        let dir = tempfile::tempdir().unwrap();
+        let (m0, m1) = (message("b.0"), message("b.1"));
+        {
+            let (store, po, _consumer) = setup(dir.path()).await;
+            let pipeline = Pipeline::start(store.clone(), po, CoreMetrics::default())
+                .await
+                .unwrap();
+            pipeline
+                .submit(vec![m0.clone()], Kind::Publish)
+                .await
+                .unwrap();
+            pipeline.close().await;
+            // Stored by a core that died before it distributed.
+            store.put(vec![m1.clone()]).await.unwrap();
+            store.close();
+        }
+        let (store, po, mut consumer) = setup(dir.path()).await;
+        let pipeline = Pipeline::start(store.clone(), po, CoreMetrics::default())
+            .await
+            .unwrap();
+        let got = drain(&mut consumer).await;
+        assert_eq!(got.iter().map(|g| g.0).collect::<Vec<_>>(), [m1.uuid]);
+        assert_eq!(
+            store.checkpoint(CHECKPOINT).await.unwrap(),
+            Some(got[0].1),
+            "the checkpoint follows"
+        );
+        // A replica is stored, never distributed by this core.
+        let replica = message("b.2");
+        pipeline.submit(vec![replica], Kind::Replica).await.unwrap();
+        assert!(drain(&mut consumer).await.is_empty());
+        pipeline.close().await;
     }
 }
