@@ -23,6 +23,7 @@ fn out(key: &str, body: &str) -> Outgoing {
         payload: Bytes::copy_from_slice(body.as_bytes()),
         props: Properties {
             message_id: Some(body.to_owned()),
+            cursor: Some(format!("at-{body}")),
             ..Properties::default()
         },
     }
@@ -102,6 +103,11 @@ pub async fn topic_routing<P: Postoffice + ?Sized>(po: &P, prefix: &str) {
     assert_eq!(d.payload, "2".as_bytes());
     assert_eq!(d.routing_key, format!("{prefix}.feeds.a"));
     assert_eq!(d.props.message_id.as_deref(), Some("2"));
+    assert_eq!(
+        d.props.cursor.as_deref(),
+        Some("at-2"),
+        "the cursor travels"
+    );
     assert!(!d.redelivered);
     d.ack().await.unwrap();
     quiet(&mut hash).await;
@@ -286,7 +292,13 @@ pub async fn ordering<P: Postoffice + ?Sized>(po: &P, prefix: &str) {
         .await
         .unwrap();
     }
-    for i in 0..200 {
+    // publish_all keeps the order among its messages and after the ones
+    // published before.
+    let batch = (200..400)
+        .map(|i| out(&format!("{prefix}.o.{}", i % 7), &i.to_string()))
+        .collect();
+    po.publish_all(Exchange::Paths, batch).await.unwrap();
+    for i in 0..400 {
         let d = recv(&mut c).await;
         assert_eq!(d.payload, i.to_string().as_bytes());
         d.ack().await.unwrap();

@@ -212,7 +212,15 @@ where
                 .map(|(id, p)| {
                     ok_frame(
                         *id,
-                        &format!(r#","uuid":"{}","duplicate":{}"#, p.uuid, p.duplicate),
+                        &match p.cursor {
+                            Some(c) => format!(
+                                r#","uuid":"{}","duplicate":{},"cursor":"{c}""#,
+                                p.uuid, p.duplicate
+                            ),
+                            None => {
+                                format!(r#","uuid":"{}","duplicate":{}"#, p.uuid, p.duplicate)
+                            }
+                        },
                     )
                 })
                 .collect(),
