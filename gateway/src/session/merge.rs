@@ -267,23 +267,7 @@ impl Merge {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::outbox::LiveKind;
-    use postmesh_schema::{Body, Path};
-    use tokio_tungstenite::tungstenite::Utf8Bytes;
-
-    fn message(path: &str) -> Message {
-        Message::new(Path::parse(path).unwrap(), Body::None)
-    }
-
-    fn live(m: &Message) -> Arc<Live> {
-        Arc::new(Live {
-            uuid: m.uuid,
-            cursor: m.cursor,
-            path: m.path.to_string(),
-            frame: Utf8Bytes::from_static("{}"),
-            kind: LiveKind::Message,
-        })
-    }
+    use crate::session::tests::{live, message};
 
     fn pat(s: &str) -> Pattern {
         Pattern::parse(s).unwrap()

@@ -63,6 +63,26 @@ async fn read_page(
     Ok((page, next))
 }
 
+/// The outcome of reading one page of a `sub` replay.
+fn replayed(
+    id: u64,
+    pattern: Pattern,
+    read: Result<(Page, Option<Cursor>), FrameError>,
+    progress: Option<Progress>,
+) -> Done {
+    let (result, next) = match read {
+        Ok((page, next)) => (Ok(page), next),
+        Err(e) => (Err(e), None),
+    };
+    Done::Replayed {
+        id,
+        pattern,
+        result,
+        next,
+        progress,
+    }
+}
+
 impl<T> Session<T>
 where
     T: Stream<Item = Inbound> + Sink<Outbound> + Unpin + Send,
@@ -129,17 +149,7 @@ where
             if read.is_err() {
                 let _ = hub.unsubscribe(&conn, &pattern).await;
             }
-            let (result, next) = match read {
-                Ok((page, next)) => (Ok(page), next),
-                Err(e) => (Err(e), None),
-            };
-            Done::Replayed {
-                id,
-                pattern,
-                result,
-                next,
-                progress: since.map(|_| Progress::default()),
-            }
+            replayed(id, pattern, read, since.map(|_| Progress::default()))
         })
     }
 
@@ -157,17 +167,7 @@ where
             )
             .await
             .map_err(|e| core_error(Some(id), e));
-            let (result, next) = match read {
-                Ok((page, next)) => (Ok(page), next),
-                Err(e) => (Err(e), None),
-            };
-            Done::Replayed {
-                id,
-                pattern,
-                result,
-                next,
-                progress: Some(progress),
-            }
+            replayed(id, pattern, read, Some(progress))
         })
     }
 

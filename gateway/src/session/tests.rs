@@ -82,11 +82,13 @@ impl CoreClient for HeldCore {
     }
 }
 
-fn message(path: &str) -> Message {
+/// A message with no body at `path`.
+pub(super) fn message(path: &str) -> Message {
     Message::new(Path::parse(path).unwrap(), Body::None)
 }
 
-fn live(m: &Message) -> Arc<Live> {
+/// The live frame of `m`, as the hub fans it out.
+pub(super) fn live(m: &Message) -> Arc<Live> {
     Arc::new(Live {
         uuid: m.uuid,
         cursor: m.cursor,
