@@ -63,6 +63,20 @@ async fn read_page(
     Ok((page, next))
 }
 
+/// One page of a `sub` replay of `pattern`; a failure is the reply to `id`.
+async fn read_sub_page(
+    core: &dyn CoreClient,
+    id: u64,
+    pattern: &Pattern,
+    after: Cursor,
+    limit: usize,
+    user: Option<u64>,
+) -> Result<(Page, Option<Cursor>), FrameError> {
+    read_page(core, std::slice::from_ref(pattern), after, limit, user)
+        .await
+        .map_err(|e| core_error(Some(id), e))
+}
+
 /// The outcome of reading one page of a `sub` replay.
 fn replayed(
     id: u64,
@@ -135,15 +149,7 @@ where
                     .map_err(|e| core_error(Some(id), e)),
                 (Ok(()), None, after) => {
                     let after = after.unwrap_or_else(Cursor::now);
-                    read_page(
-                        core.as_ref(),
-                        std::slice::from_ref(&pattern),
-                        after,
-                        limit,
-                        user,
-                    )
-                    .await
-                    .map_err(|e| core_error(Some(id), e))
+                    read_sub_page(core.as_ref(), id, &pattern, after, limit, user).await
                 }
             };
             if read.is_err() {
@@ -158,15 +164,7 @@ where
         let core = self.ctx.core.clone();
         let (limit, user) = (self.ctx.config.resume_limit, self.grants.user);
         Box::pin(async move {
-            let read = read_page(
-                core.as_ref(),
-                std::slice::from_ref(&pattern),
-                after,
-                limit,
-                user,
-            )
-            .await
-            .map_err(|e| core_error(Some(id), e));
+            let read = read_sub_page(core.as_ref(), id, &pattern, after, limit, user).await;
             replayed(id, pattern, read, Some(progress))
         })
     }
