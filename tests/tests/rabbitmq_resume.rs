@@ -375,7 +375,9 @@ struct Sent {
 }
 
 /// A message to publish: a path of the category, a UUID chosen here (one in
-/// seven from minutes ago), and a body saying who sent it.
+/// seven from minutes ago), a class (one in ten gold, stored and
+/// distributed by both cores; one in ten bronze, queued before it is
+/// stored), and a body saying who sent it.
 fn draft(rng: &mut Rng, category: &str, origin: &str, n: u64) -> (Value, Sent) {
     let path = format!("{category}.{}", rng.pick(&PATHS));
     let old = rng.below(7) == 0;
@@ -384,7 +386,12 @@ fn draft(rng: &mut Rng, category: &str, origin: &str, n: u64) -> (Value, Sent) {
     } else {
         postmesh_schema::message::new_v1().to_string()
     };
-    let m = json!({"path": path, "uuid": uuid, "body": {"from": origin, "n": n}});
+    let class = match rng.below(10) {
+        0 => "gold",
+        1 => "bronze",
+        _ => "silver",
+    };
+    let m = json!({"path": path, "uuid": uuid, "class": class, "body": {"from": origin, "n": n}});
     (m, Sent { uuid, path, old })
 }
 

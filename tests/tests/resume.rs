@@ -1169,3 +1169,48 @@ async fn random_publishers_and_devices_never_miss_a_message() {
     );
     mesh.stop().await;
 }
+
+/// "Publishing the same UUID twice is one message", however far apart: a
+/// resend after a restart (when no process remembers it in memory) is
+/// answered `duplicate` and reaches no device, neither live nor through a
+/// later resume.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resend_after_a_restart_reaches_no_device_twice() {
+    let mut mesh = Mesh::start().await;
+    let mut device = mesh.ws().await;
+    device.sub("feeds.again.#").await;
+    let body = json!({"path": "feeds.again.1", "body": "once"});
+    let (status, first) = mesh.post("/v1/publish", &body, None).await;
+    assert_eq!(status, 200, "{first}");
+    let got = device.msg().await;
+    assert_eq!(got["uuid"], first["uuid"]);
+    let cursor = got["cursor"].clone();
+    device.close().await;
+
+    mesh.restart().await;
+    let mut device = mesh.ws().await;
+    let r = device
+        .request(json!({"op": "sub", "pattern": "feeds.again.#", "since": cursor}))
+        .await;
+    assert_eq!(
+        (r["op"].as_str(), r["replayed"].as_u64()),
+        (Some("ok"), Some(0)),
+        "{r}"
+    );
+    let resend = json!({"path": "feeds.again.1", "body": "once", "uuid": first["uuid"]});
+    let (status, again) = mesh.post("/v1/publish", &resend, None).await;
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(again["duplicate"], true, "{again}");
+    assert_eq!(
+        again["cursor"], first["cursor"],
+        "where it was stored: {again}"
+    );
+    device.quiet(Duration::from_millis(500)).await;
+    // Nor does a device that resumes from before the resend get it again.
+    let mut late = mesh.ws().await;
+    let r = late
+        .request(json!({"op": "sub", "pattern": "feeds.again.#", "since": cursor}))
+        .await;
+    assert_eq!(r["replayed"], 0, "{r}");
+    mesh.stop().await;
+}
