@@ -4,6 +4,7 @@
 //! # Layout
 //! - [`store`]: the [`Store`](store::Store) trait (the contract), the embedded
 //!   implementation and the contract suite.
+//! - [`error`]: [`CoreError`], why a core call failed.
 //! - [`service`]: [`Core`], the services over a store and a postoffice, and
 //!   [`CoreClient`], the interface gateways call.
 //! - [`pipeline`]: the one way a core stores and distributes: in cursor
@@ -13,6 +14,7 @@
 //! - [`retention`]: applying per-category retention and sweeping.
 //! - [`metrics`]: Prometheus metrics.
 
+pub mod error;
 pub mod metrics;
 pub mod pipeline;
 pub mod remote;

@@ -39,8 +39,8 @@ use postmesh_schema::{Class, Cursor, Message, Pattern};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+use crate::error::CoreError;
 use crate::metrics::CoreMetrics;
-use crate::service::{CoreError, priority};
 use crate::store::{Put, PutOutcome, Store, StoreError};
 
 /// Most messages stored by one `put` of the sequencer.
@@ -352,6 +352,15 @@ impl Distributor {
             Ok(()) => self.saved = Some(through),
             Err(e) => tracing::warn!(error = %e, "saving the distribution checkpoint failed"),
         }
+    }
+}
+
+/// The AMQP priority of a class: gold and silver overtake bronze.
+pub fn priority(class: Class) -> u8 {
+    match class {
+        Class::Gold => 2,
+        Class::Silver => 1,
+        Class::Bronze => 0,
     }
 }
 

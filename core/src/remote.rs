@@ -47,7 +47,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use tokio_util::sync::CancellationToken;
 
-use crate::service::{Core, CoreClient, CoreError, Published, priority};
+use crate::pipeline::priority;
+use crate::service::{Core, CoreClient, CoreError, Published};
 use crate::store::Page;
 
 /// The service name of cores in addresses.

@@ -10,47 +10,18 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use postmesh_router::{Exchange, Outgoing, Postoffice, PostofficeError, Properties};
+use postmesh_router::{Exchange, Outgoing, Postoffice, Properties};
 use postmesh_schema::message::new_v1;
 use postmesh_schema::protocol::dismissed_frame;
 use postmesh_schema::{Class, Cursor, Message, Pattern, Uuid, idpath};
 
+pub use crate::error::CoreError;
 use crate::metrics::CoreMetrics;
-use crate::pipeline::{Kind, Pipeline};
+use crate::pipeline::{Kind, Pipeline, priority};
 use crate::store::{HistoryQuery, Page, PutOutcome, Store, StoreError};
 
 /// Most refills a filtered history query makes to fill its page.
 const MAX_REFILLS: usize = 8;
-
-/// Why a core call failed.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum CoreError {
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error(transparent)]
-    Postoffice(#[from] PostofficeError),
-    #[error("no core answered in time")]
-    Timeout,
-    #[error(
-        "stored, but not yet distributed: the postoffice is unavailable; the core distributes it when it is back, and a resend is safe"
-    )]
-    Undistributed,
-    #[error("core: {message}")]
-    Remote { message: String, retryable: bool },
-}
-
-impl CoreError {
-    /// Whether retrying later can succeed.
-    pub fn is_retryable(&self) -> bool {
-        match self {
-            CoreError::Store(e) => e.is_retryable(),
-            CoreError::Postoffice(e) => e.is_retryable(),
-            CoreError::Timeout | CoreError::Undistributed => true,
-            CoreError::Remote { retryable, .. } => *retryable,
-        }
-    }
-}
 
 /// The outcome of publishing one message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,15 +78,6 @@ pub struct Core {
     postoffice: Arc<dyn Postoffice>,
     pipeline: Pipeline,
     metrics: CoreMetrics,
-}
-
-/// The AMQP priority of a class: gold and silver overtake bronze.
-pub fn priority(class: Class) -> u8 {
-    match class {
-        Class::Gold => 2,
-        Class::Silver => 1,
-        Class::Bronze => 0,
-    }
 }
 
 impl Core {

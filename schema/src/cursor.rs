@@ -21,7 +21,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use uuid::Uuid;
 
-use crate::message::{MessageError, now_ticks, parse_v1, time_key, v1_from_parts, v1_ticks};
+use crate::v1::{now_ticks, time_key, v1_from_parts, v1_ticks};
+
+/// A cursor that is not a version-1 UUID.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("not a cursor (a version-1 UUID): {0:?}")]
+pub struct CursorError(pub String);
 
 /// A position in a store's resume order. Ordered by its timestamp, then by
 /// the stamper's identity, so the order is total.
@@ -90,10 +95,13 @@ impl fmt::Display for Cursor {
 }
 
 impl FromStr for Cursor {
-    type Err = MessageError;
+    type Err = CursorError;
 
-    fn from_str(s: &str) -> Result<Cursor, MessageError> {
-        parse_v1(s).map(Cursor)
+    fn from_str(s: &str) -> Result<Cursor, CursorError> {
+        match Uuid::parse_str(s) {
+            Ok(u) if u.get_version_num() == 1 => Ok(Cursor(u)),
+            _ => Err(CursorError(s.to_owned())),
+        }
     }
 }
 

@@ -12,6 +12,7 @@
 //! - [`message`]: the envelope (path, v1 UUID, class, meta) and its opaque body.
 //! - [`trie`]: the one pattern matcher, shared by the embedded postoffice and the
 //!   gateway's local fan-out.
+//! - [`v1`]: version-1 UUIDs: the generator and their timestamps.
 //! - [`protocol`]: the JSON frames spoken between devices and gateways.
 
 pub mod address;
@@ -23,6 +24,7 @@ pub mod pattern;
 pub mod protocol;
 pub mod recent;
 pub mod trie;
+pub mod v1;
 
 pub use address::{Address, AddressError, RoutingKey};
 pub use cursor::{Cursor, Stamper};
