@@ -69,7 +69,10 @@ pub enum Kind {
 }
 
 struct Job {
+    /// Moved into the group when the sequencer takes the job.
     messages: Vec<Message>,
+    /// How many messages the job has (its share of the group).
+    len: usize,
     kind: Kind,
     reply: oneshot::Sender<Result<Vec<Put>, CoreError>>,
 }
@@ -133,6 +136,7 @@ impl Pipeline {
         let (reply, answer) = oneshot::channel();
         let jobs = self.jobs.lock().clone().ok_or(StoreError::Closed)?;
         jobs.try_send(Job {
+            len: messages.len(),
             messages,
             kind,
             reply,
@@ -161,18 +165,21 @@ async fn sequence(
     metrics: CoreMetrics,
 ) {
     while let Some(first) = jobs.recv().await {
-        let mut n = first.messages.len();
+        let mut n = first.len;
         let mut group = vec![first];
         while n < MAX_GROUP {
             match jobs.try_recv() {
                 Ok(j) => {
-                    n += j.messages.len();
+                    n += j.len;
                     group.push(j);
                 }
                 Err(_) => break,
             }
         }
-        let messages: Vec<Message> = group.iter().flat_map(|j| j.messages.clone()).collect();
+        let messages: Vec<Message> = group
+            .iter_mut()
+            .flat_map(|j| std::mem::take(&mut j.messages))
+            .collect();
         let start = Instant::now();
         let put = store.put(messages.clone()).await;
         metrics
@@ -252,7 +259,7 @@ impl Distributor {
             let mut out = Vec::new();
             let mut i = 0;
             for job in &g.jobs {
-                for _ in 0..job.messages.len() {
+                for _ in 0..job.len {
                     let (m, p) = (&g.messages[i], &g.puts[i]);
                     i += 1;
                     if job.kind == Kind::Publish
@@ -286,7 +293,7 @@ impl Distributor {
         }
         let mut puts = g.puts.into_iter();
         for job in g.jobs {
-            let mine: Vec<Put> = puts.by_ref().take(job.messages.len()).collect();
+            let mine: Vec<Put> = puts.by_ref().take(job.len).collect();
             let out =
                 job.kind == Kind::Replica || mine.iter().all(|p| Some(p.cursor) <= self.through);
             let answer = if out {
