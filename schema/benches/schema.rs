@@ -134,6 +134,32 @@ fn trie_match(c: &mut Criterion) {
     g.finish();
 }
 
+/// Patterns with `k` `#` and a literal that never comes, against a 32-word
+/// key: the shape that made matching combinatorial before the trie kept a
+/// set of states. Beside them, an ordinary `feeds.#` for scale.
+fn trie_match_adversarial(c: &mut Criterion) {
+    let key = std::iter::once("feeds")
+        .chain(std::iter::repeat_n("a", 31))
+        .collect::<Vec<_>>()
+        .join(".");
+    let mut g = c.benchmark_group("trie_match_adversarial");
+    for k in [0usize, 2, 4, 8, 10, 30] {
+        let pattern = if k == 0 {
+            "feeds.#".to_owned()
+        } else {
+            format!("feeds.{}.nomatch", vec!["#"; k].join("."))
+        };
+        let mut trie: Trie<u32> = Trie::new();
+        trie.insert(&pattern, 1);
+        let want = usize::from(k == 0);
+        assert_eq!(trie.matches(&key).len(), want, "{pattern}");
+        g.bench_function(format!("hashes_{k}_key_32_words"), |b| {
+            b.iter(|| trie.matches(black_box(&key)).len())
+        });
+    }
+    g.finish();
+}
+
 /// A JSON body of exactly `len` bytes.
 fn json_body(len: usize) -> Box<RawValue> {
     let head = r#"{"headline":"Breaking news","text":""#;
@@ -184,6 +210,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = path_parse, trie_match, frame_encode
+    targets = path_parse, trie_match, trie_match_adversarial, frame_encode
 }
 criterion_main!(benches);

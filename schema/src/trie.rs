@@ -2,10 +2,11 @@
 //!
 //! Used by the embedded postoffice (binding keys to queues) and by the
 //! gateway's local fan-out (patterns to connections). Patterns that share a
-//! prefix share nodes; matching walks only the branches a key can take
-//! (one literal lookup, the `*` child and the `#` child per level), so its cost
-//! depends on the key's depth and the wildcards on its way, not on the number
-//! of patterns. Semantics are RabbitMQ's topic exchange on raw strings,
+//! prefix share nodes; matching follows only the branches a key can take
+//! (one literal lookup, the `*` child and the `#` child per level), keeping
+//! the set of nodes reached after each word, so its cost is polynomial in
+//! the key's depth and the nodes on its way (never combinatorial in the
+//! `#`s of a pattern), and independent of the number of patterns. Semantics are RabbitMQ's topic exchange on raw strings,
 //! including empty words (see [`crate::pattern::topic_match`]).
 
 use std::collections::HashMap;
@@ -116,7 +117,8 @@ impl<T: PartialEq> Trie<T> {
     pub fn for_each_matching_pattern<'a>(&'a self, key: &str, mut f: impl FnMut(&'a [T])) {
         let words = Words::new(key);
         let mut hits: Vec<&Node<T>> = Vec::new();
-        walk(&self.root, words.as_slice(), &mut hits);
+        let _work = walk(&self.root, words.as_slice(), &mut hits);
+        // A node reached both looping and not is one pattern.
         if hits.len() > 1 {
             hits.sort_unstable_by_key(|n| std::ptr::from_ref::<Node<T>>(n) as usize);
             hits.dedup_by(|a, b| std::ptr::eq(*a, *b));
@@ -161,27 +163,67 @@ impl<T: PartialEq> Trie<T> {
     }
 }
 
-fn walk<'a, T>(node: &'a Node<T>, words: &[&str], hits: &mut Vec<&'a Node<T>>) {
-    if let Some(h) = node.hash.as_deref() {
-        for skip in 0..=words.len() {
-            walk(h, &words[skip..], hits);
-        }
+/// One state of the walk: a node, and whether it was reached through a `#`
+/// edge (such a node may go on swallowing words).
+type State<'a, T> = (&'a Node<T>, bool);
+
+/// Adds `state` and everything its `#` children reach without a word
+/// (`#` matches zero words; `#.#` chains).
+fn enter<'a, T>(states: &mut Vec<State<'a, T>>, state: State<'a, T>) {
+    let mut next = Some(state);
+    while let Some(st) = next {
+        states.push(st);
+        next = st.0.hash.as_deref().map(|h| (h, true));
     }
-    match words.split_first() {
-        None => {
-            if !node.values.is_empty() {
-                hits.push(node);
+}
+
+/// Sorts and dedupes a state set by node (and flag), so that each node is
+/// walked once per word whatever number of ways reached it.
+fn dedupe<T>(states: &mut Vec<State<'_, T>>) {
+    states.sort_unstable_by_key(|(n, looping)| {
+        (std::ptr::from_ref::<Node<T>>(*n) as usize, *looping)
+    });
+    states.dedup_by(|a, b| std::ptr::eq(a.0, b.0) && a.1 == b.1);
+}
+
+/// The nodes whose patterns match `words`: a simulation of the trie as an
+/// automaton over the set of states reached after each word. Each node is
+/// in a set at most twice, so a key of `n` words costs `O(n × nodes
+/// reached)` whatever the patterns; trying every split for every `#`
+/// instead grows combinatorially with the `#`s on one pattern.
+/// Returns how many states it stepped through: the work done.
+fn walk<'a, T>(root: &'a Node<T>, words: &[&str], hits: &mut Vec<&'a Node<T>>) -> usize {
+    let mut states: Vec<State<'a, T>> = Vec::new();
+    enter(&mut states, (root, false));
+    let mut next: Vec<State<'a, T>> = Vec::new();
+    let mut work = 0;
+    for word in words {
+        work += states.len();
+        next.clear();
+        for &(node, looping) in &states {
+            if looping {
+                next.push((node, true));
             }
-        }
-        Some((word, rest)) => {
             if let Some(c) = node.literal.get(*word) {
-                walk(c, rest, hits);
+                enter(&mut next, (c, false));
             }
             if let Some(s) = node.star.as_deref() {
-                walk(s, rest, hits);
+                enter(&mut next, (s, false));
             }
         }
+        dedupe(&mut next);
+        std::mem::swap(&mut states, &mut next);
+        if states.is_empty() {
+            return work;
+        }
     }
+    hits.extend(
+        states
+            .iter()
+            .map(|(n, _)| *n)
+            .filter(|n| !n.values.is_empty()),
+    );
+    work + states.len()
 }
 
 /// Returns (found, pattern now has no values).
@@ -267,6 +309,34 @@ mod tests {
         t.for_each_match("a.a.a", |v| seen.push(*v));
         seen.sort();
         assert_eq!(seen, [7, 8]);
+    }
+
+    /// The subscription that wedged a server: ten `#` then a literal that
+    /// never comes, against a 32-word key. Each word steps through a few
+    /// states, not through every way of splitting the key among the `#`s.
+    #[test]
+    fn many_hashes_cost_polynomial_work() {
+        let mut t = Trie::new();
+        let wedge = "feeds.#.#.#.#.#.#.#.#.#.#.nomatch";
+        t.insert(wedge, 1);
+        t.insert("#.a.#.a.#.a.#.a.#.a.#.a.#.a.#.a.#", 2);
+        t.insert("feeds.#", 3);
+        let key = std::iter::once("feeds")
+            .chain(std::iter::repeat_n("a", 31))
+            .collect::<Vec<_>>()
+            .join(".");
+        let words = Words::new(&key);
+        let mut hits = Vec::new();
+        let work = walk(&t.root, words.as_slice(), &mut hits);
+        let nodes = 2 * (12 + 18 + 2);
+        assert!(
+            work <= 32 * nodes,
+            "{work} states stepped for a 32-word key over {nodes} node states"
+        );
+        let mut got: Vec<i32> = t.matches(&key).into_iter().copied().collect();
+        got.sort();
+        assert_eq!(got, [2, 3]);
+        assert!(!topic_match(wedge, &key));
     }
 
     #[test]

@@ -340,6 +340,29 @@ proptest! {
 }
 
 proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    /// Patterns made mostly of `#` (the shape that made trying every split
+    /// for every `#` combinatorial) against long keys: the trie still
+    /// agrees with the memoized reference.
+    #[test]
+    fn trie_agrees_with_reference_on_hash_heavy_patterns(
+        patterns in vec(vec(prop_oneof![4 => Just("#"), 1 => Just("*"), 2 => Just("a"), 1 => Just("b")], 1..16), 1..12),
+        keys in vec(vec(prop_oneof![3 => Just("a"), 1 => Just("b")], 0..40), 1..8),
+    ) {
+        let patterns: Vec<String> = patterns.iter().map(|p| p.join(".")).collect();
+        let mut trie = Trie::new();
+        for (i, p) in patterns.iter().enumerate() {
+            trie.insert(p, i);
+        }
+        for k in keys.iter().map(|k| k.join(".")) {
+            let want: Vec<usize> = (0..patterns.len()).filter(|&i| reference_match(&patterns[i], &k)).collect();
+            prop_assert_eq!(sorted(trie.matches(&k).into_iter().copied()), want, "key {:?}", k);
+        }
+    }
+}
+
+proptest! {
     #![proptest_config(ProptestConfig::with_cases(150))]
 
     /// Keys beyond the 32 words the matcher keeps inline, against patterns

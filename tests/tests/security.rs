@@ -298,3 +298,47 @@ async fn keepalive_closes_silent_devices() {
     assert!(matches!(how, Closed::Code(4002) | Closed::Eof), "{how:?}");
     assert_eq!(alive.request(json!({"op": "ping"})).await["op"], "ok");
 }
+
+/// One subscription whose pattern has many `#` used to make every publish
+/// under it try every way of splitting the path among them: with ten, a
+/// publish never returned and a runtime thread spun. Matching is now
+/// polynomial: the publish is delivered where it matches, and the server
+/// goes on answering.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_many_hash_pattern_does_not_wedge_the_server() {
+    let mesh = Mesh::start().await;
+    let mut wedge = mesh.ws().await;
+    let r = wedge
+        .request(json!({"op": "sub", "pattern": "feeds.#.#.#.#.#.#.#.#.#.#.nomatch"}))
+        .await;
+    assert_eq!(r["op"], "ok", "{r}");
+    let mut plain = mesh.ws().await;
+    plain.sub("feeds.#").await;
+    let deep = std::iter::once("feeds")
+        .chain((1..32).map(|i| if i % 2 == 0 { "x" } else { "y" }))
+        .collect::<Vec<_>>()
+        .join(".");
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(10))
+        .build()
+        .unwrap();
+    for _ in 0..3 {
+        let res = client
+            .post(format!("{}/v1/publish", mesh.url()))
+            .json(&json!({"path": deep, "body": 1}))
+            .send()
+            .await
+            .expect("the publish is answered");
+        assert_eq!(res.status(), 200);
+        let got = plain.msg().await;
+        assert_eq!(got["path"], deep.as_str());
+    }
+    let health = client
+        .get(format!("{}/healthz", mesh.url()))
+        .send()
+        .await
+        .expect("healthz answers");
+    assert_eq!(health.status(), 200);
+    wedge.quiet(std::time::Duration::from_millis(200)).await;
+    mesh.stop().await;
+}
