@@ -299,6 +299,7 @@ pub fn token(args: TokenArgs) -> Result<ExitCode, String> {
     let claims = postmesh_gateway::auth::Claims {
         sub: args.sub,
         exp,
+        nbf: None,
         subs: args.subs,
         pubs: args.pubs,
     };

@@ -22,6 +22,10 @@ pub struct Claims {
     pub sub: Option<String>,
     /// Expiry, seconds since the Unix epoch.
     pub exp: u64,
+    /// Not before: the token is refused until then (seconds since the
+    /// Unix epoch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<u64>,
     /// Patterns the bearer may subscribe to and read.
     #[serde(default)]
     pub subs: Vec<String>,
@@ -51,6 +55,8 @@ pub enum AuthError {
     NoSecret,
     #[error("token expired")]
     Expired,
+    #[error("token not valid yet (nbf is in the future)")]
+    NotYetValid,
     #[error("invalid token: {0}")]
     Invalid(String),
     #[error("token claim {0} is invalid: {1}")]
@@ -141,6 +147,7 @@ impl Authority {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = 5;
         validation.set_required_spec_claims(&["exp"]);
+        validation.validate_nbf = true;
         Authority {
             keys: secret.map(|s| {
                 (
@@ -173,6 +180,7 @@ impl Authority {
             jsonwebtoken::decode::<Claims>(token, key, &self.validation).map_err(|e| {
                 match e.kind() {
                     jsonwebtoken::errors::ErrorKind::ExpiredSignature => AuthError::Expired,
+                    jsonwebtoken::errors::ErrorKind::ImmatureSignature => AuthError::NotYetValid,
                     _ => AuthError::Invalid(e.to_string()),
                 }
             })?;
@@ -230,6 +238,7 @@ mod tests {
             .issue(&Claims {
                 sub: Some("9067832".into()),
                 exp: far(),
+                nbf: None,
                 subs: vec!["feeds.#".into()],
                 pubs: vec!["feeds.*.56".into()],
             })
@@ -255,6 +264,7 @@ mod tests {
         let claims = Claims {
             sub: Some("1".into()),
             exp: far(),
+            nbf: None,
             subs: vec![],
             pubs: vec![],
         };
@@ -263,6 +273,7 @@ mod tests {
         let old = a
             .issue(&Claims {
                 exp: 1_000,
+                nbf: None,
                 ..claims.clone()
             })
             .unwrap();
@@ -290,5 +301,24 @@ mod tests {
         )
         .unwrap();
         assert_eq!(a.verify(&token).unwrap().user, Some(42));
+    }
+
+    #[test]
+    fn a_token_is_refused_before_its_nbf() {
+        let a = Authority::new(Some("k"));
+        let token = |nbf: u64| {
+            jsonwebtoken::encode(
+                &Header::new(Algorithm::HS256),
+                &serde_json::json!({"exp": far(), "nbf": nbf}),
+                &EncodingKey::from_secret(b"k"),
+            )
+            .unwrap()
+        };
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        assert_eq!(a.verify(&token(now + 3600)), Err(AuthError::NotYetValid));
+        assert!(a.verify(&token(now - 60)).is_ok());
     }
 }

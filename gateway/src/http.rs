@@ -85,13 +85,13 @@ fn json_response(body: Vec<u8>) -> Response {
 
 /// The token from `Authorization: Bearer ..` or `?token=`.
 fn grants(app: &App, headers: &HeaderMap, query_token: Option<&str>) -> Result<Grants, Response> {
+    // The scheme is case-insensitive (RFC 7235).
     let bearer = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        });
+        .and_then(|v| v.trim_start().split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim());
     match bearer.or(query_token) {
         Some(t) => app.ctx.authority.verify(t.trim()).map_err(|e| {
             error_response(

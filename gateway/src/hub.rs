@@ -349,6 +349,13 @@ impl Hub {
     pub fn disconnect(self: &Arc<Self>, conn: &ConnRef, patterns: Vec<Pattern>) {
         self.metrics.connections.dec();
         self.conns.lock().remove(&conn.id);
+        self.release(conn, patterns);
+    }
+
+    /// Takes `patterns` from `conn` at once: no frame is fanned out to it
+    /// for them from this call on. The upstream unbinds run on a spawned
+    /// task.
+    pub fn release(self: &Arc<Self>, conn: &ConnRef, patterns: Vec<Pattern>) {
         let mut released = Vec::with_capacity(patterns.len());
         {
             let mut trie = self.trie.write();

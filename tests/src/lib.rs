@@ -362,6 +362,7 @@ pub fn token(secret: &str, sub: Option<u64>, subs: &[&str], pubs: &[&str]) -> St
         &postmesh_gateway::auth::Claims {
             sub: sub.map(|s| s.to_string()),
             exp: epoch_plus(3600),
+            nbf: None,
             subs: subs.iter().map(|s| s.to_string()).collect(),
             pubs: pubs.iter().map(|s| s.to_string()).collect(),
         },

@@ -254,6 +254,7 @@ async fn an_expired_token_closes_the_connection() {
         &postmesh_gateway::auth::Claims {
             sub: None,
             exp: postmesh_tests::epoch_plus(2),
+            nbf: None,
             subs: vec!["#".into()],
             pubs: vec![],
         },
@@ -341,4 +342,79 @@ async fn a_many_hash_pattern_does_not_wedge_the_server() {
     assert_eq!(health.status(), 200);
     wedge.quiet(std::time::Duration::from_millis(200)).await;
     mesh.stop().await;
+}
+
+/// A new token replaces the grants of a connection: subscriptions it does
+/// not cover are dropped at once and listed in the `ok`; live messages for
+/// them stop, and reading them is forbidden.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn re_authenticating_revokes_what_the_new_token_does_not_cover() {
+    let mesh = secured().await;
+    let wide = token(SECRET, None, &["secret.#", "public.#"], &[]);
+    let narrow = token(SECRET, None, &["public.#"], &[]);
+    let publisher = token(SECRET, None, &[], &["#"]);
+    let mut d = mesh.ws_token(&wide).await;
+    d.sub("secret.#").await;
+    d.sub("public.#").await;
+    let r = d.request(json!({"op": "auth", "token": narrow})).await;
+    assert_eq!(r["op"], "ok", "{r}");
+    assert_eq!(r["dropped"][0]["pattern"], "secret.#", "{r}");
+    assert_eq!(r["dropped"][0]["code"], "forbidden", "{r}");
+    assert_eq!(r["dropped"].as_array().map(Vec::len), Some(1), "{r}");
+    for path in ["secret.x", "public.x"] {
+        let (s, b) = mesh
+            .post(
+                "/v1/publish",
+                &json!({"path": path, "body": path}),
+                Some(&publisher),
+            )
+            .await;
+        assert_eq!(s, 200, "{b}");
+    }
+    let got = d.msg().await;
+    assert_eq!(got["path"], "public.x", "only what the new token allows");
+    d.quiet(Duration::from_millis(300)).await;
+    let r = d
+        .request(json!({"op": "history", "pattern": "secret.#"}))
+        .await;
+    assert_eq!(r["code"], "forbidden", "{r}");
+    // Subscribing again is refused too.
+    let r = d.request(json!({"op": "sub", "pattern": "secret.#"})).await;
+    assert_eq!(r["code"], "forbidden", "{r}");
+}
+
+/// The `Bearer` scheme is case-insensitive (RFC 7235), and a token is
+/// refused before its `nbf`.
+#[tokio::test]
+async fn bearer_scheme_is_case_insensitive_and_nbf_is_honoured() {
+    let mesh = secured().await;
+    let t = token(SECRET, None, &["a.#"], &[]);
+    for scheme in ["Bearer", "bearer", "BEARER", "BeArEr"] {
+        let res = reqwest::Client::new()
+            .get(format!("{}/v1/history?pattern=a.%23", mesh.url()))
+            .header("Authorization", format!("{scheme} {t}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200, "scheme {scheme}");
+    }
+    let now = postmesh_tests::epoch_plus(0);
+    let early = postmesh_gateway::auth::issue_token(
+        SECRET,
+        &postmesh_gateway::auth::Claims {
+            sub: None,
+            exp: now + 3600,
+            nbf: Some(now + 600),
+            subs: vec!["a.#".into()],
+            pubs: vec![],
+        },
+    )
+    .unwrap();
+    let (s, b) = mesh.get("/v1/history?pattern=a.%23", Some(&early)).await;
+    assert_eq!(s, 401, "{b}");
+    assert_eq!(b["code"], "unauthorized", "{b}");
+    assert!(
+        b["message"].as_str().unwrap().contains("not valid yet"),
+        "{b}"
+    );
 }

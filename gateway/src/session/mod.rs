@@ -210,6 +210,9 @@ struct Session<T> {
     /// A request read while publishes were in flight. Requests take effect
     /// in the order sent, so it waits until they are stored.
     deferred: Option<ClientFrame>,
+    /// Subscriptions were revoked: the next flush drops queued frames that
+    /// no remaining subscription matches (frames queued later cannot).
+    revoking: bool,
 }
 
 /// Why the loop stops.
@@ -270,6 +273,7 @@ pub async fn run<T>(
         reread: None,
         publishes: Vec::new(),
         deferred: None,
+        revoking: false,
         options,
     };
     let mut publishing: Option<PublishOp> = None;
@@ -402,6 +406,8 @@ where
             return Ok(());
         }
         let deadline = self.write_deadline();
+        // Everything queued before a revocation is in this batch.
+        let revoking = std::mem::take(&mut self.revoking);
         let mut batch = std::mem::take(&mut self.batch);
         // With `batch` on: the message frames of this wake-up, one per line.
         let mut joined = String::new();
@@ -425,6 +431,9 @@ where
                     break;
                 }
                 sent_any = true;
+                continue;
+            }
+            if revoking && !self.subs.patterns.iter().any(|p| p.matches_str(&live.path)) {
                 continue;
             }
             match self.merge.live(&live, &self.subs.patterns, Instant::now()) {

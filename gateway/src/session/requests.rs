@@ -277,16 +277,61 @@ where
                 .await;
         }
         let first_login = self.grants.user.is_none() && grants.user.is_some();
+        // The new token replaces the grants: what it does not cover goes.
+        let revoked: Vec<Pattern> = self
+            .subs
+            .patterns
+            .iter()
+            .filter(|p| !grants.can_read(p))
+            .cloned()
+            .collect();
         self.grants = grants;
-        let user = self
+        self.revoke(&revoked).await?;
+        let mut extra = self
             .grants
             .user
             .map(|u| format!(r#","user":"{u}""#))
             .unwrap_or_default();
-        self.send(ok_frame(id, &user)).await?;
+        if !revoked.is_empty() {
+            let dropped: Vec<serde_json::Value> = revoked
+                .iter()
+                .map(|p| {
+                    json!({
+                        "pattern": p.as_str(),
+                        "code": ErrorCode::Forbidden.as_str(),
+                        "message": "the new token does not allow reading this pattern; unsubscribed",
+                    })
+                })
+                .collect();
+            extra.push_str(&format!(
+                r#","dropped":{}"#,
+                serde_json::Value::from(dropped)
+            ));
+        }
+        self.send(ok_frame(id, &extra)).await?;
         if first_login && let Some(u) = self.grants.user {
             *inflight = Some(self.start_login_sync(u));
         }
         Ok(())
+    }
+
+    /// Drops subscriptions the grants no longer cover, at once: the hub
+    /// stops fanning them out, frames already queued for them are dropped
+    /// at the next flush, and a replay queued for them does not run.
+    async fn revoke(&mut self, patterns: &[Pattern]) -> Result<(), Stop> {
+        if patterns.is_empty() {
+            return Ok(());
+        }
+        self.subs.patterns.retain(|p| !patterns.contains(p));
+        self.prefs.retain(|p| !patterns.contains(p));
+        for p in patterns {
+            self.merge.forget(p);
+        }
+        if let Some((_, reread)) = self.reread.as_mut() {
+            reread.retain(|p| !patterns.contains(p));
+        }
+        self.ctx.hub.release(&self.subs.conn, patterns.to_vec());
+        self.revoking = true;
+        self.settle(patterns).await
     }
 }
