@@ -485,7 +485,16 @@ impl Store for EmbeddedStore {
     }
 
     async fn sweep(&self) -> Result<usize, StoreError> {
-        self.write(Write::Sweep).await
+        // Batch after batch, each a request of its own: writes queued
+        // meanwhile are committed between two batches.
+        let mut total = 0;
+        loop {
+            let (deleted, more) = self.write(Write::Sweep).await?;
+            total += deleted;
+            if !more {
+                return Ok(total);
+            }
+        }
     }
 }
 
@@ -828,5 +837,43 @@ mod tests {
             store.tables.ttl.read().get("other"),
             Some(&Duration::from_secs(5))
         );
+    }
+
+    /// A large expired backlog is swept a batch at a time, so a write made
+    /// while it is swept is committed between two batches rather than after
+    /// the whole backlog.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_sweep_lets_writes_through_between_batches() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = EmbeddedOptions {
+            sync: false,
+            ..EmbeddedOptions::default()
+        };
+        let store = Arc::new(EmbeddedStore::open(dir.path(), options).unwrap());
+        let backlog = 8 * writer::SWEEP_BATCH;
+        for chunk in 0..8 {
+            let msgs = (0..writer::SWEEP_BATCH)
+                .map(|i| bare(&format!("old.{chunk}.{i}")))
+                .collect();
+            store.put(msgs).await.unwrap();
+        }
+        store
+            .set_retention("old".into(), Some(Duration::from_secs(1)))
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        let sweeper = {
+            let store = store.clone();
+            tokio::spawn(async move { store.sweep().await })
+        };
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        store.put(vec![bare("new.1")]).await.unwrap();
+        let left = store.tables.timeline.iter().count();
+        assert!(
+            left > writer::SWEEP_BATCH,
+            "the write waited for the whole backlog of {backlog} ({left} rows left)"
+        );
+        assert_eq!(sweeper.await.unwrap().unwrap(), backlog);
+        assert_eq!(store.sweep().await.unwrap(), 0, "nothing left");
     }
 }

@@ -66,7 +66,9 @@ pub(super) enum Write {
     Put(Vec<Prepared>, Reply<Vec<Put>>),
     Dismiss(u64, Uuid, Reply<bool>),
     Retention(String, Option<Duration>, Reply<()>),
-    Sweep(Reply<usize>),
+    /// One batch of a sweep: how many were deleted, and whether more are
+    /// due.
+    Sweep(Reply<(usize, bool)>),
 }
 
 /// The writer's view of the `names` dictionary: a bounded cache in front of
@@ -316,62 +318,64 @@ fn set_retention(
 }
 
 /// Most messages deleted in one batch by [`sweep`].
-const SWEEP_BATCH: usize = 1000;
+pub(super) const SWEEP_BATCH: usize = 1000;
 
-/// Deletes expired messages of every category with a retention, oldest
-/// first, in batches. Folder ids stay numbered: `names` only grows.
-fn sweep(t: &Tables, durability: Option<PersistMode>) -> Result<usize, StoreError> {
+/// Deletes at most [`SWEEP_BATCH`] expired messages, oldest first, in one
+/// commit, and says whether more are due. One batch at a time, so writes
+/// queued meanwhile go between two batches instead of waiting for the
+/// whole backlog. Folder ids stay numbered: `names` only grows.
+fn sweep(t: &Tables, durability: Option<PersistMode>) -> Result<(usize, bool), StoreError> {
     let categories: Vec<String> = t.ttl.read().keys().cloned().collect();
     let now = now_millis();
-    let mut total = 0;
+    // (cursor, id of the folder it was found under)
+    let mut expired: Vec<(Cursor, Id)> = Vec::new();
     for category in categories {
         let Some(name) = t.name(&category)? else {
             continue;
         };
-        loop {
-            // Oldest entries are at the end of each (inverted) range.
-            let mut expired: Vec<Cursor> = Vec::new();
-            for keyspace in [&t.below, &t.exact] {
-                for guard in keyspace.prefix(name.id.to_be_bytes()).rev() {
-                    let key = guard.key().map_err(engine)?;
-                    let cursor = cursor_of_key(&key)?;
-                    if !t.expired(&category, &cursor, now) || expired.len() >= SWEEP_BATCH {
-                        break;
-                    }
-                    expired.push(cursor);
+        // Oldest entries are at the end of each (inverted) range.
+        for keyspace in [&t.below, &t.exact] {
+            for guard in keyspace.prefix(name.id.to_be_bytes()).rev() {
+                if expired.len() >= SWEEP_BATCH {
+                    break;
                 }
-            }
-            if expired.is_empty() {
-                break;
-            }
-            let mut b = t.db.batch().durability(durability);
-            for cursor in &expired {
-                let key = inverted(cursor);
-                match t.timeline.get(key).map_err(engine)? {
-                    // Every row of the message, found by its path.
-                    Some(rec) => {
-                        let path = split_record(&rec)?.0;
-                        for folder in ancestors(path) {
-                            if let Some(n) = t.name(folder)? {
-                                b.remove(&t.below, index_key(n.id, cursor).to_vec());
-                            }
-                        }
-                        if let Some(n) = t.name(path)? {
-                            b.remove(&t.exact, index_key(n.id, cursor).to_vec());
-                        }
-                        b.remove(&t.ids, uuid_of_record(&rec)?.as_bytes().to_vec());
-                    }
-                    // The record is gone: the rows found, so the loop ends.
-                    None => {
-                        b.remove(&t.below, index_key(name.id, cursor).to_vec());
-                        b.remove(&t.exact, index_key(name.id, cursor).to_vec());
-                    }
+                let cursor = cursor_of_key(&guard.key().map_err(engine)?)?;
+                if !t.expired(&category, &cursor, now) {
+                    break;
                 }
-                b.remove(&t.timeline, key.to_vec());
-                total += 1;
+                expired.push((cursor, name.id));
             }
-            b.commit().map_err(engine)?;
         }
     }
-    Ok(total)
+    if expired.is_empty() {
+        return Ok((0, false));
+    }
+    let mut b = t.db.batch().durability(durability);
+    for (cursor, found_under) in &expired {
+        let key = inverted(cursor);
+        match t.timeline.get(key).map_err(engine)? {
+            // Every row of the message, found by its path.
+            Some(rec) => {
+                let path = split_record(&rec)?.0;
+                for folder in ancestors(path) {
+                    if let Some(n) = t.name(folder)? {
+                        b.remove(&t.below, index_key(n.id, cursor).to_vec());
+                    }
+                }
+                if let Some(n) = t.name(path)? {
+                    b.remove(&t.exact, index_key(n.id, cursor).to_vec());
+                }
+                b.remove(&t.ids, uuid_of_record(&rec)?.as_bytes().to_vec());
+            }
+            // The record is gone: remove the rows found, so no batch finds
+            // them again.
+            None => {
+                b.remove(&t.below, index_key(*found_under, cursor).to_vec());
+                b.remove(&t.exact, index_key(*found_under, cursor).to_vec());
+            }
+        }
+        b.remove(&t.timeline, key.to_vec());
+    }
+    b.commit().map_err(engine)?;
+    Ok((expired.len(), expired.len() >= SWEEP_BATCH))
 }
