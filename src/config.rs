@@ -27,11 +27,17 @@ pub struct Config {
     pub gateway: GatewayConfig,
     /// The core role.
     pub core: CoreConfig,
+    /// The largest message the mesh accepts, body plus meta, in bytes (a
+    /// binary body before base64). Every role of every process of a region
+    /// must agree: gateways refuse larger messages (`too_large`, HTTP 413)
+    /// and size their writes for it, cores refuse them from any door.
+    pub max_message_bytes: usize,
 }
 
 impl Default for Config {
     fn default() -> Self {
         Config {
+            max_message_bytes: postmesh_schema::protocol::DEFAULT_MAX_MESSAGE_BYTES,
             data: PathBuf::from("./postmesh-data"),
             amqp: None,
             node: NodeConfig::default(),

@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use postmesh_core::remote::{CoreServer, RemoteCore};
 use postmesh_core::store::embedded::EmbeddedOptions;
-use postmesh_core::{Core, CoreClient, CoreMetrics, EmbeddedStore, Store, retention};
+use postmesh_core::{Core, CoreClient, CoreMetrics, CoreOptions, EmbeddedStore, Store, retention};
 use postmesh_gateway::Gateway;
 use postmesh_router::rpc::Replies;
 use postmesh_router::{AmqpPostoffice, MemoryPostoffice, Postoffice};
@@ -116,6 +116,9 @@ pub async fn start_roles(config: Config, roles: Roles) -> anyhow::Result<Running
                 s.clone() as Arc<dyn Store>,
                 postoffice.clone(),
                 CoreMetrics::register(&mut registry),
+                CoreOptions {
+                    max_message_bytes: config.max_message_bytes,
+                },
             )
             .await
             .context("starting the core")?,
@@ -194,6 +197,7 @@ async fn start_front(
         // and distributes: resume is exact. Cores on a broker stamp with
         // clocks that differ: resume reads an overlap window.
         let mut gateway_config = config.gateway.clone();
+        gateway_config.max_message_bytes = config.max_message_bytes;
         gateway_config
             .resume_overlap_ms
             .get_or_insert(match config.amqp {

@@ -23,5 +23,5 @@ pub mod service;
 pub mod store;
 
 pub use metrics::CoreMetrics;
-pub use service::{Core, CoreClient, CoreError, Published};
+pub use service::{Core, CoreClient, CoreError, CoreOptions, Published};
 pub use store::{EmbeddedOptions, EmbeddedStore, Page, Put, PutOutcome, Store, StoreError};

@@ -143,19 +143,42 @@ fn malformed(e: impl std::fmt::Display) -> CoreError {
     }
 }
 
+/// Most bytes of messages in one read reply: a page of large messages is
+/// cut short (with `more`) so that a reply stays well under a broker's
+/// message size limit (RabbitMQ's default is 16 MiB). At least one message
+/// always goes in.
+pub const MAX_READ_REPLY_BYTES: usize = 4 << 20;
+
 /// `{"messages":[...]}`, with `more` and `gap` for a page. Messages carry
 /// their cursors when they have one.
 fn encode_messages<'a>(
     messages: impl IntoIterator<Item = &'a Message>,
     page: Option<(bool, bool)>,
 ) -> Vec<u8> {
+    encode_messages_capped(messages, page, usize::MAX)
+}
+
+/// [`encode_messages`] holding at most `cap` bytes of messages (at least
+/// one); a page cut short says `more`.
+fn encode_messages_capped<'a>(
+    messages: impl IntoIterator<Item = &'a Message>,
+    page: Option<(bool, bool)>,
+    cap: usize,
+) -> Vec<u8> {
     let mut out = b"{\"messages\":[".to_vec();
+    let mut cut = false;
     for (i, m) in messages.into_iter().enumerate() {
+        let json = m.to_json();
+        if i > 0 && out.len() + json.len() > cap {
+            cut = true;
+            break;
+        }
         if i > 0 {
             out.push(b',');
         }
-        out.extend_from_slice(&m.to_json());
+        out.extend_from_slice(&json);
     }
+    let page = page.map(|(more, gap)| (more || cut, gap));
     out.push(b']');
     if let Some((more, gap)) = page {
         out.extend_from_slice(format!(",\"more\":{more},\"gap\":{gap}").as_bytes());
@@ -666,7 +689,13 @@ impl CoreServer {
                                 },
                                 _ => self.core.latest(pattern, req.limit, req.user).await,
                             };
-                            page.map(|p| encode_messages(&p.messages, Some((p.more, p.gap))))
+                            page.map(|p| {
+                                encode_messages_capped(
+                                    &p.messages,
+                                    Some((p.more, p.gap)),
+                                    MAX_READ_REPLY_BYTES,
+                                )
+                            })
                         }
                         Err(e) => Err(malformed(e)),
                     },

@@ -72,12 +72,29 @@ pub trait CoreClient: Send + Sync + 'static {
     async fn dismiss(&self, user: u64, uuid: Uuid) -> Result<(), CoreError>;
 }
 
+/// Options of the core services.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CoreOptions {
+    /// The largest message accepted (body plus meta), so that every
+    /// message stored can be delivered to every device.
+    pub max_message_bytes: usize,
+}
+
+impl Default for CoreOptions {
+    fn default() -> Self {
+        CoreOptions {
+            max_message_bytes: postmesh_schema::protocol::DEFAULT_MAX_MESSAGE_BYTES,
+        }
+    }
+}
+
 /// The core service over a store and a postoffice.
 pub struct Core {
     store: Arc<dyn Store>,
     postoffice: Arc<dyn Postoffice>,
     pipeline: Pipeline,
     metrics: CoreMetrics,
+    options: CoreOptions,
 }
 
 impl Core {
@@ -88,6 +105,7 @@ impl Core {
         store: Arc<dyn Store>,
         postoffice: Arc<dyn Postoffice>,
         metrics: CoreMetrics,
+        options: CoreOptions,
     ) -> Result<Core, CoreError> {
         let pipeline = Pipeline::start(store.clone(), postoffice.clone(), metrics.clone()).await?;
         Ok(Core {
@@ -95,6 +113,7 @@ impl Core {
             postoffice,
             pipeline,
             metrics,
+            options,
         })
     }
 
@@ -175,6 +194,17 @@ impl Core {
 #[async_trait]
 impl CoreClient for Core {
     async fn publish(&self, messages: Vec<Message>) -> Result<Vec<Published>, CoreError> {
+        // Every door checks this; the core checks again for the doors it
+        // does not see (a service publishing straight onto the postoffice).
+        let max = self.options.max_message_bytes;
+        if let Some((index, size)) = messages
+            .iter()
+            .map(Message::size)
+            .enumerate()
+            .find(|(_, size)| *size > max)
+        {
+            return Err(CoreError::TooLarge { index, size, max });
+        }
         let uuids: Vec<Uuid> = messages.iter().map(|m| m.uuid).collect();
         let puts = self.pipeline.submit(messages, Kind::Publish).await?;
         Ok(uuids

@@ -65,6 +65,11 @@ pub struct GatewayConfig {
     pub publish_window: usize,
     /// Path and pattern limits.
     pub limits: Limits,
+    /// The largest message accepted (body plus meta): set from the root
+    /// `max_message_bytes` of the process's configuration, which the core
+    /// shares, so it is not a key of `[gateway]`.
+    #[serde(skip, default = "default_max_message_bytes")]
+    pub max_message_bytes: usize,
     /// Seconds to drain connections on shutdown.
     pub drain_secs: u64,
     /// Seconds between keepalive pings to each device; a device silent for
@@ -96,6 +101,7 @@ impl Default for GatewayConfig {
             max_publish_batch: 1000,
             publish_window: 256,
             limits: Limits::default(),
+            max_message_bytes: default_max_message_bytes(),
             drain_secs: 5,
             keepalive_secs: 30,
         }
@@ -143,6 +149,10 @@ impl GatewayConfig {
         }
         Ok(())
     }
+}
+
+fn default_max_message_bytes() -> usize {
+    postmesh_schema::protocol::DEFAULT_MAX_MESSAGE_BYTES
 }
 
 #[cfg(test)]

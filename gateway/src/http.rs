@@ -18,7 +18,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use postmesh_core::Page;
 use postmesh_schema::message::Draft;
-use postmesh_schema::protocol::{DEFAULT_HISTORY_LIMIT, ErrorCode, FrameError, MAX_HISTORY_LIMIT};
+use postmesh_schema::protocol::{
+    DEFAULT_HISTORY_LIMIT, ErrorCode, FrameError, MAX_HISTORY_LIMIT, too_large,
+};
 use postmesh_schema::{Cursor, Message, Pattern};
 use prometheus_client::registry::Registry;
 use serde::Deserialize;
@@ -117,19 +119,10 @@ fn grants(app: &App, headers: &HeaderMap, query_token: Option<&str>) -> Result<G
 
 fn core_failure(e: postmesh_core::CoreError) -> Response {
     tracing::warn!(error = %e, "core call failed");
-    if e.is_retryable() {
-        error_response(
-            StatusCode::SERVICE_UNAVAILABLE,
-            ErrorCode::Unavailable,
-            &e.to_string(),
-        )
-    } else {
-        error_response(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            ErrorCode::Internal,
-            &e.to_string(),
-        )
-    }
+    let code = e.code();
+    let status =
+        StatusCode::from_u16(code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    error_response(status, code, &e.to_string())
 }
 
 fn page_json(page: &Page) -> Vec<u8> {
@@ -237,6 +230,12 @@ async fn publish(
                 ErrorCode::Forbidden,
                 &format!("the token does not allow publishing to {}", m.path),
             );
+        }
+        if let Some(mut fe) = too_large(None, &m, app.ctx.config.max_message_bytes) {
+            if batch {
+                fe.message = format!("messages[{i}]: {}", fe.message);
+            }
+            return frame_error(fe);
         }
         messages.push(m);
     }

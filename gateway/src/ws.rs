@@ -11,7 +11,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::{Sink, Stream};
 use hyper_util::rt::TokioIo;
-use postmesh_schema::protocol::{ErrorCode, MAX_REPLY_BYTES};
+use postmesh_schema::protocol::{ErrorCode, MAX_REPLY_BYTES, max_msg_frame_bytes};
 use serde::Deserialize;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
@@ -94,16 +94,19 @@ where
 
 /// The tungstenite limits and buffers for one connection. The write buffer
 /// holds what is unflushed plus one frame, and the largest frame the
-/// gateway sends is a reply ([`MAX_REPLY_BYTES`] plus one message) or a
-/// batched frame (64 KiB plus one message): a frame over the bound would
-/// fail the connection rather than wait.
+/// gateway sends is a reply ([`MAX_REPLY_BYTES`] plus one message), a
+/// batched frame (64 KiB plus one message) or one message of the largest
+/// size the mesh accepts (`max_message_bytes`, in its frame): a frame over
+/// the bound would fail the connection rather than wait.
 pub fn ws_config(c: &GatewayConfig) -> WebSocketConfig {
+    let message = max_msg_frame_bytes(c.max_message_bytes, &c.limits);
     WebSocketConfig::default()
         .read_buffer_size(c.read_buffer_bytes)
         .write_buffer_size(c.write_buffer_bytes)
         .max_write_buffer_size(
             c.write_buffer_bytes * 4
                 + MAX_REPLY_BYTES.max(MAX_JOINED_BYTES)
+                + message
                 + 2 * c.max_frame_bytes,
         )
         .max_message_size(Some(c.max_frame_bytes))

@@ -229,6 +229,17 @@ impl Message {
         Ok(m)
     }
 
+    /// What counts against `max_message_bytes`: the body's bytes (a binary
+    /// body before base64) plus the meta's JSON.
+    pub fn size(&self) -> usize {
+        let meta = if self.meta.is_empty() {
+            0
+        } else {
+            serde_json::to_vec(&self.meta).map(|v| v.len()).unwrap_or(0)
+        };
+        self.body.len() + meta
+    }
+
     /// The UUID's timestamp ordering key, see [`time_key`].
     pub fn time_key(&self) -> [u8; 16] {
         time_key(&self.uuid)

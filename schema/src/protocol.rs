@@ -27,6 +27,30 @@ pub const DEFAULT_HISTORY_LIMIT: u32 = 50;
 /// reply is at most this plus one message.
 pub const MAX_REPLY_BYTES: usize = 1 << 20;
 
+/// The default largest message the mesh accepts (`max_message_bytes`): its
+/// body plus its meta, in bytes (a binary body before base64). Every door
+/// refuses a larger one with `too_large` (HTTP 413), so that every message
+/// accepted fits every write path to every device.
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 1 << 20;
+
+/// The refusal of a message over `max` bytes (body plus meta), if it is.
+pub fn too_large(id: Option<u64>, m: &Message, max: usize) -> Option<FrameError> {
+    let size = m.size();
+    (size > max).then(|| {
+        FrameError::new(
+            id,
+            ErrorCode::TooLarge,
+            format!("the message is {size} bytes (body plus meta); the mesh accepts at most {max}"),
+        )
+    })
+}
+
+/// The most a `msg` frame adds to a message's size: the envelope (op, path,
+/// uuid, cursor, class), base64 expansion of a binary body (4/3) and JSON.
+pub fn max_msg_frame_bytes(max_message_bytes: usize, limits: &crate::path::Limits) -> usize {
+    max_message_bytes / 3 * 4 + 4 + limits.max_bytes * 2 + 256
+}
+
 /// WebSocket close codes the gateway uses (4000-4999 are application codes).
 pub mod close {
     /// The server is shutting down or restarting; reconnect elsewhere or later.
@@ -71,6 +95,8 @@ pub enum ErrorCode {
     TooManySubscriptions,
     /// `unsub` for a pattern the connection is not subscribed to.
     NotSubscribed,
+    /// A message is larger than the mesh accepts (`max_message_bytes`).
+    TooLarge,
     /// A dependency (store, postoffice) is unavailable: retry later.
     Unavailable,
     /// A bug. Logged server-side.
@@ -93,6 +119,7 @@ impl ErrorCode {
             ErrorCode::Forbidden => "forbidden",
             ErrorCode::TooManySubscriptions => "too_many_subscriptions",
             ErrorCode::NotSubscribed => "not_subscribed",
+            ErrorCode::TooLarge => "too_large",
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::Internal => "internal",
         }
@@ -107,6 +134,7 @@ impl ErrorCode {
             ErrorCode::Internal => 500,
             ErrorCode::TooManySubscriptions => 429,
             ErrorCode::NotSubscribed => 404,
+            ErrorCode::TooLarge => 413,
             _ => 400,
         }
     }

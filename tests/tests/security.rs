@@ -418,3 +418,93 @@ async fn bearer_scheme_is_case_insensitive_and_nbf_is_honoured() {
         "{b}"
     );
 }
+
+/// One maximum message size at every door: a message up to it reaches live
+/// subscribers (batched or not), replays and history; a larger one is
+/// refused with `too_large` (HTTP 413) and cuts no one off. Before, a
+/// 1.5 MB body was accepted and every subscriber to its path was dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_up_to_the_limit_reach_everyone_and_larger_ones_are_refused() {
+    let mesh = Mesh::start().await;
+    let mut live = mesh.ws().await;
+    live.sub("big.#").await;
+    let mut batched = Client::connect(&format!("ws://{}/ws?batch=true", mesh.addr)).await;
+    batched.sub("big.#").await;
+    let first = mesh.publish("big.0", json!("small")).await;
+    let cursor = live.msg().await["cursor"].clone();
+    assert_eq!(batched.msg().await["uuid"], first);
+
+    let near = "x".repeat(postmesh_schema::protocol::DEFAULT_MAX_MESSAGE_BYTES - 100);
+    let (s, b) = mesh
+        .post("/v1/publish", &json!({"path": "big.1", "body": near}), None)
+        .await;
+    assert_eq!(s, 200, "{b}");
+    let big = b["uuid"].clone();
+    assert_eq!(live.msg().await["uuid"], big, "delivered live");
+    assert_eq!(batched.msg().await["uuid"], big, "delivered batched");
+
+    let over = "x".repeat(postmesh_schema::protocol::DEFAULT_MAX_MESSAGE_BYTES + 1);
+    let (s, b) = mesh
+        .post("/v1/publish", &json!({"path": "big.2", "body": over}), None)
+        .await;
+    assert_eq!(s, 413, "{b}");
+    assert_eq!(b["code"], "too_large", "{b}");
+    let (s, b) = mesh
+        .post(
+            "/v1/publish",
+            &json!({"messages": [{"path": "big.3"}, {"path": "big.4", "body": over}]}),
+            None,
+        )
+        .await;
+    assert_eq!((s, b["code"].as_str()), (413, Some("too_large")), "{b}");
+    assert!(
+        b["message"].as_str().unwrap().contains("messages[1]"),
+        "{b}"
+    );
+
+    // Still connected, and the big message replays and reads back.
+    let after = mesh.publish("big.5", json!("after")).await;
+    assert_eq!(live.msg().await["uuid"], after);
+    assert_eq!(batched.msg().await["uuid"], after);
+    let mut resumed = mesh.ws().await;
+    let r = resumed
+        .request(json!({"op": "sub", "pattern": "big.#", "since": cursor}))
+        .await;
+    assert_eq!(r["replayed"], 2, "{r}");
+    // History pages on past the 1 MiB reply cap and reads it back.
+    let mut uuids = Vec::new();
+    let mut before = serde_json::Value::Null;
+    for _ in 0..5 {
+        let r = resumed
+            .request(json!({"op": "history", "pattern": "big.#", "limit": 10, "before": before}))
+            .await;
+        let page = r["messages"].as_array().unwrap().clone();
+        uuids.extend(page.iter().map(|m| m["uuid"].clone()));
+        before = page.last().unwrap()["cursor"].clone();
+        if r["more"] == false {
+            break;
+        }
+    }
+    assert!(uuids.contains(&big), "{uuids:?}");
+    assert_eq!(uuids.len(), 3, "each once: {uuids:?}");
+}
+
+/// The same limit on a WebSocket `pub`: refused with `too_large`, and the
+/// connection goes on.
+#[tokio::test]
+async fn a_websocket_pub_over_the_limit_is_refused() {
+    let mesh = Mesh::start_with(|c| c.max_message_bytes = 10_000).await;
+    let mut d = mesh.ws().await;
+    let r = d
+        .request(json!({"op": "pub", "path": "a.b", "body": "y".repeat(20_000)}))
+        .await;
+    assert_eq!(
+        (r["op"].as_str(), r["code"].as_str()),
+        (Some("err"), Some("too_large")),
+        "{r}"
+    );
+    let r = d
+        .request(json!({"op": "pub", "path": "a.b", "body": "y".repeat(9_000)}))
+        .await;
+    assert_eq!(r["op"], "ok", "{r}");
+}

@@ -219,13 +219,8 @@ struct Session<T> {
 struct Stop;
 
 fn core_error(id: Option<u64>, e: CoreError) -> FrameError {
-    let code = if e.is_retryable() {
-        ErrorCode::Unavailable
-    } else {
-        ErrorCode::Internal
-    };
     tracing::warn!(error = %e, "core call failed");
-    FrameError::new(id, code, e.to_string())
+    FrameError::new(id, e.code(), e.to_string())
 }
 
 fn postoffice_error(id: Option<u64>, e: postmesh_router::PostofficeError) -> FrameError {

@@ -1,6 +1,8 @@
 //! Client requests: parsing a frame, starting the operation it asks for,
 //! pipelining publishes, and authentication.
 
+use postmesh_schema::protocol::too_large;
+
 use super::*;
 
 impl<T> Session<T>
@@ -133,6 +135,9 @@ where
                             format!("the token does not allow publishing to {path}"),
                         ))
                         .await;
+                }
+                if let Some(e) = too_large(Some(id), &message, self.ctx.config.max_message_bytes) {
+                    return self.send_err(e).await;
                 }
                 self.ctx.metrics.messages_published.inc();
                 self.publishes.push((id, message));
