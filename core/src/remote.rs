@@ -120,6 +120,8 @@ struct Batch<'a> {
     more: bool,
     #[serde(default)]
     gap: bool,
+    #[serde(default)]
+    next: Option<Cursor>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -149,28 +151,31 @@ fn malformed(e: impl std::fmt::Display) -> CoreError {
 /// always goes in.
 pub const MAX_READ_REPLY_BYTES: usize = 4 << 20;
 
-/// `{"messages":[...]}`, with `more` and `gap` for a page. Messages carry
-/// their cursors when they have one.
-fn encode_messages<'a>(
-    messages: impl IntoIterator<Item = &'a Message>,
-    page: Option<(bool, bool)>,
-) -> Vec<u8> {
-    encode_messages_capped(messages, page, usize::MAX)
+/// `{"messages":[...]}`: the messages of a publish or replica request.
+fn encode_messages<'a>(messages: impl IntoIterator<Item = &'a Message>) -> Vec<u8> {
+    let mut out = b"{\"messages\":[".to_vec();
+    for (i, m) in messages.into_iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(&m.to_json());
+    }
+    out.extend_from_slice(b"]}");
+    out
 }
 
-/// [`encode_messages`] holding at most `cap` bytes of messages (at least
-/// one); a page cut short says `more`.
-fn encode_messages_capped<'a>(
-    messages: impl IntoIterator<Item = &'a Message>,
-    page: Option<(bool, bool)>,
-    cap: usize,
-) -> Vec<u8> {
+/// A read reply: `{"messages":[...],"more","gap","next"}` with at most
+/// `cap` bytes of messages (at least one, each with its cursor). A page
+/// cut short says `more`, and goes on after its last message.
+fn encode_page(page: &Page, cap: usize) -> Vec<u8> {
     let mut out = b"{\"messages\":[".to_vec();
-    let mut cut = false;
-    for (i, m) in messages.into_iter().enumerate() {
+    let mut next = page.next;
+    let mut more = page.more;
+    for (i, m) in page.messages.iter().enumerate() {
         let json = m.to_json();
         if i > 0 && out.len() + json.len() > cap {
-            cut = true;
+            more = true;
+            next = page.messages[i - 1].cursor;
             break;
         }
         if i > 0 {
@@ -178,10 +183,9 @@ fn encode_messages_capped<'a>(
         }
         out.extend_from_slice(&json);
     }
-    let page = page.map(|(more, gap)| (more || cut, gap));
-    out.push(b']');
-    if let Some((more, gap)) = page {
-        out.extend_from_slice(format!(",\"more\":{more},\"gap\":{gap}").as_bytes());
+    out.extend_from_slice(format!("],\"more\":{more},\"gap\":{}", page.gap).as_bytes());
+    if let Some(c) = next.filter(|_| more) {
+        out.extend_from_slice(format!(",\"next\":\"{c}\"").as_bytes());
     }
     out.push(b'}');
     out
@@ -202,6 +206,7 @@ fn decode_messages(bytes: &[u8]) -> Result<Page, String> {
         messages,
         more: batch.more,
         gap: batch.gap,
+        next: batch.next,
     })
 }
 
@@ -365,7 +370,7 @@ impl CoreClient for RemoteCore {
             .partition(|(_, m)| m.class == Class::Bronze);
         if !bronze.is_empty() {
             // Queueable: accepted once the broker has the request durably.
-            let payload = Bytes::from(encode_messages(bronze.iter().map(|(_, m)| m), None));
+            let payload = Bytes::from(encode_messages(bronze.iter().map(|(_, m)| m)));
             self.enqueue(BRONZE, payload).await?;
             for (i, m) in &bronze {
                 results[*i] = Some(Published {
@@ -384,7 +389,7 @@ impl CoreClient for RemoteCore {
                 .map(|(_, m)| priority(m.class))
                 .max()
                 .unwrap_or(1);
-            let payload = Bytes::from(encode_messages(group.iter().map(|(_, m)| m), None));
+            let payload = Bytes::from(encode_messages(group.iter().map(|(_, m)| m)));
             let ok = self.call(action, payload, prio, true).await?;
             let published: Vec<(Uuid, bool, Option<Cursor>)> = serde_json::from_slice(&ok)
                 .map_err(|e| malformed(format!("malformed publish reply: {e}")))?;
@@ -689,13 +694,7 @@ impl CoreServer {
                                 },
                                 _ => self.core.latest(pattern, req.limit, req.user).await,
                             };
-                            page.map(|p| {
-                                encode_messages_capped(
-                                    &p.messages,
-                                    Some((p.more, p.gap)),
-                                    MAX_READ_REPLY_BYTES,
-                                )
-                            })
+                            page.map(|p| encode_page(&p, MAX_READ_REPLY_BYTES))
                         }
                         Err(e) => Err(malformed(e)),
                     },

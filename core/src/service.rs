@@ -235,7 +235,7 @@ impl CoreClient for Core {
                     before: cursor,
                 }))
                 .await?;
-            cursor = page.messages.last().and_then(|m| m.cursor);
+            cursor = page.next;
             let more = page.more;
             out.extend(self.without_dismissed(user, page.messages).await?);
             if out.len() == limit || !more {
@@ -243,6 +243,7 @@ impl CoreClient for Core {
                     messages: out,
                     more,
                     gap: false,
+                    next: cursor.filter(|_| more),
                 });
             }
         }
@@ -250,6 +251,7 @@ impl CoreClient for Core {
             messages: out,
             more: true,
             gap: false,
+            next: cursor,
         })
     }
 
@@ -268,6 +270,7 @@ impl CoreClient for Core {
             more: page.more,
             messages: self.without_dismissed(user, page.messages).await?,
             gap,
+            next: page.next,
         })
     }
 
@@ -282,6 +285,7 @@ impl CoreClient for Core {
             more: page.more,
             messages: self.without_dismissed(user, page.messages).await?,
             gap: false,
+            next: None,
         })
     }
 

@@ -135,7 +135,11 @@ fn page_json(page: &Page) -> Vec<u8> {
         m.write_json_fields(&mut out);
         out.push(b'}');
     }
-    out.extend_from_slice(format!("],\"more\":{}}}", page.more).as_bytes());
+    out.extend_from_slice(format!("],\"more\":{}", page.more).as_bytes());
+    if let Some(c) = page.next.filter(|_| page.more) {
+        out.extend_from_slice(format!(",\"next\":\"{c}\"").as_bytes());
+    }
+    out.push(b'}');
     out
 }
 

@@ -413,32 +413,50 @@ pub fn ok_frame(id: u64, extra: &str) -> String {
     format!(r#"{{"op":"ok","id":{id}{extra}}}"#)
 }
 
-/// `{"op":"ok","id":N,"messages":[...],"more":bool}`, messages in the given
-/// order, as many as fit in `max_bytes` (at least one). `more` is true when
-/// `more` was given or messages were left out.
+/// `{"op":"ok","id":N,"messages":[...],"more":bool,"next":CURSOR?}`,
+/// messages in the given order, as many as fit in `max_bytes` (at least
+/// one). `more` is true when `more` was given or messages were left out;
+/// `next` (with `more`) is where the following page starts: the cursor of
+/// the last message in this one when it was cut, else `next` as given.
 pub fn ok_messages_frame<'a>(
     id: u64,
     messages: impl IntoIterator<Item = &'a Message>,
     more: bool,
+    next: Option<Cursor>,
     max_bytes: usize,
 ) -> Vec<u8> {
+    // What closes the frame: with a `next` unless it is the whole page.
+    const WHOLE: &str = r#"],"more":false}"#;
+    const CUT: &str = r#"],"more":true,"next":"00000000-0000-0000-0000-000000000000"}"#;
     let mut out = Vec::with_capacity(256);
     out.extend_from_slice(format!(r#"{{"op":"ok","id":{id},"messages":["#).as_bytes());
-    let mut cut = false;
-    for (i, m) in messages.into_iter().enumerate() {
+    let (mut cut, mut last) = (false, None);
+    let mut messages = messages.into_iter().enumerate().peekable();
+    while let Some((i, m)) = messages.next() {
         let before = out.len();
         if i > 0 {
             out.push(b',');
         }
         m.write_json_fields(&mut out);
         out.push(b'}');
-        if i > 0 && out.len() + r#"],"more":false}"#.len() > max_bytes {
+        let tail = if messages.peek().is_none() && !more {
+            WHOLE.len()
+        } else {
+            CUT.len()
+        };
+        if i > 0 && out.len() + tail > max_bytes {
             out.truncate(before);
             cut = true;
             break;
         }
+        last = m.cursor;
     }
-    out.extend_from_slice(format!(r#"],"more":{}}}"#, more || cut).as_bytes());
+    let (more, next) = if cut { (true, last) } else { (more, next) };
+    out.extend_from_slice(format!(r#"],"more":{more}"#).as_bytes());
+    if let Some(c) = next.filter(|_| more) {
+        out.extend_from_slice(format!(r#","next":"{c}""#).as_bytes());
+    }
+    out.push(b'}');
     out
 }
 
@@ -607,20 +625,21 @@ mod tests {
         assert_eq!(v["uuid"], m.uuid.to_string());
         assert_eq!(v["body"][1], "two");
         let v: Value =
-            serde_json::from_slice(&ok_messages_frame(9, [&m, &m], true, MAX_REPLY_BYTES)).unwrap();
+            serde_json::from_slice(&ok_messages_frame(9, [&m, &m], true, None, MAX_REPLY_BYTES))
+                .unwrap();
         assert_eq!(v["messages"].as_array().unwrap().len(), 2);
         assert_eq!(v["more"], true);
         // Over the byte cap: the first message only, and `more`.
-        let one = ok_messages_frame(9, [&m, &m], false, 0);
+        let one = ok_messages_frame(9, [&m, &m], false, None, 0);
         let v: Value = serde_json::from_slice(&one).unwrap();
         assert_eq!(v["messages"].as_array().unwrap().len(), 1);
         assert_eq!(v["more"], true);
-        let full = ok_messages_frame(9, [&m, &m], false, MAX_REPLY_BYTES);
-        let fits = ok_messages_frame(9, [&m, &m], false, full.len());
+        let full = ok_messages_frame(9, [&m, &m], false, None, MAX_REPLY_BYTES);
+        let fits = ok_messages_frame(9, [&m, &m], false, None, full.len());
         assert_eq!(fits, full, "a reply of exactly the cap is whole");
         let v: Value = serde_json::from_slice(&fits).unwrap();
         assert_eq!(v["more"], false);
-        let short = ok_messages_frame(9, [&m, &m], false, full.len() - 1);
+        let short = ok_messages_frame(9, [&m, &m], false, None, full.len() - 1);
         assert!(short.len() < full.len());
         let v: Value =
             serde_json::from_str(&err_frame(None, ErrorCode::Forbidden, "no \"way\"")).unwrap();

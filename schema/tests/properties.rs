@@ -742,7 +742,7 @@ proptest! {
 
     #[test]
     fn ok_messages_frame_is_valid_json(ms in vec(message(), 0..4), id in any::<u64>()) {
-        let frame = protocol::ok_messages_frame(id, &ms, false, protocol::MAX_REPLY_BYTES);
+        let frame = protocol::ok_messages_frame(id, &ms, false, None, protocol::MAX_REPLY_BYTES);
         let v: Value = serde_json::from_slice(&frame).unwrap();
         prop_assert_eq!(&v["op"], "ok");
         prop_assert_eq!(&v["id"], &Value::from(id));

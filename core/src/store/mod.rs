@@ -68,6 +68,11 @@ pub struct Page {
     /// True when messages after the position asked for may have been
     /// deleted by retention: the page cannot be complete.
     pub gap: bool,
+    /// With `more`: where the next page starts (`before` for history,
+    /// `after` for `since`). Usually the last message's cursor; earlier
+    /// when a query stopped at its budget of rows examined, possibly with
+    /// no message at all.
+    pub next: Option<Cursor>,
 }
 
 /// A history query: newest first, at most `limit`, strictly before the
@@ -103,6 +108,8 @@ pub struct HistoryQuery {
 /// - **Retention.** A category with a retention never returns messages
 ///   stored longer ago than it, whether or not they have been swept yet.
 /// - **Visibility.** What `put` stored is visible to every later query.
+/// - **Bounded.** One query examines a bounded number of rows whatever the
+///   pattern; a page that stopped early says `more` with its `next`.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Stores messages durably; one outcome per message, in order.

@@ -522,7 +522,13 @@ where
             },
             Done::Messages { id, result } => match result {
                 Ok(page) => {
-                    let frame = ok_messages_frame(id, &page.messages, page.more, MAX_REPLY_BYTES);
+                    let frame = ok_messages_frame(
+                        id,
+                        &page.messages,
+                        page.more,
+                        page.next,
+                        MAX_REPLY_BYTES,
+                    );
                     self.send(Utf8Bytes::try_from(frame).map_err(|_| Stop)?)
                         .await
                 }

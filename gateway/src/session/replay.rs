@@ -20,6 +20,9 @@ use super::*;
 pub(super) struct Progress {
     /// Messages sent so far.
     pub total: usize,
+    /// Pages read so far (a sparse pattern can read pages with few
+    /// messages: the pages are bounded too).
+    pub pages: usize,
     /// Retention may have deleted some of what was asked for.
     pub gap: bool,
 }
@@ -33,9 +36,9 @@ fn oldest_first(messages: &mut Vec<Message>) {
 }
 
 /// One page of what `patterns` stored after `after`, oldest first, at most
-/// `limit`, and where the next page starts if this one is full. With
-/// several patterns the page ends at the `limit`-th message of their union:
-/// everything up to it has been read for each of them.
+/// `limit`, and where the next page starts if there is more. Each pattern's
+/// read is complete up to its own `next`; the union is complete up to the
+/// least of them, so the page ends there (and at `limit` messages).
 async fn read_page(
     core: &dyn CoreClient,
     patterns: &[Pattern],
@@ -44,22 +47,33 @@ async fn read_page(
     user: Option<u64>,
 ) -> Result<(Page, Option<Cursor>), CoreError> {
     let mut page = Page::default();
+    let mut complete_to: Option<Cursor> = None;
     for p in patterns {
         let got = core.since(p.clone(), after, limit, user).await?;
-        page.more |= got.more;
         page.gap |= got.gap;
+        if got.more {
+            // A page that says more without where: go on after its last.
+            let next = got
+                .next
+                .or_else(|| got.messages.last().and_then(|m| m.cursor));
+            complete_to = match (complete_to, next) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+        }
         page.messages.extend(got.messages);
     }
     oldest_first(&mut page.messages);
+    if let Some(end) = complete_to {
+        page.messages.retain(|m| m.cursor.is_some_and(|c| c <= end));
+        page.more = true;
+    }
+    let mut next = complete_to;
     if page.messages.len() > limit {
         page.messages.truncate(limit);
         page.more = true;
+        next = page.messages.last().and_then(|m| m.cursor);
     }
-    let next = if page.more {
-        page.messages.last().and_then(|m| m.cursor)
-    } else {
-        None
-    };
     Ok((page, next))
 }
 
@@ -101,6 +115,14 @@ impl<T> Session<T>
 where
     T: Stream<Item = Inbound> + Sink<Outbound> + Unpin + Send,
 {
+    /// Whether a resume may read another page: under `max_replay`
+    /// messages, and under as many pages as those take plus a few (pages
+    /// of a sparse pattern hold few messages but cost a bounded scan each).
+    fn may_page_on(&self, progress: &Progress) -> bool {
+        let c = &self.ctx.config;
+        progress.total < c.max_replay && progress.pages < c.max_replay / c.resume_limit.max(1) + 10
+    }
+
     /// Where a resume from `position` starts reading: the overlap window
     /// before it.
     fn resume_from(&self, position: Cursor) -> Cursor {
@@ -280,9 +302,10 @@ where
             return self.settle(std::slice::from_ref(&pattern)).await;
         };
         progress.total += n;
+        progress.pages += 1;
         progress.gap |= gap;
         let stopped = match next {
-            Some(after) if progress.total < self.ctx.config.max_replay => {
+            Some(after) if self.may_page_on(&progress) => {
                 self.write_by(self.write_deadline(), None).await?;
                 self.next_op = Some(self.next_replay_page(id, pattern, after, progress));
                 return Ok(());
@@ -337,8 +360,9 @@ where
             self.merge.cover_all(p, matching);
         }
         progress.total += self.send_replay(page.messages).await?;
+        progress.pages += 1;
         let more = match next {
-            Some(after) if progress.total < self.ctx.config.max_replay => {
+            Some(after) if self.may_page_on(&progress) => {
                 self.write_by(self.write_deadline(), None).await?;
                 self.next_op = Some(self.next_reread_page(patterns, after, progress));
                 return Ok(());

@@ -170,6 +170,7 @@ async fn replay_and_live_merge_without_duplicates() {
         messages: vec![m3.clone(), m2.clone(), m0.clone()],
         more: false,
         gap: false,
+        next: None,
     });
     core.release.notify_one();
     assert_eq!(next(&mut out).await["uuid"], m0.uuid.to_string());

@@ -70,7 +70,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{HistoryQuery, Page, Put, Store, StoreError};
 use keys::{cursor_of_key, decode_cursor, inverted, split_record};
-pub use query::MAX_EXPANSION;
+pub use query::{MAX_EXPANSION, MAX_LATEST_PATHS, MAX_SCAN};
 pub use writer::{MAX_GROUP, NAMES_CACHED};
 use writer::{Names, Prepared, Write, dismiss_key};
 
@@ -96,6 +96,8 @@ pub struct EmbeddedOptions {
     /// How far the stamping clock runs ahead of the wall clock (behind when
     /// negative), in milliseconds. Zero but in tests of clock skew.
     pub clock_offset_ms: i64,
+    /// Most index rows one query examines ([`MAX_SCAN`]).
+    pub max_scan: usize,
 }
 
 impl Default for EmbeddedOptions {
@@ -110,6 +112,7 @@ impl Default for EmbeddedOptions {
                 max_bytes: usize::MAX,
             },
             clock_offset_ms: 0,
+            max_scan: MAX_SCAN,
         }
     }
 }
@@ -132,6 +135,7 @@ struct Tables {
     /// Category → retention, mirrored from the `retention` keyspace.
     ttl: Arc<RwLock<HashMap<String, Duration>>>,
     limits: Limits,
+    max_scan: usize,
 }
 
 /// The embedded store. Cheap to share behind an `Arc`; dropping the last
@@ -165,6 +169,7 @@ impl EmbeddedStore {
             meta: ks("meta")?,
             ttl: Arc::default(),
             limits: options.limits,
+            max_scan: options.max_scan.max(1),
             db: db.clone(),
         };
         let layout = tables.meta.get(b"layout").map_err(engine)?;
@@ -378,11 +383,12 @@ impl Store for EmbeddedStore {
     async fn history(&self, q: HistoryQuery) -> Result<Page, StoreError> {
         self.read(move |t| {
             let r = t.reader();
-            let (cursors, more) = r.query(&q.pattern, q.before.as_ref(), true, q.limit)?;
+            let (cursors, next) = r.query(&q.pattern, q.before.as_ref(), true, q.limit)?;
             Ok(Page {
                 messages: r.load_all(&cursors)?,
-                more,
+                more: next.is_some(),
                 gap: false,
+                next,
             })
         })
         .await
@@ -396,11 +402,12 @@ impl Store for EmbeddedStore {
     ) -> Result<Page, StoreError> {
         self.read(move |t| {
             let r = t.reader();
-            let (cursors, more) = r.query(&pattern, Some(&after), false, limit)?;
+            let (cursors, next) = r.query(&pattern, Some(&after), false, limit)?;
             Ok(Page {
                 messages: r.load_all(&cursors)?,
-                more,
+                more: next.is_some(),
                 gap: false,
+                next,
             })
         })
         .await
@@ -435,14 +442,15 @@ impl Store for EmbeddedStore {
     async fn latest(&self, pattern: Pattern, limit: usize) -> Result<Page, StoreError> {
         self.read(move |t| {
             let r = t.reader();
-            let mut hits = r.latest_of(&pattern)?;
+            let (mut hits, cut) = r.latest_of(&pattern)?;
             hits.sort_unstable_by_key(|c| std::cmp::Reverse(*c));
-            let more = hits.len() > limit;
+            let more = cut || hits.len() > limit;
             hits.truncate(limit);
             Ok(Page {
                 messages: r.load_all(&hits)?,
                 more,
                 gap: false,
+                next: None,
             })
         })
         .await
@@ -875,5 +883,61 @@ mod tests {
         );
         assert_eq!(sweeper.await.unwrap().unwrap(), backlog);
         assert_eq!(store.sweep().await.unwrap(), 0, "nothing left");
+    }
+
+    /// A filter that matches nearly nothing reads a bounded number of rows
+    /// per query: pages end early with `more` and the `next` position, and
+    /// paging on from it finds what matches, each message once.
+    #[tokio::test]
+    async fn a_sparse_filter_reads_a_bounded_page_and_pages_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = EmbeddedOptions {
+            sync: false,
+            max_scan: 50,
+            ..EmbeddedOptions::default()
+        };
+        let store = EmbeddedStore::open(dir.path(), options).unwrap();
+        let first = bare("feeds.a.nomatch");
+        store.put(vec![first.clone()]).await.unwrap();
+        let noise: Vec<Message> = (0..300).map(|i| bare(&format!("feeds.k.{i}"))).collect();
+        store.put(noise).await.unwrap();
+        let last = bare("feeds.b.nomatch");
+        store.put(vec![last.clone()]).await.unwrap();
+        let pattern = Pattern::parse("feeds.#.nomatch").unwrap();
+
+        let mut found = Vec::new();
+        let mut before = None;
+        let mut pages = 0;
+        loop {
+            pages += 1;
+            assert!(pages < 20, "pages on to the end");
+            let page = store
+                .history(HistoryQuery {
+                    pattern: pattern.clone(),
+                    limit: 10,
+                    before,
+                })
+                .await
+                .unwrap();
+            found.extend(page.messages.iter().map(|m| m.uuid));
+            if !page.more {
+                break;
+            }
+            before = Some(page.next.expect("where to go on"));
+        }
+        assert!(pages > 2, "the budget cut pages short ({pages})");
+        assert_eq!(found, [last.uuid, first.uuid]);
+
+        let mut found = Vec::new();
+        let mut after = Cursor::at_ticks(0);
+        loop {
+            let page = store.since(pattern.clone(), after, 10).await.unwrap();
+            found.extend(page.messages.iter().map(|m| m.uuid));
+            if !page.more {
+                break;
+            }
+            after = page.next.expect("where to go on");
+        }
+        assert_eq!(found, [first.uuid, last.uuid]);
     }
 }

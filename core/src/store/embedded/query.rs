@@ -44,6 +44,23 @@ impl Tables {
 /// scans the literal prefix's folder with a filter instead.
 pub const MAX_EXPANSION: usize = 256;
 
+/// Most index rows one query examines, over all its ranges. A filter that
+/// rarely matches (`feeds.#.nomatch`) would otherwise read a whole folder
+/// for one page: past the budget the page ends early, says `more`, and
+/// gives the position the next page starts from.
+pub const MAX_SCAN: usize = 100_000;
+
+/// Most paths `latest` looks at for one query.
+pub const MAX_LATEST_PATHS: usize = 10_000;
+
+/// What one range's scan found.
+struct Scanned {
+    found: Vec<Cursor>,
+    /// The scan stopped at its budget here (the last row examined): what
+    /// lies beyond was not read.
+    cut: Option<Cursor>,
+}
+
 /// Where a query reads.
 #[derive(Debug)]
 pub(super) enum Source {
@@ -181,7 +198,8 @@ impl Reader<'_> {
     }
 
     /// Reads up to `limit + 1` matching entries of one range, newest first
-    /// (or oldest first), strictly beyond `cursor`.
+    /// (or oldest first), strictly beyond `cursor`, examining at most
+    /// `budget` rows.
     fn scan(
         &self,
         range: &Range,
@@ -189,7 +207,8 @@ impl Reader<'_> {
         cursor: Option<&Cursor>,
         newest_first: bool,
         limit: usize,
-    ) -> Result<Vec<Cursor>, StoreError> {
+        budget: usize,
+    ) -> Result<Scanned, StoreError> {
         let (keyspace, prefix) = match range {
             Range::Timeline => (&self.t.timeline, Vec::new()),
             Range::Exact { id, .. } => (&self.t.exact, id.to_be_bytes().to_vec()),
@@ -213,8 +232,15 @@ impl Reader<'_> {
         };
         let now = now_millis();
         let mut found = Vec::with_capacity(limit.min(1024) + 1);
-        for guard in iter {
+        for (examined, guard) in iter.enumerate() {
             let (key, value) = guard.into_inner().map_err(engine)?;
+            let at = cursor_of_key(&key)?;
+            if examined == budget {
+                return Ok(Scanned {
+                    found,
+                    cut: Some(at),
+                });
+            }
             let path = match range {
                 Range::Timeline => split_record(&value)?.0,
                 Range::Exact { path, .. } => path.as_str(),
@@ -224,7 +250,6 @@ impl Reader<'_> {
             if filter.is_some_and(|p| !p.matches_str(path)) {
                 continue;
             }
-            let at = cursor_of_key(&key)?;
             if self.t.expired(path, &at, now) {
                 continue;
             }
@@ -233,44 +258,73 @@ impl Reader<'_> {
                 break;
             }
         }
-        Ok(found)
+        Ok(Scanned { found, cut: None })
     }
 
-    /// Merges the ranges of `pattern` into one ordered page of cursors.
+    /// Merges the ranges of `pattern` into one ordered page of cursors: at
+    /// most `limit`, whether there are more, and where the next page starts
+    /// when there are (the last cursor of this page, or the point where the
+    /// scan budget ran out).
     pub(super) fn query(
         &self,
         pattern: &Pattern,
         cursor: Option<&Cursor>,
         newest_first: bool,
         limit: usize,
-    ) -> Result<(Vec<Cursor>, bool), StoreError> {
+    ) -> Result<(Vec<Cursor>, Option<Cursor>), StoreError> {
         let mut ranges = Vec::new();
         for source in self.plan(pattern)? {
             self.ranges(source, &mut ranges)?;
         }
+        // Shared by the ranges; never under one page, so that ranges whose
+        // rows all match (no filter) still fill a page each.
+        let budget = (self.t.max_scan / ranges.len().max(1)).max(limit + 1);
         let mut all = Vec::new();
+        // How far every range has been read: the least advanced cut.
+        let mut complete_to: Option<Cursor> = None;
         for (range, filter) in &ranges {
             let filter = filter.then_some(pattern);
-            all.extend(self.scan(range, filter, cursor, newest_first, limit)?);
-        }
-        if ranges.len() > 1 {
-            if newest_first {
-                all.sort_unstable_by_key(|c| std::cmp::Reverse(*c));
-            } else {
-                all.sort_unstable();
+            let scanned = self.scan(range, filter, cursor, newest_first, limit, budget)?;
+            all.extend(scanned.found);
+            if let Some(cut) = scanned.cut {
+                complete_to = Some(match complete_to {
+                    None => cut,
+                    Some(c) if newest_first => c.max(cut),
+                    Some(c) => c.min(cut),
+                });
             }
         }
-        let more = all.len() > limit;
-        all.truncate(limit);
-        Ok((all, more))
+        if newest_first {
+            all.sort_unstable_by_key(|c| std::cmp::Reverse(*c));
+        } else {
+            all.sort_unstable();
+        }
+        // Beyond a cut, another range may hold rows not read yet.
+        if let Some(cut) = complete_to {
+            all.retain(|c| if newest_first { *c > cut } else { *c < cut });
+        }
+        if all.len() > limit {
+            all.truncate(limit);
+            let next = all.last().copied();
+            return Ok((all, next));
+        }
+        Ok((all, complete_to))
     }
 
     /// The newest message of each path matching: the first `exact` row of
     /// each path that `names` lists below the plan's folders.
-    pub(super) fn latest_of(&self, pattern: &Pattern) -> Result<Vec<Cursor>, StoreError> {
+    /// Looks at most at [`MAX_LATEST_PATHS`] paths; `true` with the hits
+    /// when it stopped there.
+    pub(super) fn latest_of(&self, pattern: &Pattern) -> Result<(Vec<Cursor>, bool), StoreError> {
         let mut paths: Vec<(String, Id)> = Vec::new();
+        let (mut cut, mut examined) = (false, 0usize);
         let mut below = |prefix: &[u8]| -> Result<(), StoreError> {
             for guard in self.s.prefix(&self.t.names, prefix) {
+                if examined >= MAX_LATEST_PATHS {
+                    cut = true;
+                    break;
+                }
+                examined += 1;
                 let (key, value) = guard.into_inner().map_err(engine)?;
                 let name = Name::decode(&value)?;
                 if name.is_path {
@@ -313,7 +367,7 @@ impl Reader<'_> {
                 hits.push(at);
             }
         }
-        Ok(hits)
+        Ok((hits, cut))
     }
 }
 
