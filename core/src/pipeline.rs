@@ -36,7 +36,7 @@ use postmesh_router::backoff::Backoff;
 use postmesh_router::{Exchange, Outgoing, Postoffice, Properties};
 use postmesh_schema::protocol::msg_frame_at;
 use postmesh_schema::{Class, Cursor, Message, Pattern};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::error::CoreError;
@@ -48,6 +48,14 @@ pub const MAX_GROUP: usize = 4096;
 /// Jobs that may wait for the sequencer; beyond it publishes fail with
 /// `Overloaded` (503) rather than queue without bound.
 pub const JOB_QUEUE: usize = 4096;
+/// Bytes of messages (body and meta, plus [`MESSAGE_OVERHEAD`] each) that
+/// may be in the pipeline at once, waiting or being stored and
+/// distributed; beyond it publishes fail with `Overloaded`.
+pub const PIPELINE_BYTES: u32 = 256 << 20;
+/// Most bytes of messages one group stores.
+pub const MAX_GROUP_BYTES: usize = 32 << 20;
+/// What a message costs the pipeline besides its body and meta.
+const MESSAGE_OVERHEAD: usize = 256;
 /// Stored groups waiting for the distributor.
 const STORED_QUEUE: usize = 4;
 /// Messages read from the store per step of catching up.
@@ -73,8 +81,19 @@ struct Job {
     messages: Vec<Message>,
     /// How many messages the job has (its share of the group).
     len: usize,
+    /// Its bytes, held from the pipeline's budget until it is answered.
+    bytes: OwnedSemaphorePermit,
     kind: Kind,
     reply: oneshot::Sender<Result<Vec<Put>, CoreError>>,
+}
+
+impl Job {
+    /// Gives its bytes back to the budget, then answers: a publisher that
+    /// has its answer finds the budget free again.
+    fn answer(self, answer: Result<Vec<Put>, CoreError>) {
+        drop(self.bytes);
+        let _ = self.reply.send(answer);
+    }
 }
 
 /// A group the sequencer stored: its jobs, their messages and outcomes.
@@ -87,6 +106,9 @@ struct Stored {
 /// The running pipeline of one core.
 pub struct Pipeline {
     jobs: Mutex<Option<mpsc::Sender<Job>>>,
+    /// The bytes the pipeline may hold ([`PIPELINE_BYTES`]).
+    budget: Arc<Semaphore>,
+    capacity: u32,
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -98,11 +120,27 @@ impl Pipeline {
         postoffice: Arc<dyn Postoffice>,
         metrics: CoreMetrics,
     ) -> Result<Pipeline, StoreError> {
+        Self::start_with_budget(store, postoffice, metrics, PIPELINE_BYTES).await
+    }
+
+    /// [`Pipeline::start`] with a byte budget of its own.
+    async fn start_with_budget(
+        store: Arc<dyn Store>,
+        postoffice: Arc<dyn Postoffice>,
+        metrics: CoreMetrics,
+        budget: u32,
+    ) -> Result<Pipeline, StoreError> {
         let newest = store.newest().await?;
-        let saved = store.checkpoint(CHECKPOINT).await?;
-        // No checkpoint: a store from before checkpoints, or a new one.
-        // What it holds went out when it was stored.
-        let through = saved.or(newest);
+        let mut saved = store.checkpoint(CHECKPOINT).await?;
+        if saved.is_none() {
+            // A store from before checkpoints (what it holds went out when
+            // it was stored), or a new one: start the checkpoint now, so
+            // that a crash before the first save still leaves one.
+            let start = newest.unwrap_or(Cursor::at_ticks(0));
+            store.set_checkpoint(CHECKPOINT, start).await?;
+            saved = Some(start);
+        }
+        let through = saved;
         let behind = matches!((saved, newest), (Some(s), Some(n)) if s < n);
         if behind {
             tracing::info!(from = %through.expect("behind a checkpoint"), "distributing what a previous run stored but did not hand on");
@@ -123,6 +161,8 @@ impl Pipeline {
         let distributor = tokio::spawn(distributor.run(stored_rx));
         Ok(Pipeline {
             jobs: Mutex::new(Some(jobs_tx)),
+            budget: Arc::new(Semaphore::new(budget as usize)),
+            capacity: budget,
             tasks: Mutex::new(vec![sequencer, distributor]),
         })
     }
@@ -135,9 +175,18 @@ impl Pipeline {
         }
         let (reply, answer) = oneshot::channel();
         let jobs = self.jobs.lock().clone().ok_or(StoreError::Closed)?;
+        let size: usize = messages.iter().map(|m| m.size() + MESSAGE_OVERHEAD).sum();
+        // A job larger than the whole budget waits for all of it.
+        let size = u32::try_from(size).unwrap_or(u32::MAX).min(self.capacity);
+        let bytes = self
+            .budget
+            .clone()
+            .try_acquire_many_owned(size)
+            .map_err(|_| StoreError::Overloaded)?;
         jobs.try_send(Job {
             len: messages.len(),
             messages,
+            bytes,
             kind,
             reply,
         })
@@ -165,12 +214,13 @@ async fn sequence(
     metrics: CoreMetrics,
 ) {
     while let Some(first) = jobs.recv().await {
-        let mut n = first.len;
+        let (mut n, mut bytes) = (first.len, first.bytes.num_permits());
         let mut group = vec![first];
-        while n < MAX_GROUP {
+        while n < MAX_GROUP && bytes < MAX_GROUP_BYTES {
             match jobs.try_recv() {
                 Ok(j) => {
                     n += j.len;
+                    bytes += j.bytes.num_permits();
                     group.push(j);
                 }
                 Err(_) => break,
@@ -204,7 +254,7 @@ async fn sequence(
             }
             Err(e) => {
                 for j in group {
-                    let _ = j.reply.send(Err(e.clone().into()));
+                    j.answer(Err(e.clone().into()));
                 }
             }
         }
@@ -301,7 +351,7 @@ impl Distributor {
             } else {
                 Err(CoreError::Undistributed)
             };
-            let _ = job.reply.send(answer);
+            job.answer(answer);
         }
     }
 
@@ -499,6 +549,31 @@ mod tests {
         let got = drain(&mut consumer).await;
         assert_eq!(got.iter().map(|g| g.0).collect::<Vec<_>>(), [m3.uuid]);
         pipeline.close().await;
+    }
+
+    /// The pipeline holds a bounded number of bytes: past them a publish is
+    /// refused at once (`Overloaded`, a 503), not queued.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn publishes_past_the_byte_budget_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, po, _consumer) = setup(dir.path()).await;
+        let p = Pipeline::start_with_budget(store, po, CoreMetrics::default(), 4096)
+            .await
+            .unwrap();
+        let mut m = message("c.1");
+        m.body = Body::json(&serde_json::json!("y".repeat(2000)));
+        // Most of the budget is held (as by jobs being stored).
+        let held = p.budget.clone().try_acquire_many_owned(3000).unwrap();
+        let r = p.submit(vec![m.clone()], Kind::Publish).await;
+        assert!(
+            matches!(r, Err(CoreError::Store(StoreError::Overloaded))),
+            "{r:?}"
+        );
+        drop(held);
+        p.submit(vec![m], Kind::Publish).await.unwrap();
+        // The budget came back once the job was answered.
+        assert_eq!(p.budget.available_permits(), 4096);
+        p.close().await;
     }
 
     /// What a crashed core stored but never handed on goes out when it
