@@ -26,3 +26,7 @@ cargo build --workspace --bins
 # Unit, integration and contract tests; benchmarks run once each with small
 # inputs so they cannot rot (their real runs are `cargo bench`).
 cargo test --workspace --all-targets --no-fail-fast
+
+# Fuzz targets, each for a bounded time (FUZZ_SECONDS, 20 s by default);
+# see deploy/fuzz.sh.
+deploy/fuzz.sh
