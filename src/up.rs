@@ -18,6 +18,7 @@ use postmesh_schema::Address;
 use prometheus_client::registry::Registry;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::config::{Config, DEFAULT_RESUME_OVERLAP_MS};
 
@@ -36,8 +37,14 @@ pub enum Roles {
 pub struct Running {
     /// Where the gateway listens (HTTP and `/ws`), if this process runs one.
     pub gateway: Option<SocketAddr>,
-    /// Cancel to shut down; then await `task`.
+    /// Cancel to shut down; then await `task`. Connections are asked to
+    /// finish and background tasks to stop until the shutdown deadline
+    /// (`gateway.drain_secs`), when `cut` fires by itself.
     pub shutdown: CancellationToken,
+    /// Cancel to stop at once (a second signal): connections still open are
+    /// dropped and background tasks are no longer waited for. The store is
+    /// closed cleanly all the same.
+    pub cut: CancellationToken,
     /// Ends when everything has drained and the store is closed.
     pub task: JoinHandle<anyhow::Result<()>>,
 }
@@ -86,9 +93,17 @@ async fn postoffice(config: &Config, roles: Roles) -> anyhow::Result<Arc<dyn Pos
     })
 }
 
+/// How long closing the core may take: it stores and distributes what it
+/// was given. A postoffice that does not take it in this time is not waited
+/// for; the next start distributes the rest from its checkpoint.
+const CORE_CLOSE: Duration = Duration::from_secs(5);
+
 /// Starts the given roles; returns once listeners and queues are bound.
 pub async fn start_roles(config: Config, roles: Roles) -> anyhow::Result<Running> {
     let shutdown = CancellationToken::new();
+    // The core's consumers and the retention sweeper: shutdown waits for
+    // them before it closes the core and the store.
+    let tasks = TaskTracker::new();
     let mut registry = Registry::default();
     let postoffice = postoffice(&config, roles).await?;
 
@@ -130,19 +145,22 @@ pub async fn start_roles(config: Config, roles: Roles) -> anyhow::Result<Running
         core.as_ref(),
         &mut registry,
         &shutdown,
+        &tasks,
     )
     .await
     {
-        Ok(gateway) => Ok(serve(gateway, registry, store, core, &config, shutdown)?),
+        Ok(gateway) => Ok(serve(
+            gateway, registry, store, core, &config, shutdown, tasks,
+        )?),
         Err(e) => {
             // Release the data directory before saying why.
             shutdown.cancel();
-            if let Some(c) = core {
-                c.close().await;
+            tasks.close();
+            let drain = Duration::from_secs(config.gateway.drain_secs);
+            if tokio::time::timeout(drain, tasks.wait()).await.is_err() {
+                tracing::warn!("background tasks still running at the shutdown deadline");
             }
-            if let Some(s) = store {
-                s.close();
-            }
+            close(core, store).await;
             Err(e)
         }
     }
@@ -157,6 +175,7 @@ async fn start_front(
     core: Option<&Arc<Core>>,
     registry: &mut Registry,
     shutdown: &CancellationToken,
+    tasks: &TaskTracker,
 ) -> anyhow::Result<Option<Gateway>> {
     // On a shared postoffice a core serves every gateway of the region.
     if let Some(c) = core
@@ -168,6 +187,7 @@ async fn start_front(
             address(config, "core")?,
             config.core.queues.clone(),
             shutdown.clone(),
+            tasks,
         )
         .await
         .context("serving the core on the postoffice")?;
@@ -216,7 +236,8 @@ async fn start_front(
     Ok(gateway)
 }
 
-/// Serves until `shutdown`, then drains and closes the store.
+/// Serves until `shutdown`, then drains until the shutdown deadline and
+/// closes the store.
 fn serve(
     gateway: Option<Gateway>,
     registry: Registry,
@@ -224,46 +245,83 @@ fn serve(
     core: Option<Arc<Core>>,
     config: &Config,
     shutdown: CancellationToken,
+    tasks: TaskTracker,
 ) -> anyhow::Result<Running> {
     let addr = match &gateway {
         Some(g) => Some(g.local_addr()?),
         None => None,
     };
-    let sweeper = store.clone().map(|s| {
-        tokio::spawn(retention::sweeper(
+    if let Some(s) = store.clone() {
+        tasks.spawn(retention::sweeper(
             s as Arc<dyn Store>,
             Duration::from_secs(config.core.sweep_secs.max(1)),
             shutdown.clone(),
-        ))
-    });
+        ));
+    }
     let registry = Arc::new(registry);
-    let stop = shutdown.clone();
+    let cut = CancellationToken::new();
+    let drain = Duration::from_secs(config.gateway.drain_secs);
+    let (stop, cutting) = (shutdown.clone(), cut.clone());
     let task = tokio::spawn(async move {
-        let served = match gateway {
-            Some(g) => g.serve(registry).await.context("serving"),
-            None => {
-                stop.cancelled().await;
-                Ok(())
+        let stopping = async {
+            match gateway {
+                Some(g) => g.serve(registry, cutting.clone()).await,
+                None => stop.cancelled().await,
+            }
+            tasks.close();
+            tokio::select! {
+                biased;
+                _ = tasks.wait() => {}
+                _ = cutting.cancelled() => tracing::warn!(
+                    running = tasks.len(),
+                    "background tasks still running at the shutdown deadline"
+                ),
             }
         };
-        if let Some(s) = sweeper {
-            let _ = s.await;
+        tokio::select! {
+            () = stopping => {}
+            () = deadline(&stop, &cutting, drain) => {}
         }
-        // Store and distribute what was submitted, then commit what is
-        // queued and release the data directory.
-        if let Some(c) = core {
-            c.close().await;
-        }
-        if let Some(s) = store {
-            s.close();
-        }
-        served
+        close(core, store).await;
+        Ok(())
     });
     Ok(Running {
         gateway: addr,
         shutdown,
+        cut,
         task,
     })
+}
+
+/// Cancels `cut` `drain` after `shutdown`, unless it was cancelled before
+/// (a second signal). Never returns: it is raced against the shutdown.
+async fn deadline(shutdown: &CancellationToken, cut: &CancellationToken, drain: Duration) {
+    shutdown.cancelled().await;
+    tokio::select! {
+        _ = tokio::time::sleep(drain) => {
+            tracing::warn!(secs = drain.as_secs(), "shutdown deadline reached: cutting what is left");
+            cut.cancel();
+        }
+        _ = cut.cancelled() => {}
+    }
+    std::future::pending().await
+}
+
+/// Stores and distributes what the core was given (for at most
+/// [`CORE_CLOSE`]), then commits what is queued and releases the data
+/// directory.
+async fn close(core: Option<Arc<Core>>, store: Option<Arc<EmbeddedStore>>) {
+    if let Some(c) = core
+        && tokio::time::timeout(CORE_CLOSE, c.close()).await.is_err()
+    {
+        tracing::warn!(
+            "the core did not hand on everything in {CORE_CLOSE:?}; \
+             the next start distributes the rest from its checkpoint"
+        );
+    }
+    if let Some(s) = store {
+        s.close();
+    }
 }
 
 /// The URI without its password, for messages.
@@ -278,7 +336,8 @@ pub fn redact(uri: &str) -> String {
     }
 }
 
-/// Runs `roles` until Ctrl-C (or SIGTERM), then drains and exits.
+/// Runs `roles` until Ctrl-C (or SIGTERM), then drains and exits. A second
+/// signal cuts the drain short.
 pub async fn run(config: Config, roles: Roles) -> anyhow::Result<()> {
     let data = config.data.clone();
     let postoffice = config
@@ -305,25 +364,74 @@ pub async fn run(config: Config, roles: Roles) -> anyhow::Result<()> {
         println!("  data       {}", data.display());
     }
     println!("  postoffice {postoffice}");
-    let shutdown = running.shutdown.clone();
+    let (shutdown, cut) = (running.shutdown.clone(), running.cut.clone());
     tokio::spawn(async move {
-        wait_for_signal().await;
-        tracing::info!("shutting down");
+        let mut signals = Signals::new();
+        signals.next().await;
+        tracing::info!("shutting down; a second signal stops at once");
         shutdown.cancel();
+        signals.next().await;
+        tracing::warn!("second signal: cutting what is left and closing the store");
+        cut.cancel();
     });
     running.task.await.context("task panicked")?
 }
 
-async fn wait_for_signal() {
+/// Ctrl-C and SIGTERM as one source, installed once for the whole run, so
+/// that a second signal during the shutdown is seen (and not left to a
+/// handler that no longer listens).
+struct Signals {
     #[cfg(unix)]
-    {
-        let mut term =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+    unix: [Option<tokio::signal::unix::Signal>; 2],
+}
+
+impl Signals {
+    fn new() -> Signals {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let install = |kind: SignalKind| match signal(kind) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot listen for a signal");
+                    None
+                }
+            };
+            Signals {
+                unix: [
+                    install(SignalKind::interrupt()),
+                    install(SignalKind::terminate()),
+                ],
+            }
+        }
+        #[cfg(not(unix))]
+        Signals {}
+    }
+
+    /// Waits for the next signal.
+    async fn next(&mut self) {
+        #[cfg(unix)]
+        {
+            let [int, term] = &mut self.unix;
+            tokio::select! {
+                _ = recv(int.as_mut()) => {}
+                _ = recv(term.as_mut()) => {}
+            }
+        }
+        #[cfg(not(unix))]
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
         }
     }
-    #[cfg(not(unix))]
-    let _ = tokio::signal::ctrl_c().await;
+}
+
+/// The next delivery of one signal; never, if it could not be installed.
+#[cfg(unix)]
+async fn recv(signal: Option<&mut tokio::signal::unix::Signal>) {
+    match signal {
+        Some(s) => {
+            s.recv().await;
+        }
+        None => std::future::pending().await,
+    }
 }

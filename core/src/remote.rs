@@ -46,6 +46,7 @@ use postmesh_schema::{Address, Class, Cursor, Limits, Message, Pattern, RoutingK
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::pipeline::priority;
 use crate::service::{Core, CoreClient, CoreError, Published};
@@ -454,6 +455,10 @@ pub struct CoreServer {
     core: Arc<Core>,
     postoffice: Arc<dyn Postoffice>,
     me: Address,
+    /// The consumers and every request in progress: shutdown waits for
+    /// them before it closes the core, so a request taken is answered (or
+    /// left unacknowledged for another core) rather than cut halfway.
+    tasks: TaskTracker,
 }
 
 /// The region's bronze queue and its binding.
@@ -473,18 +478,21 @@ fn bronze_queue(me: &Address, options: &QueueOptions) -> (QueueSpec, String) {
 const BRONZE_RETRY: Duration = Duration::from_secs(1);
 
 impl CoreServer {
-    /// Declares the core queues and starts consuming them.
+    /// Declares the core queues and starts consuming them until `cancel`,
+    /// on tasks of `tasks` (wait for it after `cancel` to know they ended).
     pub async fn start(
         core: Arc<Core>,
         postoffice: Arc<dyn Postoffice>,
         me: Address,
         options: QueueOptions,
         cancel: CancellationToken,
+        tasks: &TaskTracker,
     ) -> Result<(), PostofficeError> {
         let server = Arc::new(CoreServer {
             core,
             postoffice,
             me,
+            tasks: tasks.clone(),
         });
         let shared = QueueSpec {
             max_priority: Some(2),
@@ -525,7 +533,7 @@ impl CoreServer {
             }
         }
         for (spec, bindings, prefetch) in queues {
-            tokio::spawn(
+            tasks.spawn(
                 server
                     .clone()
                     .serve(spec, bindings, prefetch, cancel.clone()),
@@ -575,7 +583,7 @@ impl CoreServer {
                     break;
                 };
                 // Prefetch bounds how many run at once.
-                tokio::spawn(self.clone().handle(delivery));
+                self.tasks.spawn(self.clone().handle(delivery));
             }
         }
     }

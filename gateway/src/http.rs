@@ -36,7 +36,9 @@ pub struct App {
     pub registry: Arc<Registry>,
     /// Cancelled on shutdown; sessions get child tokens.
     pub shutdown: CancellationToken,
-    /// Tracks sessions, so shutdown can wait for them.
+    /// Cancelled at the shutdown deadline: sessions still open are dropped.
+    pub cut: CancellationToken,
+    /// Tracks connections and sessions, so shutdown can wait for them.
     pub tracker: TaskTracker,
     /// Upgrades beyond this many open connections are refused with 503.
     pub max_connections: usize,

@@ -1,7 +1,9 @@
 //! postmesh gateway: where devices connect.
 //!
 //! # Layout
-//! - [`server`]: binding and serving a [`Gateway`](server::Gateway).
+//! - [`server`]: binding and serving a [`Gateway`](server::Gateway); the
+//!   accept loop (`accept`) serves each HTTP connection with a header
+//!   timeout and cuts connections at the shutdown deadline.
 //! - [`http`]: the HTTP API and router; [`ws`]: the `/ws` upgrade and the
 //!   WebSocket adapter.
 //! - [`session`]: one connection's protocol loop, over any transport.
@@ -9,6 +11,7 @@
 //! - [`outbox`]: each connection's bounded outbound queue.
 //! - [`auth`]: tokens and grants. [`config`]: settings. [`metrics`].
 
+mod accept;
 pub mod auth;
 pub mod config;
 pub mod http;

@@ -185,18 +185,27 @@ pub(crate) async fn upgrade(
     let cancel = app.shutdown.child_token();
     let options = session::Options { batch: q.batch };
     let config = ws_config(&ctx.config);
+    let cut = app.cut.clone();
     app.tracker.spawn(async move {
-        match on_upgrade.await {
-            Ok(upgraded) => {
-                let ws = WebSocketStream::from_raw_socket(
-                    TokioIo::new(upgraded),
-                    Role::Server,
-                    Some(config),
-                )
-                .await;
-                session::run(WsTransport::new(ws), ctx, grants, options, cancel).await;
+        let session = async move {
+            match on_upgrade.await {
+                Ok(upgraded) => {
+                    let ws = WebSocketStream::from_raw_socket(
+                        TokioIo::new(upgraded),
+                        Role::Server,
+                        Some(config),
+                    )
+                    .await;
+                    session::run(WsTransport::new(ws), ctx, grants, options, cancel).await;
+                }
+                Err(e) => tracing::debug!(error = %e, "upgrade failed"),
             }
-            Err(e) => tracing::debug!(error = %e, "upgrade failed"),
+        };
+        // At the shutdown deadline a session still closing is dropped: its
+        // socket closes and its subscriptions are released.
+        tokio::select! {
+            _ = session => {}
+            _ = cut.cancelled() => {}
         }
     });
     let mut res = Response::new(Body::empty());
