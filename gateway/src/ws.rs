@@ -11,9 +11,10 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::{Sink, Stream};
 use hyper_util::rt::TokioIo;
-use postmesh_schema::protocol::{ErrorCode, MAX_REPLY_BYTES};
+use postmesh_schema::protocol::{ErrorCode, MAX_REPLY_BYTES, close};
 use serde::Deserialize;
 use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::error::ProtocolError;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
@@ -55,9 +56,27 @@ where
                 Poll::Ready(Some(Ok(Message::Frame(_)))) => continue,
                 Poll::Ready(Some(Ok(Message::Close(_)))) => Poll::Ready(None),
                 Poll::Ready(Some(Err(WsError::Capacity(_)))) => Poll::Ready(Some(Inbound::TooBig)),
-                Poll::Ready(Some(Err(_))) => Poll::Ready(None),
+                Poll::Ready(Some(Err(e))) => match violation(&e) {
+                    Some(code) => {
+                        tracing::debug!(error = %e, code, "closing a device that broke the protocol");
+                        Poll::Ready(Some(Inbound::ProtocolError(code)))
+                    }
+                    None => Poll::Ready(None),
+                },
             };
         }
+    }
+}
+
+/// The close code RFC 6455 gives a device's breach of the protocol, or
+/// `None` when the connection merely failed (an I/O error, a reset) and
+/// there is no one left to tell.
+fn violation(e: &WsError) -> Option<u16> {
+    match e {
+        WsError::Utf8(_) => Some(close::INVALID_DATA),
+        WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => None,
+        WsError::Protocol(_) => Some(close::PROTOCOL_ERROR),
+        _ => None,
     }
 }
 

@@ -31,6 +31,13 @@ pub const MAX_REPLY_BYTES: usize = 1 << 20;
 pub mod close {
     /// The server is shutting down or restarting; reconnect elsewhere or later.
     pub const GOING_AWAY: u16 = 1001;
+    /// The device broke the WebSocket protocol (RFC 6455): an unmasked
+    /// frame, a reserved opcode or bit, a control frame over 125 bytes or
+    /// fragmented. A client library bug; reconnecting repeats it.
+    pub const PROTOCOL_ERROR: u16 = 1002;
+    /// A text frame that is not UTF-8 (RFC 6455's "invalid frame payload
+    /// data").
+    pub const INVALID_DATA: u16 = 1007;
     /// A frame exceeded the configured size limit.
     pub const TOO_BIG: u16 = 1009;
     /// The connection's outbound queue overflowed: it did not read fast enough.
