@@ -4,8 +4,8 @@
 //! - [`server`]: binding and serving a [`Gateway`](server::Gateway); the
 //!   accept loop (`accept`) serves each HTTP connection with a header
 //!   timeout and cuts connections at the shutdown deadline.
-//! - [`http`]: the HTTP API and router; [`ws`]: the `/ws` upgrade and the
-//!   WebSocket adapter.
+//! - [`http`]: the HTTP API and router (query strings are read strictly by
+//!   `params`); [`ws`]: the `/ws` upgrade and the WebSocket adapter.
 //! - [`session`]: one connection's protocol loop, over any transport.
 //! - [`hub`]: subscriptions, upstream bindings and the local fan-out.
 //! - [`outbox`]: each connection's bounded outbound queue.
@@ -18,6 +18,7 @@ pub mod http;
 pub mod hub;
 pub mod metrics;
 pub mod outbox;
+mod params;
 pub mod server;
 pub mod session;
 pub mod ws;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use axum::body::Body;
-use axum::extract::{Query, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::{Sink, Stream};
@@ -22,6 +22,7 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 use crate::config::GatewayConfig;
 use crate::http::{App, error_response};
+use crate::params::Params;
 use crate::session::{self, Inbound, MAX_JOINED_BYTES, Outbound};
 
 /// A WebSocket connection as a session transport.
@@ -150,7 +151,7 @@ fn header_has(headers: &HeaderMap, name: header::HeaderName, token: &str) -> boo
 /// session on the upgraded connection.
 pub(crate) async fn upgrade(
     State(app): State<Arc<App>>,
-    Query(q): Query<WsQuery>,
+    Params(q): Params<WsQuery>,
     mut req: Request,
 ) -> Response {
     let headers = req.headers();
