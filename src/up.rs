@@ -3,6 +3,7 @@
 //! `postmesh gateway` and `postmesh core` run one role each, meeting the
 //! others on a shared RabbitMQ postoffice.
 
+use std::io::Write as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -347,23 +348,28 @@ pub async fn run(config: Config, roles: Roles) -> anyhow::Result<()> {
         .unwrap_or_else(|| "embedded".into());
     let open = config.gateway.secret.is_none();
     let running = start_roles(config, roles).await?;
-    match roles {
-        Roles::All => println!("postmesh is up"),
-        Roles::Gateway => println!("postmesh gateway is up"),
-        Roles::Core => println!("postmesh core is up"),
-    }
+    let mut lines = vec![match roles {
+        Roles::All => "postmesh is up".to_owned(),
+        Roles::Gateway => "postmesh gateway is up".to_owned(),
+        Roles::Core => "postmesh core is up".to_owned(),
+    }];
     if let Some(addr) = running.gateway {
-        println!("  WebSocket  ws://{addr}/ws");
-        println!("  HTTP       http://{addr}/v1/publish  /v1/history  /v1/latest");
-        println!("  health     http://{addr}/healthz   metrics http://{addr}/metrics");
+        lines.push(format!("  WebSocket  ws://{addr}/ws"));
+        lines.push(format!(
+            "  HTTP       http://{addr}/v1/publish  /v1/history  /v1/latest"
+        ));
+        lines.push(format!(
+            "  health     http://{addr}/healthz   metrics http://{addr}/metrics"
+        ));
         if open {
-            println!("  access     anonymous (no secret set; loopback only)");
+            lines.push("  access     anonymous (no secret set; loopback only)".to_owned());
         }
     }
     if roles != Roles::Gateway {
-        println!("  data       {}", data.display());
+        lines.push(format!("  data       {}", data.display()));
     }
-    println!("  postoffice {postoffice}");
+    lines.push(format!("  postoffice {postoffice}"));
+    announce(&lines);
     let (shutdown, cut) = (running.shutdown.clone(), running.cut.clone());
     tokio::spawn(async move {
         let mut signals = Signals::new();
@@ -375,6 +381,20 @@ pub async fn run(config: Config, roles: Roles) -> anyhow::Result<()> {
         cut.cancel();
     });
     running.task.await.context("task panicked")?
+}
+
+/// Prints `lines` on standard output, for the people and scripts that
+/// started the process. They may stop reading (`postmesh up | head -1`
+/// closes the pipe): a failed write is ignored, because a server whose
+/// output went away must go on serving (`println!` would panic).
+fn announce(lines: &[String]) {
+    let mut out = std::io::stdout().lock();
+    for line in lines {
+        if writeln!(out, "{line}").is_err() {
+            return;
+        }
+    }
+    let _ = out.flush();
 }
 
 /// Ctrl-C and SIGTERM as one source, installed once for the whole run, so
