@@ -22,8 +22,8 @@
 //! core that handled a publish or a dismissal tells its peers (`replicate`),
 //! and they persist it too, so any core can answer history. This is
 //! eventually consistent (a read right after a write may reach a peer that
-//! has not applied it yet); with a shared Cassandra store it is redundant
-//! and idempotent.
+//! has not applied it yet); with a shared store (Cassandra, planned) it
+//! would be redundant and idempotent.
 //!
 //! # Requests and replies
 //! A request carries a correlation id and the gateway's address in
