@@ -275,7 +275,7 @@ fn serve(
                 _ = tasks.wait() => {}
                 _ = cutting.cancelled() => tracing::warn!(
                     running = tasks.len(),
-                    "background tasks still running at the shutdown deadline"
+                    "background tasks still running when the shutdown was cut short"
                 ),
             }
         };

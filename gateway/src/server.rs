@@ -133,7 +133,7 @@ impl Gateway {
             _ = cut.cancelled() => {
                 tracing::warn!(
                     open = tracker.len(),
-                    "cutting the connections still open at the shutdown deadline"
+                    "cutting the connections still open (shutdown deadline or second signal)"
                 );
                 if tokio::time::timeout(CUT_GRACE, tracker.wait()).await.is_err() {
                     tracing::warn!(open = tracker.len(), "some connections did not end when cut");
@@ -143,7 +143,9 @@ impl Gateway {
         tokio::select! {
             biased;
             _ = self.ctx.hub.stopped() => {}
-            _ = cut.cancelled() => tracing::warn!("the hub did not stop by the shutdown deadline"),
+            _ = cut.cancelled() => {
+                tracing::warn!("the hub had not stopped when the shutdown was cut short");
+            }
         }
     }
 }
