@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Runs every test of the workspace, as CI does. Installs what the tests
-# need when it is missing, builds once, then tests.
+# Runs every test of the workspace, as CI does. Checks format and lints,
+# installs what the tests need when it is missing, builds once, then tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -8,6 +8,15 @@ if ! command -v cargo >/dev/null 2>&1; then
     echo "cargo is required: install Rust from your distribution or rustup" >&2
     exit 1
 fi
+
+# Format and lints first, so that they fail before anything is
+# installed or tested. A warning is an error here.
+if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 2>&1; then
+    echo "rustfmt and clippy are required: rustup component add rustfmt clippy" >&2
+    exit 1
+fi
+cargo fmt --all --check
+cargo clippy --workspace --all-targets -- -D warnings
 
 # The RabbitMQ tests start their own broker nodes from Debian's package
 # (never the machine's own broker, if one runs).

@@ -1,5 +1,6 @@
 //! Commands and flags.
 
+use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -171,13 +172,24 @@ pub struct TokenArgs {
     pub ttl: u64,
 }
 
+/// Logs go to stderr. A log line that cannot be written is dropped: by
+/// default tracing-subscriber reports the failure with `eprintln!`, which
+/// panics when stderr is gone, in whatever task logged (a session, or the
+/// one waiting for the shutdown signal).
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("POSTMESH_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,fjall=warn,lsm_tree=warn"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .log_internal_errors(false)
         .try_init();
+}
+
+/// Says why the command failed, on stderr if it is still there.
+fn fail(message: std::fmt::Arguments<'_>) -> ExitCode {
+    let _ = writeln!(std::io::stderr(), "postmesh: {message}");
+    ExitCode::FAILURE
 }
 
 /// Parses the command line and runs the command. Errors are printed as one
@@ -194,17 +206,11 @@ pub fn main() -> ExitCode {
         .build()
     {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("postmesh: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(e) => return fail(format_args!("cannot start the runtime: {e}")),
     };
     match runtime.block_on(run(cli)) {
         Ok(code) => code,
-        Err(e) => {
-            eprintln!("postmesh: {e}");
-            ExitCode::FAILURE
-        }
+        Err(e) => fail(format_args!("{e}")),
     }
 }
 

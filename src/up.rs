@@ -3,6 +3,7 @@
 //! `postmesh gateway` and `postmesh core` run one role each, meeting the
 //! others on a shared RabbitMQ postoffice.
 
+use std::io::Write as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,6 +19,7 @@ use postmesh_schema::Address;
 use prometheus_client::registry::Registry;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::config::{Config, DEFAULT_RESUME_OVERLAP_MS};
 
@@ -36,8 +38,14 @@ pub enum Roles {
 pub struct Running {
     /// Where the gateway listens (HTTP and `/ws`), if this process runs one.
     pub gateway: Option<SocketAddr>,
-    /// Cancel to shut down; then await `task`.
+    /// Cancel to shut down; then await `task`. Connections are asked to
+    /// finish and background tasks to stop until the shutdown deadline
+    /// (`gateway.drain_secs`), when `cut` fires by itself.
     pub shutdown: CancellationToken,
+    /// Cancel to stop at once (a second signal): connections still open are
+    /// dropped and background tasks are no longer waited for. The store is
+    /// closed cleanly all the same.
+    pub cut: CancellationToken,
     /// Ends when everything has drained and the store is closed.
     pub task: JoinHandle<anyhow::Result<()>>,
 }
@@ -86,9 +94,17 @@ async fn postoffice(config: &Config, roles: Roles) -> anyhow::Result<Arc<dyn Pos
     })
 }
 
+/// How long closing the core may take: it stores and distributes what it
+/// was given. A postoffice that does not take it in this time is not waited
+/// for; the next start distributes the rest from its checkpoint.
+const CORE_CLOSE: Duration = Duration::from_secs(5);
+
 /// Starts the given roles; returns once listeners and queues are bound.
 pub async fn start_roles(config: Config, roles: Roles) -> anyhow::Result<Running> {
     let shutdown = CancellationToken::new();
+    // The core's consumers and the retention sweeper: shutdown waits for
+    // them before it closes the core and the store.
+    let tasks = TaskTracker::new();
     let mut registry = Registry::default();
     let postoffice = postoffice(&config, roles).await?;
 
@@ -133,19 +149,22 @@ pub async fn start_roles(config: Config, roles: Roles) -> anyhow::Result<Running
         core.as_ref(),
         &mut registry,
         &shutdown,
+        &tasks,
     )
     .await
     {
-        Ok(gateway) => Ok(serve(gateway, registry, store, core, &config, shutdown)?),
+        Ok(gateway) => Ok(serve(
+            gateway, registry, store, core, &config, shutdown, tasks,
+        )?),
         Err(e) => {
             // Release the data directory before saying why.
             shutdown.cancel();
-            if let Some(c) = core {
-                c.close().await;
+            tasks.close();
+            let drain = Duration::from_secs(config.gateway.drain_secs);
+            if tokio::time::timeout(drain, tasks.wait()).await.is_err() {
+                tracing::warn!("background tasks still running at the shutdown deadline");
             }
-            if let Some(s) = store {
-                s.close();
-            }
+            close(core, store).await;
             Err(e)
         }
     }
@@ -160,6 +179,7 @@ async fn start_front(
     core: Option<&Arc<Core>>,
     registry: &mut Registry,
     shutdown: &CancellationToken,
+    tasks: &TaskTracker,
 ) -> anyhow::Result<Option<Gateway>> {
     // On a shared postoffice a core serves every gateway of the region.
     if let Some(c) = core
@@ -171,6 +191,7 @@ async fn start_front(
             address(config, "core")?,
             config.core.queues.clone(),
             shutdown.clone(),
+            tasks,
         )
         .await
         .context("serving the core on the postoffice")?;
@@ -220,7 +241,8 @@ async fn start_front(
     Ok(gateway)
 }
 
-/// Serves until `shutdown`, then drains and closes the store.
+/// Serves until `shutdown`, then drains until the shutdown deadline and
+/// closes the store.
 fn serve(
     gateway: Option<Gateway>,
     registry: Registry,
@@ -228,46 +250,83 @@ fn serve(
     core: Option<Arc<Core>>,
     config: &Config,
     shutdown: CancellationToken,
+    tasks: TaskTracker,
 ) -> anyhow::Result<Running> {
     let addr = match &gateway {
         Some(g) => Some(g.local_addr()?),
         None => None,
     };
-    let sweeper = store.clone().map(|s| {
-        tokio::spawn(retention::sweeper(
+    if let Some(s) = store.clone() {
+        tasks.spawn(retention::sweeper(
             s as Arc<dyn Store>,
             Duration::from_secs(config.core.sweep_secs.max(1)),
             shutdown.clone(),
-        ))
-    });
+        ));
+    }
     let registry = Arc::new(registry);
-    let stop = shutdown.clone();
+    let cut = CancellationToken::new();
+    let drain = Duration::from_secs(config.gateway.drain_secs);
+    let (stop, cutting) = (shutdown.clone(), cut.clone());
     let task = tokio::spawn(async move {
-        let served = match gateway {
-            Some(g) => g.serve(registry).await.context("serving"),
-            None => {
-                stop.cancelled().await;
-                Ok(())
+        let stopping = async {
+            match gateway {
+                Some(g) => g.serve(registry, cutting.clone()).await,
+                None => stop.cancelled().await,
+            }
+            tasks.close();
+            tokio::select! {
+                biased;
+                _ = tasks.wait() => {}
+                _ = cutting.cancelled() => tracing::warn!(
+                    running = tasks.len(),
+                    "background tasks still running when the shutdown was cut short"
+                ),
             }
         };
-        if let Some(s) = sweeper {
-            let _ = s.await;
+        tokio::select! {
+            () = stopping => {}
+            () = deadline(&stop, &cutting, drain) => {}
         }
-        // Store and distribute what was submitted, then commit what is
-        // queued and release the data directory.
-        if let Some(c) = core {
-            c.close().await;
-        }
-        if let Some(s) = store {
-            s.close();
-        }
-        served
+        close(core, store).await;
+        Ok(())
     });
     Ok(Running {
         gateway: addr,
         shutdown,
+        cut,
         task,
     })
+}
+
+/// Cancels `cut` `drain` after `shutdown`, unless it was cancelled before
+/// (a second signal). Never returns: it is raced against the shutdown.
+async fn deadline(shutdown: &CancellationToken, cut: &CancellationToken, drain: Duration) {
+    shutdown.cancelled().await;
+    tokio::select! {
+        _ = tokio::time::sleep(drain) => {
+            tracing::warn!(secs = drain.as_secs(), "shutdown deadline reached: cutting what is left");
+            cut.cancel();
+        }
+        _ = cut.cancelled() => {}
+    }
+    std::future::pending().await
+}
+
+/// Stores and distributes what the core was given (for at most
+/// [`CORE_CLOSE`]), then commits what is queued and releases the data
+/// directory.
+async fn close(core: Option<Arc<Core>>, store: Option<Arc<EmbeddedStore>>) {
+    if let Some(c) = core
+        && tokio::time::timeout(CORE_CLOSE, c.close()).await.is_err()
+    {
+        tracing::warn!(
+            "the core did not hand on everything in {CORE_CLOSE:?}; \
+             the next start distributes the rest from its checkpoint"
+        );
+    }
+    if let Some(s) = store {
+        s.close();
+    }
 }
 
 /// The URI without its password, for messages.
@@ -282,7 +341,8 @@ pub fn redact(uri: &str) -> String {
     }
 }
 
-/// Runs `roles` until Ctrl-C (or SIGTERM), then drains and exits.
+/// Runs `roles` until Ctrl-C (or SIGTERM), then drains and exits. A second
+/// signal cuts the drain short.
 pub async fn run(config: Config, roles: Roles) -> anyhow::Result<()> {
     let data = config.data.clone();
     let postoffice = config
@@ -292,42 +352,110 @@ pub async fn run(config: Config, roles: Roles) -> anyhow::Result<()> {
         .unwrap_or_else(|| "embedded".into());
     let open = config.gateway.secret.is_none();
     let running = start_roles(config, roles).await?;
-    match roles {
-        Roles::All => println!("postmesh is up"),
-        Roles::Gateway => println!("postmesh gateway is up"),
-        Roles::Core => println!("postmesh core is up"),
-    }
+    let mut lines = vec![match roles {
+        Roles::All => "postmesh is up".to_owned(),
+        Roles::Gateway => "postmesh gateway is up".to_owned(),
+        Roles::Core => "postmesh core is up".to_owned(),
+    }];
     if let Some(addr) = running.gateway {
-        println!("  WebSocket  ws://{addr}/ws");
-        println!("  HTTP       http://{addr}/v1/publish  /v1/history  /v1/latest");
-        println!("  health     http://{addr}/healthz   metrics http://{addr}/metrics");
+        lines.push(format!("  WebSocket  ws://{addr}/ws"));
+        lines.push(format!(
+            "  HTTP       http://{addr}/v1/publish  /v1/history  /v1/latest"
+        ));
+        lines.push(format!(
+            "  health     http://{addr}/healthz   metrics http://{addr}/metrics"
+        ));
         if open {
-            println!("  access     anonymous (no secret set; loopback only)");
+            lines.push("  access     anonymous (no secret set; loopback only)".to_owned());
         }
     }
     if roles != Roles::Gateway {
-        println!("  data       {}", data.display());
+        lines.push(format!("  data       {}", data.display()));
     }
-    println!("  postoffice {postoffice}");
-    let shutdown = running.shutdown.clone();
+    lines.push(format!("  postoffice {postoffice}"));
+    announce(&lines);
+    let (shutdown, cut) = (running.shutdown.clone(), running.cut.clone());
     tokio::spawn(async move {
-        wait_for_signal().await;
-        tracing::info!("shutting down");
+        let mut signals = Signals::new();
+        signals.next().await;
+        tracing::info!("shutting down; a second signal stops at once");
         shutdown.cancel();
+        signals.next().await;
+        tracing::warn!("second signal: cutting what is left and closing the store");
+        cut.cancel();
     });
     running.task.await.context("task panicked")?
 }
 
-async fn wait_for_signal() {
-    #[cfg(unix)]
-    {
-        let mut term =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+/// Prints `lines` on standard output, for the people and scripts that
+/// started the process. They may stop reading (`postmesh up | head -1`
+/// closes the pipe): a failed write is ignored, because a server whose
+/// output went away must go on serving (`println!` would panic).
+fn announce(lines: &[String]) {
+    let mut out = std::io::stdout().lock();
+    for line in lines {
+        if writeln!(out, "{line}").is_err() {
+            return;
         }
     }
-    #[cfg(not(unix))]
-    let _ = tokio::signal::ctrl_c().await;
+    let _ = out.flush();
+}
+
+/// Ctrl-C and SIGTERM as one source, installed once for the whole run, so
+/// that a second signal during the shutdown is seen (and not left to a
+/// handler that no longer listens).
+struct Signals {
+    #[cfg(unix)]
+    unix: [Option<tokio::signal::unix::Signal>; 2],
+}
+
+impl Signals {
+    fn new() -> Signals {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let install = |kind: SignalKind| match signal(kind) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot listen for a signal");
+                    None
+                }
+            };
+            Signals {
+                unix: [
+                    install(SignalKind::interrupt()),
+                    install(SignalKind::terminate()),
+                ],
+            }
+        }
+        #[cfg(not(unix))]
+        Signals {}
+    }
+
+    /// Waits for the next signal.
+    async fn next(&mut self) {
+        #[cfg(unix)]
+        {
+            let [int, term] = &mut self.unix;
+            tokio::select! {
+                _ = recv(int.as_mut()) => {}
+                _ = recv(term.as_mut()) => {}
+            }
+        }
+        #[cfg(not(unix))]
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+/// The next delivery of one signal; never, if it could not be installed.
+#[cfg(unix)]
+async fn recv(signal: Option<&mut tokio::signal::unix::Signal>) {
+    match signal {
+        Some(s) => {
+            s.recv().await;
+        }
+        None => std::future::pending().await,
+    }
 }

@@ -22,8 +22,8 @@
 //! core that handled a publish or a dismissal tells its peers (`replicate`),
 //! and they persist it too, so any core can answer history. This is
 //! eventually consistent (a read right after a write may reach a peer that
-//! has not applied it yet); with a shared Cassandra store it is redundant
-//! and idempotent.
+//! has not applied it yet); with a shared store (Cassandra, planned) it
+//! would be redundant and idempotent.
 //!
 //! # Requests and replies
 //! A request carries a correlation id and the gateway's address in
@@ -46,6 +46,7 @@ use postmesh_schema::{Address, Class, Cursor, Limits, Message, Pattern, RoutingK
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::pipeline::priority;
 use crate::service::{Core, CoreClient, CoreError, Published};
@@ -482,6 +483,10 @@ pub struct CoreServer {
     core: Arc<Core>,
     postoffice: Arc<dyn Postoffice>,
     me: Address,
+    /// The consumers and every request in progress: shutdown waits for
+    /// them before it closes the core, so a request taken is answered (or
+    /// left unacknowledged for another core) rather than cut halfway.
+    tasks: TaskTracker,
 }
 
 /// The region's bronze queue and its binding.
@@ -501,18 +506,21 @@ fn bronze_queue(me: &Address, options: &QueueOptions) -> (QueueSpec, String) {
 const BRONZE_RETRY: Duration = Duration::from_secs(1);
 
 impl CoreServer {
-    /// Declares the core queues and starts consuming them.
+    /// Declares the core queues and starts consuming them until `cancel`,
+    /// on tasks of `tasks` (wait for it after `cancel` to know they ended).
     pub async fn start(
         core: Arc<Core>,
         postoffice: Arc<dyn Postoffice>,
         me: Address,
         options: QueueOptions,
         cancel: CancellationToken,
+        tasks: &TaskTracker,
     ) -> Result<(), PostofficeError> {
         let server = Arc::new(CoreServer {
             core,
             postoffice,
             me,
+            tasks: tasks.clone(),
         });
         let shared = QueueSpec {
             max_priority: Some(2),
@@ -553,7 +561,7 @@ impl CoreServer {
             }
         }
         for (spec, bindings, prefetch) in queues {
-            tokio::spawn(
+            tasks.spawn(
                 server
                     .clone()
                     .serve(spec, bindings, prefetch, cancel.clone()),
@@ -603,7 +611,7 @@ impl CoreServer {
                     break;
                 };
                 // Prefetch bounds how many run at once.
-                tokio::spawn(self.clone().handle(delivery));
+                self.tasks.spawn(self.clone().handle(delivery));
             }
         }
     }

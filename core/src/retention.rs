@@ -22,7 +22,10 @@ pub async fn apply(
     Ok(())
 }
 
-/// Sweeps every `interval` until `cancel`.
+/// Sweeps every `interval` until `cancel`. Run it on a task shutdown waits
+/// for before it closes the store. Cancelled mid-sweep, it returns at once;
+/// the sweep already handed to the store's writer finishes there, and
+/// closing the store waits for it.
 pub async fn sweeper(store: Arc<dyn Store>, interval: Duration, cancel: CancellationToken) {
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

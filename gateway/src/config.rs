@@ -70,8 +70,20 @@ pub struct GatewayConfig {
     /// shares, so it is not a key of `[gateway]`.
     #[serde(skip, default = "default_max_message_bytes")]
     pub max_message_bytes: usize,
-    /// Seconds to drain connections on shutdown.
+    /// The shutdown deadline, in seconds from the first signal. Until it,
+    /// connections are asked to finish (HTTP requests in progress complete,
+    /// devices are closed with 1001) and background tasks to stop (the hub
+    /// deletes its queue); at it, whatever is still open is cut and the
+    /// store is closed. A second signal cuts at once. Without a deadline one
+    /// half-sent request would keep a stopping process alive for ever.
     pub drain_secs: u64,
+    /// Seconds a client has to send an HTTP request's headers, counted from
+    /// when the server starts waiting for them (on a kept-alive connection,
+    /// from the end of the previous response). A connection that has not
+    /// sent them by then is dropped, so a client trickling bytes
+    /// (slowloris) cannot hold a socket; a real client sends a few hundred
+    /// bytes at once.
+    pub header_timeout_secs: u64,
     /// Seconds between keepalive pings to each device; a device silent for
     /// two intervals is closed with 4002. 0 turns keepalive off.
     pub keepalive_secs: u64,
@@ -103,6 +115,7 @@ impl Default for GatewayConfig {
             limits: Limits::default(),
             max_message_bytes: default_max_message_bytes(),
             drain_secs: 5,
+            header_timeout_secs: 10,
             keepalive_secs: 30,
         }
     }
@@ -142,6 +155,11 @@ impl GatewayConfig {
             ("dedupe_window", self.dedupe_window, 1),
             ("max_publish_batch", self.max_publish_batch, 1),
             ("publish_window", self.publish_window, 1),
+            (
+                "header_timeout_secs",
+                usize::try_from(self.header_timeout_secs).unwrap_or(usize::MAX),
+                1,
+            ),
         ] {
             if value < min {
                 return Err(ConfigError::TooSmall(name, min));

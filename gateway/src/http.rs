@@ -1,6 +1,8 @@
 //! The HTTP API on the gateway's listener: publish, history, latest,
 //! health and metrics. Errors are 4xx/5xx with a JSON body
-//! `{"code": .., "message": ..}` using the protocol's error codes.
+//! `{"code": .., "message": ..}` using the protocol's error codes: the
+//! handlers', the query parser's ([`Params`]) and the router's (an unknown
+//! path, a method an endpoint does not take) alike.
 
 // Handlers return early with a ready `Response`; boxing it would only add
 // an allocation on the error path.
@@ -12,8 +14,8 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Query, Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use postmesh_core::Page;
@@ -30,6 +32,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::auth::Grants;
+use crate::params::Params;
 use crate::session::Ctx;
 
 /// What the HTTP handlers share.
@@ -38,7 +41,9 @@ pub struct App {
     pub registry: Arc<Registry>,
     /// Cancelled on shutdown; sessions get child tokens.
     pub shutdown: CancellationToken,
-    /// Tracks sessions, so shutdown can wait for them.
+    /// Cancelled at the shutdown deadline: sessions still open are dropped.
+    pub cut: CancellationToken,
+    /// Tracks connections and sessions, so shutdown can wait for them.
     pub tracker: TaskTracker,
     /// Upgrades beyond this many open connections are refused with 503.
     pub max_connections: usize,
@@ -56,7 +61,27 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/latest", get(latest))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
+        .method_not_allowed_fallback(method_not_allowed)
+        .fallback(not_found)
         .with_state(app)
+}
+
+/// A path the router does not know.
+async fn not_found(uri: Uri) -> Response {
+    error_response(
+        StatusCode::NOT_FOUND,
+        ErrorCode::UnknownOp,
+        &format!("no endpoint at {}; GET / lists them", uri.path()),
+    )
+}
+
+/// A known path with a method it does not take (the router adds `Allow`).
+async fn method_not_allowed(method: Method, uri: Uri) -> Response {
+    error_response(
+        StatusCode::METHOD_NOT_ALLOWED,
+        ErrorCode::UnknownOp,
+        &format!("{} does not take {method}", uri.path()),
+    )
 }
 
 /// A JSON error response.
@@ -157,7 +182,7 @@ struct TokenQuery {
 /// handed to the postoffice.
 async fn publish(
     State(app): State<Arc<App>>,
-    Query(q): Query<TokenQuery>,
+    Params(q): Params<TokenQuery>,
     req: Request,
 ) -> Response {
     let grants = match grants(&app, req.headers(), q.token.as_deref()) {
@@ -325,7 +350,7 @@ fn read_params(
 async fn history(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
-    Query(q): Query<ReadQuery>,
+    Params(q): Params<ReadQuery>,
 ) -> Response {
     let (grants, pattern, limit) = match read_params(&app, &headers, &q) {
         Ok(p) => p,
@@ -356,7 +381,7 @@ async fn history(
 async fn latest(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
-    Query(q): Query<ReadQuery>,
+    Params(q): Params<ReadQuery>,
 ) -> Response {
     let (grants, pattern, limit) = match read_params(&app, &headers, &q) {
         Ok(p) => p,

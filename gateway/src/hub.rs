@@ -18,6 +18,7 @@ use postmesh_router::{Exchange, Postoffice, PostofficeError, QueueSpec};
 use postmesh_schema::{Cursor, Pattern, RecentSet, Trie, Uuid};
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::metrics::GatewayMetrics;
 use crate::outbox::{Live, LiveKind, Outbox, Push};
@@ -65,6 +66,9 @@ pub struct Hub {
     /// core catching up, a redelivery) is dropped, and a reread skips
     /// what went out live.
     seen: parking_lot::Mutex<RecentSet<Uuid>>,
+    /// The hub's own tasks (its consumer, keepalive, upstream unbinds), so
+    /// that shutdown can wait until the queue is deleted.
+    tasks: TaskTracker,
 }
 
 /// Replies to this gateway's requests: its queue is bound with `binding` on
@@ -80,7 +84,8 @@ pub const MAX_RECONNECT_DELAY: std::time::Duration = std::time::Duration::from_s
 
 impl Hub {
     /// Declares the gateway's queue `queue` and starts consuming it until
-    /// `cancel`. The queue is deleted on shutdown.
+    /// `cancel`. The queue is deleted on shutdown; [`Hub::stopped`] says
+    /// when.
     pub async fn start(
         postoffice: Arc<dyn Postoffice>,
         queue: String,
@@ -111,12 +116,14 @@ impl Hub {
             seen: parking_lot::Mutex::new(RecentSet::new(dedupe_window)),
             conns: parking_lot::Mutex::new(HashMap::new()),
             rpc,
+            tasks: TaskTracker::new(),
         });
         if let Some(interval) = keepalive {
-            tokio::spawn(hub.clone().keepalive(interval, cancel.clone()));
+            hub.tasks
+                .spawn(hub.clone().keepalive(interval, cancel.clone()));
         }
         let h = hub.clone();
-        tokio::spawn(async move {
+        hub.tasks.spawn(async move {
             loop {
                 let delivery = tokio::select! {
                     _ = cancel.cancelled() => break,
@@ -228,6 +235,14 @@ impl Hub {
                 _ = tokio::time::sleep(backoff.next_delay()) => {}
             }
         }
+    }
+
+    /// Waits until the hub's tasks have ended: after `cancel`, once the
+    /// consumer has stopped and the queue is deleted. Tasks started later
+    /// (the unbinds of sessions still closing) are waited for too.
+    pub async fn stopped(&self) {
+        self.tasks.close();
+        self.tasks.wait().await;
     }
 
     /// Queues a reread marker for every connection.
@@ -379,7 +394,7 @@ impl Hub {
         };
         match tokio::runtime::Handle::try_current() {
             Ok(handle) => {
-                handle.spawn(cleanup);
+                self.tasks.spawn_on(cleanup, &handle);
             }
             Err(_) => tracing::warn!("no runtime to release upstream bindings"),
         }

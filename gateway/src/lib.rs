@@ -1,20 +1,24 @@
 //! postmesh gateway: where devices connect.
 //!
 //! # Layout
-//! - [`server`]: binding and serving a [`Gateway`](server::Gateway).
-//! - [`http`]: the HTTP API and router; [`ws`]: the `/ws` upgrade and the
-//!   WebSocket adapter.
+//! - [`server`]: binding and serving a [`Gateway`](server::Gateway); the
+//!   accept loop (`accept`) serves each HTTP connection with a header
+//!   timeout and cuts connections at the shutdown deadline.
+//! - [`http`]: the HTTP API and router (query strings are read strictly by
+//!   `params`); [`ws`]: the `/ws` upgrade and the WebSocket adapter.
 //! - [`session`]: one connection's protocol loop, over any transport.
 //! - [`hub`]: subscriptions, upstream bindings and the local fan-out.
 //! - [`outbox`]: each connection's bounded outbound queue.
 //! - [`auth`]: tokens and grants. [`config`]: settings. [`metrics`].
 
+mod accept;
 pub mod auth;
 pub mod config;
 pub mod http;
 pub mod hub;
 pub mod metrics;
 pub mod outbox;
+mod params;
 pub mod server;
 pub mod session;
 pub mod ws;

@@ -11,6 +11,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::accept::Acceptor;
 use crate::auth::Authority;
 use crate::config::GatewayConfig;
 use crate::http::{App, router};
@@ -33,9 +34,13 @@ pub enum StartError {
 /// A gateway that has bound its listener and its postoffice queue.
 pub struct Gateway {
     listener: TcpListener,
-    app: Arc<App>,
-    drain: Duration,
+    ctx: Arc<Ctx>,
+    shutdown: CancellationToken,
 }
+
+/// How long connections get to end once they are cut: dropping a task's
+/// future is immediate, so this only bounds a task that never yields.
+const CUT_GRACE: Duration = Duration::from_secs(1);
 
 /// Most connections one gateway accepts: the file limit is the real bound on
 /// one machine; this keeps a misconfigured one from exhausting it.
@@ -76,7 +81,6 @@ impl Gateway {
             (config.keepalive_secs > 0).then(|| Duration::from_secs(config.keepalive_secs)),
         )
         .await?;
-        let drain = Duration::from_secs(config.drain_secs);
         let ctx = Arc::new(Ctx {
             hub,
             core,
@@ -86,15 +90,8 @@ impl Gateway {
         });
         Ok(Gateway {
             listener,
-            app: Arc::new(App {
-                ctx,
-                registry: Arc::new(Registry::default()),
-                shutdown,
-                tracker: TaskTracker::new(),
-                max_connections: MAX_CONNECTIONS,
-                max_body_bytes: MAX_BODY_BYTES,
-            }),
-            drain,
+            ctx,
+            shutdown,
         })
     }
 
@@ -103,30 +100,166 @@ impl Gateway {
         self.listener.local_addr()
     }
 
-    /// Serves until the shutdown token is cancelled, then closes sessions
-    /// with 1001 and waits for them up to the drain deadline. `registry` is
-    /// what `/metrics` shows (the whole process's).
-    pub async fn serve(self, registry: Arc<Registry>) -> std::io::Result<()> {
+    /// Serves until the shutdown token is cancelled; then stops accepting,
+    /// lets HTTP requests in progress finish, closes sessions with 1001, and
+    /// waits for them and for the hub (which deletes its queue) until `cut`
+    /// (the shutdown deadline). At `cut`, connections still open are
+    /// dropped. `registry` is what `/metrics` shows (the whole process's).
+    pub async fn serve(self, registry: Arc<Registry>, cut: CancellationToken) {
+        let tracker = TaskTracker::new();
         let app = Arc::new(App {
-            ctx: self.app.ctx.clone(),
+            ctx: self.ctx.clone(),
             registry,
-            shutdown: self.app.shutdown.clone(),
-            tracker: self.app.tracker.clone(),
-            max_connections: self.app.max_connections,
-            max_body_bytes: self.app.max_body_bytes,
+            shutdown: self.shutdown.clone(),
+            cut: cut.clone(),
+            tracker: tracker.clone(),
+            max_connections: MAX_CONNECTIONS,
+            max_body_bytes: MAX_BODY_BYTES,
         });
-        let shutdown = app.shutdown.clone();
-        let tracker = app.tracker.clone();
-        axum::serve(self.listener, router(app))
-            .with_graceful_shutdown(shutdown.cancelled_owned())
-            .await?;
-        tracker.close();
-        if tokio::time::timeout(self.drain, tracker.wait())
-            .await
-            .is_err()
-        {
-            tracing::warn!("some connections did not close within the drain deadline");
+        Acceptor {
+            listener: self.listener,
+            router: router(app),
+            header_timeout: Duration::from_secs(self.ctx.config.header_timeout_secs.max(1)),
+            shutdown: self.shutdown.clone(),
+            cut: cut.clone(),
+            tracker: tracker.clone(),
         }
-        Ok(())
+        .run()
+        .await;
+        tracker.close();
+        tokio::select! {
+            biased;
+            _ = tracker.wait() => {}
+            _ = cut.cancelled() => {
+                tracing::warn!(
+                    open = tracker.len(),
+                    "cutting the connections still open (shutdown deadline or second signal)"
+                );
+                if tokio::time::timeout(CUT_GRACE, tracker.wait()).await.is_err() {
+                    tracing::warn!(open = tracker.len(), "some connections did not end when cut");
+                }
+            }
+        }
+        tokio::select! {
+            biased;
+            _ = self.ctx.hub.stopped() => {}
+            _ = cut.cancelled() => {
+                tracing::warn!("the hub had not stopped when the shutdown was cut short");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use async_trait::async_trait;
+    use postmesh_core::{CoreError, Page, Published};
+    use postmesh_router::{
+        Consumer, Exchange, MemoryPostoffice, Outgoing, PostofficeError, QueueSpec,
+    };
+    use postmesh_schema::{Cursor, Message, Pattern, Uuid};
+
+    use super::*;
+
+    /// The embedded postoffice, slow to delete a queue as a distant broker
+    /// can be.
+    struct SlowDelete {
+        inner: MemoryPostoffice,
+        deleted: AtomicBool,
+    }
+
+    #[async_trait]
+    impl Postoffice for SlowDelete {
+        async fn declare_queue(&self, spec: &QueueSpec) -> Result<(), PostofficeError> {
+            self.inner.declare_queue(spec).await
+        }
+        async fn delete_queue(&self, name: &str) -> Result<(), PostofficeError> {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            self.inner.delete_queue(name).await?;
+            self.deleted.store(true, Ordering::SeqCst);
+            Ok(())
+        }
+        async fn bind(&self, e: Exchange, q: &str, p: &str) -> Result<(), PostofficeError> {
+            self.inner.bind(e, q, p).await
+        }
+        async fn unbind(&self, e: Exchange, q: &str, p: &str) -> Result<(), PostofficeError> {
+            self.inner.unbind(e, q, p).await
+        }
+        async fn publish(&self, e: Exchange, m: Outgoing) -> Result<(), PostofficeError> {
+            self.inner.publish(e, m).await
+        }
+        async fn consume(&self, q: &str, prefetch: u16) -> Result<Consumer, PostofficeError> {
+            self.inner.consume(q, prefetch).await
+        }
+    }
+
+    /// A core the test never calls.
+    struct NoCore;
+
+    #[async_trait]
+    impl CoreClient for NoCore {
+        async fn publish(&self, _: Vec<Message>) -> Result<Vec<Published>, CoreError> {
+            unimplemented!("not used")
+        }
+        async fn history(
+            &self,
+            _: Pattern,
+            _: usize,
+            _: Option<Cursor>,
+            _: Option<u64>,
+        ) -> Result<Page, CoreError> {
+            unimplemented!("not used")
+        }
+        async fn since(
+            &self,
+            _: Pattern,
+            _: Cursor,
+            _: usize,
+            _: Option<u64>,
+        ) -> Result<Page, CoreError> {
+            unimplemented!("not used")
+        }
+        async fn latest(&self, _: Pattern, _: usize, _: Option<u64>) -> Result<Page, CoreError> {
+            unimplemented!("not used")
+        }
+        async fn dismiss(&self, _: u64, _: Uuid) -> Result<(), CoreError> {
+            unimplemented!("not used")
+        }
+    }
+
+    /// ARCHITECTURE.md's shutdown order: the hub deletes its queue before
+    /// the gateway is done, however long the postoffice takes (up to the
+    /// deadline), so the process cannot exit with the queue left behind.
+    #[tokio::test]
+    async fn serve_returns_once_the_hub_deleted_its_queue() {
+        let postoffice = Arc::new(SlowDelete {
+            inner: MemoryPostoffice::new(),
+            deleted: AtomicBool::new(false),
+        });
+        let config = GatewayConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            ..GatewayConfig::default()
+        };
+        let shutdown = CancellationToken::new();
+        let gateway = Gateway::bind(
+            config,
+            "gw",
+            Arc::new(NoCore),
+            postoffice.clone(),
+            &mut Registry::default(),
+            shutdown.clone(),
+            None,
+        )
+        .await
+        .unwrap();
+        let serving = tokio::spawn(gateway.serve(Arc::default(), CancellationToken::new()));
+        shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(10), serving)
+            .await
+            .expect("serve returns")
+            .unwrap();
+        assert!(postoffice.deleted.load(Ordering::SeqCst));
     }
 }

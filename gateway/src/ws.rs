@@ -6,14 +6,15 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use axum::body::Body;
-use axum::extract::{Query, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::{Sink, Stream};
 use hyper_util::rt::TokioIo;
-use postmesh_schema::protocol::{ErrorCode, MAX_REPLY_BYTES, max_msg_frame_bytes};
+use postmesh_schema::protocol::{ErrorCode, MAX_REPLY_BYTES, close, max_msg_frame_bytes};
 use serde::Deserialize;
 use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::error::ProtocolError;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
@@ -21,6 +22,7 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 use crate::config::GatewayConfig;
 use crate::http::{App, error_response};
+use crate::params::Params;
 use crate::session::{self, Inbound, MAX_JOINED_BYTES, Outbound};
 
 /// A WebSocket connection as a session transport.
@@ -55,9 +57,27 @@ where
                 Poll::Ready(Some(Ok(Message::Frame(_)))) => continue,
                 Poll::Ready(Some(Ok(Message::Close(_)))) => Poll::Ready(None),
                 Poll::Ready(Some(Err(WsError::Capacity(_)))) => Poll::Ready(Some(Inbound::TooBig)),
-                Poll::Ready(Some(Err(_))) => Poll::Ready(None),
+                Poll::Ready(Some(Err(e))) => match violation(&e) {
+                    Some(code) => {
+                        tracing::debug!(error = %e, code, "closing a device that broke the protocol");
+                        Poll::Ready(Some(Inbound::ProtocolError(code)))
+                    }
+                    None => Poll::Ready(None),
+                },
             };
         }
+    }
+}
+
+/// The close code RFC 6455 gives a device's breach of the protocol, or
+/// `None` when the connection merely failed (an I/O error, a reset) and
+/// there is no one left to tell.
+fn violation(e: &WsError) -> Option<u16> {
+    match e {
+        WsError::Utf8(_) => Some(close::INVALID_DATA),
+        WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => None,
+        WsError::Protocol(_) => Some(close::PROTOCOL_ERROR),
+        _ => None,
     }
 }
 
@@ -134,7 +154,7 @@ fn header_has(headers: &HeaderMap, name: header::HeaderName, token: &str) -> boo
 /// session on the upgraded connection.
 pub(crate) async fn upgrade(
     State(app): State<Arc<App>>,
-    Query(q): Query<WsQuery>,
+    Params(q): Params<WsQuery>,
     mut req: Request,
 ) -> Response {
     let headers = req.headers();
@@ -188,18 +208,27 @@ pub(crate) async fn upgrade(
     let cancel = app.shutdown.child_token();
     let options = session::Options { batch: q.batch };
     let config = ws_config(&ctx.config);
+    let cut = app.cut.clone();
     app.tracker.spawn(async move {
-        match on_upgrade.await {
-            Ok(upgraded) => {
-                let ws = WebSocketStream::from_raw_socket(
-                    TokioIo::new(upgraded),
-                    Role::Server,
-                    Some(config),
-                )
-                .await;
-                session::run(WsTransport::new(ws), ctx, grants, options, cancel).await;
+        let session = async move {
+            match on_upgrade.await {
+                Ok(upgraded) => {
+                    let ws = WebSocketStream::from_raw_socket(
+                        TokioIo::new(upgraded),
+                        Role::Server,
+                        Some(config),
+                    )
+                    .await;
+                    session::run(WsTransport::new(ws), ctx, grants, options, cancel).await;
+                }
+                Err(e) => tracing::debug!(error = %e, "upgrade failed"),
             }
-            Err(e) => tracing::debug!(error = %e, "upgrade failed"),
+        };
+        // At the shutdown deadline a session still closing is dropped: its
+        // socket closes and its subscriptions are released.
+        tokio::select! {
+            _ = session => {}
+            _ = cut.cancelled() => {}
         }
     });
     let mut res = Response::new(Body::empty());

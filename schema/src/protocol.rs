@@ -55,6 +55,13 @@ pub fn max_msg_frame_bytes(max_message_bytes: usize, limits: &crate::path::Limit
 pub mod close {
     /// The server is shutting down or restarting; reconnect elsewhere or later.
     pub const GOING_AWAY: u16 = 1001;
+    /// The device broke the WebSocket protocol (RFC 6455): an unmasked
+    /// frame, a reserved opcode or bit, a control frame over 125 bytes or
+    /// fragmented. A client library bug; reconnecting repeats it.
+    pub const PROTOCOL_ERROR: u16 = 1002;
+    /// A text frame that is not UTF-8 (RFC 6455's "invalid frame payload
+    /// data").
+    pub const INVALID_DATA: u16 = 1007;
     /// A frame exceeded the configured size limit.
     pub const TOO_BIG: u16 = 1009;
     /// The connection's outbound queue overflowed: it did not read fast enough.

@@ -180,6 +180,15 @@ impl Client {
         self.ws.send(Message::binary(bytes)).await.expect("send");
     }
 
+    /// Writes `bytes` to the socket as they are, beneath the WebSocket
+    /// library: frames a conforming client never sends.
+    pub async fn send_raw(&mut self, bytes: &[u8]) {
+        use tokio::io::AsyncWriteExt;
+        let socket = self.ws.get_mut();
+        socket.write_all(bytes).await.expect("raw write");
+        socket.flush().await.expect("raw flush");
+    }
+
     async fn read(&mut self) -> Result<Value, Closed> {
         loop {
             match tokio::time::timeout(ARRIVE, self.ws.next()).await {

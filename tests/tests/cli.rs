@@ -259,3 +259,68 @@ async fn next_json(
         .expect("a line");
     serde_json::from_str(&line).unwrap()
 }
+
+/// `postmesh up | head -1`, and a terminal that went away: a server whose
+/// standard output and error are closed goes on serving, and stops cleanly
+/// on SIGTERM (writing to them must neither panic nor block).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn up_keeps_serving_when_its_output_is_closed() {
+    use std::time::Duration;
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut up = tokio::process::Command::new(binary())
+        .args(["up", "--listen", &listen, "--data"])
+        .arg(dir.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    // Both pipes are closed before the server writes to them.
+    drop(up.stdout.take());
+    drop(up.stderr.take());
+
+    let client = reqwest::Client::new();
+    let mut serving = false;
+    for _ in 0..300 {
+        if let Some(status) = up.try_wait().unwrap() {
+            panic!("postmesh up exited with {status:?} once its output was closed");
+        }
+        if let Ok(res) = client.get(format!("http://{listen}/healthz")).send().await
+            && res.status() == 200
+        {
+            serving = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(serving, "postmesh up never served");
+    // Still serving once it has had every chance to write its banner.
+    let published = client
+        .post(format!("http://{listen}/v1/publish"))
+        .json(&json!({"path": "closed.out", "body": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(published.status(), 200);
+
+    let pid = up.id().unwrap().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let exit = tokio::time::timeout(Duration::from_secs(30), up.wait())
+        .await
+        .expect("exits after SIGTERM")
+        .unwrap();
+    assert!(exit.success(), "{exit:?}");
+}

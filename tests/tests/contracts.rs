@@ -1,5 +1,6 @@
 //! The engine contracts, run from here against the embedded engines (the
-//! RabbitMQ and Cassandra implementations join the same suites).
+//! RabbitMQ postoffice runs the postoffice suite in `rabbitmq.rs`; a
+//! Cassandra store, planned, would join the store suite).
 
 #[tokio::test]
 async fn embedded_postoffice_keeps_the_postoffice_contract() {

@@ -78,6 +78,10 @@ pub enum Inbound {
     Binary,
     /// A frame over the size limit. The session closes with 1009.
     TooBig,
+    /// The device broke the WebSocket protocol; the session closes with
+    /// this code (1002, or 1007 for a text frame that is not UTF-8). The
+    /// transport reads nothing more.
+    ProtocolError(u16),
     /// A control frame (ping or pong): the device is alive.
     Alive,
 }
@@ -236,6 +240,8 @@ fn close_reason(code: u16) -> &'static str {
         close::TOKEN_EXPIRED => "token expired",
         close::IDLE => "no sign of life from the device",
         close::TOO_BIG => "frame too big",
+        close::PROTOCOL_ERROR => "WebSocket protocol error",
+        close::INVALID_DATA => "a text frame that is not UTF-8",
         _ => "going away",
     }
 }
@@ -323,6 +329,7 @@ pub async fn run<T>(
                     s.send_err(FrameError::new(None, ErrorCode::BadJson, "binary frames are not part of the protocol; send JSON text frames")).await
                 }
                 Some(Inbound::TooBig) => s.close(close::TOO_BIG).await,
+                Some(Inbound::ProtocolError(code)) => s.close(code).await,
             },
         };
         if step.is_err() {

@@ -1,5 +1,5 @@
-//! The embedded store on [`fjall`], an LSM-tree storage engine: what
-//! `postmesh up` runs on when no Cassandra cluster is configured. Chosen by
+//! The embedded store on [`fjall`], an LSM-tree storage engine: what every
+//! core runs on (a Cassandra store is planned, not implemented). Chosen by
 //! measurement (see bench/RESULTS.md): write-heavy ingest with several index
 //! rows per message favours an LSM, and folder reads are short forward range
 //! scans.
