@@ -74,6 +74,11 @@ enum Command {
         rate: Option<f64>,
         #[arg(long, default_value_t = 4)]
         publishers: usize,
+        /// Follow the server's memory (needs --server-pid): before, once
+        /// connected, peak, 1 s after the burst, 1 s and 5 s after every
+        /// subscriber left. Subscribers stay connected until all are done.
+        #[arg(long)]
+        memory: bool,
     },
     /// N idle connections: the server's memory per connection.
     Idle {
@@ -185,7 +190,11 @@ async fn main() -> anyhow::Result<()> {
             size,
             rate,
             publishers,
+            memory,
         } => {
+            if memory && target.server_pid.is_none() {
+                anyhow::bail!("--memory needs --server-pid");
+            }
             let o = scenario::FanoutOptions {
                 subscribers,
                 messages,
@@ -193,6 +202,7 @@ async fn main() -> anyhow::Result<()> {
                 rate,
                 publishers,
                 idle: Duration::from_secs(10),
+                memory,
             };
             let p = peer(&target);
             let mut r = scenario::fanout(p.clone(), &o, target.server_pid).await?;

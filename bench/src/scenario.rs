@@ -24,6 +24,75 @@ pub struct FanoutOptions {
     pub publishers: usize,
     /// A subscriber that receives nothing for this long stops counting.
     pub idle: Duration,
+    /// Follow the server's memory through the burst ([`BurstMemory`]):
+    /// subscribers stay connected until every one is done, then all leave.
+    pub memory: bool,
+}
+
+/// The server's resident memory around a fan-out burst, in KiB: before the
+/// subscribers connect, once they are connected, the highest reading
+/// during the burst (sampled every 10 ms), one second after the last
+/// delivery (the subscribers still connected), and one and five seconds
+/// after every subscriber dropped its connection.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct BurstMemory {
+    pub server_rss_base_kib: u64,
+    pub server_rss_connected_kib: u64,
+    pub server_rss_peak_kib: u64,
+    pub server_rss_after_burst_kib: u64,
+    pub server_rss_closed_1s_kib: u64,
+    pub server_rss_closed_5s_kib: u64,
+    /// Above the base, per subscriber, in bytes.
+    pub idle_bytes_per_connection: f64,
+    pub peak_bytes_per_connection: f64,
+    pub after_burst_bytes_per_connection: f64,
+}
+
+impl BurstMemory {
+    fn per_connection(&mut self, subscribers: usize) {
+        let per = |kib: u64| {
+            (kib.saturating_sub(self.server_rss_base_kib) * 1024) as f64 / subscribers.max(1) as f64
+        };
+        self.idle_bytes_per_connection = per(self.server_rss_connected_kib);
+        self.peak_bytes_per_connection = per(self.server_rss_peak_kib);
+        self.after_burst_bytes_per_connection = per(self.server_rss_after_burst_kib);
+    }
+}
+
+/// The server's resident memory now, KiB (0 when unreadable).
+fn rss_kib(server: u32) -> u64 {
+    sample(Some(server)).map(|s| s.rss_kib).unwrap_or(0)
+}
+
+/// Samples the server's resident memory every 10 ms until dropped; `peak`
+/// reads the highest so far.
+struct PeakSampler {
+    peak: Arc<std::sync::atomic::AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl PeakSampler {
+    fn start(server: u32) -> PeakSampler {
+        let peak = Arc::new(std::sync::atomic::AtomicU64::new(rss_kib(server)));
+        let p = peak.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                p.fetch_max(rss_kib(server), std::sync::atomic::Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        });
+        PeakSampler { peak, task }
+    }
+
+    fn peak(&self) -> u64 {
+        self.peak.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl Drop for PeakSampler {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }
 
 /// What a fan-out run measured.
@@ -46,6 +115,8 @@ pub struct FanoutResult {
     pub max_us: u64,
     #[serde(flatten)]
     pub usage: Figures,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<BurstMemory>,
 }
 
 /// Runs the fan-out scenario against `peer`; `server` is the server's pid
@@ -55,6 +126,11 @@ pub async fn fanout(
     o: &FanoutOptions,
     server: Option<u32>,
 ) -> anyhow::Result<FanoutResult> {
+    let watch = server.filter(|_| o.memory);
+    let mut memory = watch.map(|pid| BurstMemory {
+        server_rss_base_kib: rss_kib(pid),
+        ..BurstMemory::default()
+    });
     let mut subs = Vec::with_capacity(o.subscribers);
     while subs.len() < o.subscribers {
         let n = CONNECT_BATCH.min(o.subscribers - subs.len());
@@ -64,6 +140,12 @@ pub async fn fanout(
         }
     }
     let pubs = open_publishers(peer.as_ref(), o.publishers).await?;
+    if let (Some(m), Some(pid)) = (memory.as_mut(), watch) {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        m.server_rss_connected_kib = rss_kib(pid);
+    }
+    let sampler = watch.map(PeakSampler::start);
+    let keep = o.memory;
     let per_sub = o.messages as u64;
     let idle = o.idle;
     let readers: Vec<_> = subs
@@ -83,7 +165,7 @@ pub async fn fanout(
                         _ => break,
                     }
                 }
-                (count, hist, last)
+                (count, hist, last, keep.then_some(s))
             })
         })
         .collect();
@@ -94,13 +176,30 @@ pub async fn fanout(
     let refused = publish(pubs, o.messages, o.size, o.rate, started).await?;
     let mut hist = histogram();
     let (mut deliveries, mut last) = (0u64, start);
+    let mut kept = Vec::new();
     for r in readers {
-        let (count, h, l) = r.await?;
+        let (count, h, l, s) = r.await?;
         deliveries += count;
         last = last.max(l);
         hist.add(&h).expect("same bounds");
+        kept.extend(s);
     }
     let elapsed_s = (last.saturating_sub(start)) as f64 / 1e9;
+    let usage = usage.finish();
+    if let (Some(m), Some(pid), Some(sampler)) = (memory.as_mut(), watch, sampler) {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        m.server_rss_after_burst_kib = rss_kib(pid);
+        m.server_rss_peak_kib = sampler.peak().max(m.server_rss_after_burst_kib);
+        drop(sampler);
+        // Every device leaves at once, as dead devices do (no close
+        // handshake): the server learns it from the sockets.
+        drop(kept);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        m.server_rss_closed_1s_kib = rss_kib(pid);
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        m.server_rss_closed_5s_kib = rss_kib(pid);
+        m.per_connection(o.subscribers);
+    }
     Ok(FanoutResult {
         scenario: "fanout",
         system: peer.name().to_owned(),
@@ -121,7 +220,8 @@ pub async fn fanout(
         p90_us: hist.value_at_quantile(0.90),
         p99_us: hist.value_at_quantile(0.99),
         max_us: hist.max(),
-        usage: usage.finish(),
+        usage,
+        memory,
     })
 }
 

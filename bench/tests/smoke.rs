@@ -19,17 +19,25 @@ async fn every_scenario_smoke() {
         rate: None,
         publishers: 2,
         idle: Duration::from_secs(10),
+        memory: true,
     };
     let r = fanout(peer.clone(), &o, Some(std::process::id()))
         .await
         .unwrap();
+    let m = r.memory.expect("memory followed");
+    assert!(
+        m.server_rss_base_kib > 0 && m.server_rss_peak_kib >= m.server_rss_after_burst_kib,
+        "{m:?}"
+    );
     assert_eq!(r.deliveries, 1000, "{r:?}");
     assert_eq!(r.refused, 0);
     assert!(r.deliveries_per_s > 0.0 && r.p99_us >= r.p50_us && r.max_us >= r.p99_us);
     // The report reads these keys at the top level of each JSON line.
     let json = serde_json::to_value(&r).unwrap();
     assert!(
-        json["server_cpu_s"].is_number() && json["harness_cpu_s"].is_number(),
+        json["server_cpu_s"].is_number()
+            && json["harness_cpu_s"].is_number()
+            && json["server_rss_peak_kib"].is_number(),
         "{json}"
     );
     let line = postmesh_bench::report::fanout_row(&r);
@@ -37,6 +45,7 @@ async fn every_scenario_smoke() {
 
     let paced = FanoutOptions {
         rate: Some(200.0),
+        memory: false,
         ..o
     };
     let r = fanout(peer.clone(), &paced, None).await.unwrap();
