@@ -25,6 +25,15 @@ pub struct GatewayConfig {
     /// Frames waiting for one connection before it is closed as a slow
     /// consumer (close code 4000).
     pub outbound_queue: usize,
+    /// Bytes of frames waiting for one connection, or drained and not yet
+    /// written, before it is closed as a slow consumer (close code 4000).
+    /// A frame shared by many connections counts fully for each. With the
+    /// frame bound alone, one stalled device could pin `outbound_queue`
+    /// messages of any size (up to 256 MiB). A single frame larger than
+    /// this passes when nothing else waits. A burst larger than this (one
+    /// HTTP batch of large messages) closes the devices that cannot take it
+    /// as fast as it comes: keep it above the largest burst a path sees.
+    pub outbound_bytes: usize,
     /// Seconds one write to a connection may take before it is closed as a
     /// slow consumer.
     pub write_timeout_secs: u64,
@@ -89,6 +98,10 @@ pub struct GatewayConfig {
     pub keepalive_secs: u64,
 }
 
+/// The default bound of one connection's outbound bytes: 4 MiB, about ten
+/// thousand 256-byte messages, or 64 at the 64 KiB frame limit.
+pub const DEFAULT_OUTBOUND_BYTES: usize = 4 * 1024 * 1024;
+
 /// The default listen address: loopback, so a fresh `postmesh up` without a
 /// secret is not reachable from other machines.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7400";
@@ -102,6 +115,7 @@ impl Default for GatewayConfig {
             max_frame_bytes: 64 * 1024,
             max_subscriptions: 256,
             outbound_queue: 4096,
+            outbound_bytes: DEFAULT_OUTBOUND_BYTES,
             write_timeout_secs: 10,
             read_buffer_bytes: 1024,
             write_buffer_bytes: 16 * 1024,
@@ -149,6 +163,7 @@ impl GatewayConfig {
             ("max_frame_bytes", self.max_frame_bytes, 256),
             ("max_subscriptions", self.max_subscriptions, 1),
             ("outbound_queue", self.outbound_queue, 1),
+            ("outbound_bytes", self.outbound_bytes, 64 * 1024),
             ("read_buffer_bytes", self.read_buffer_bytes, 256),
             ("resume_limit", self.resume_limit, 1),
             ("max_replay", self.max_replay, 1),
@@ -193,5 +208,19 @@ mod tests {
         assert!(c.validate().is_ok());
         c.secret = Some(String::new());
         assert_eq!(c.validate(), Err(ConfigError::EmptySecret));
+    }
+
+    #[test]
+    fn outbound_bytes_has_a_floor() {
+        let mut c = GatewayConfig {
+            outbound_bytes: 1000,
+            ..GatewayConfig::default()
+        };
+        assert_eq!(
+            c.validate(),
+            Err(ConfigError::TooSmall("outbound_bytes", 64 * 1024))
+        );
+        c.outbound_bytes = 64 * 1024;
+        assert!(c.validate().is_ok());
     }
 }

@@ -275,12 +275,13 @@ impl Hub {
         }
     }
 
-    /// Registers a new connection with an outbox of `capacity` frames.
-    pub fn connect(&self, capacity: usize) -> ConnRef {
+    /// Registers a new connection with an outbox of `capacity` frames and
+    /// `max_bytes` (see [`Outbox::bounded`]).
+    pub fn connect(&self, capacity: usize, max_bytes: usize) -> ConnRef {
         self.metrics.connections.inc();
         let conn = ConnRef {
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
-            outbox: Arc::new(Outbox::new(capacity)),
+            outbox: Arc::new(Outbox::bounded(capacity, max_bytes)),
         };
         self.conns
             .lock()

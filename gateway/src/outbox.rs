@@ -4,10 +4,21 @@
 //! drains everything waiting in one go and writes it as one batch. When the
 //! queue is full the connection is marked closed as a slow consumer: the
 //! pusher never waits, so one slow device cannot slow the others.
+//!
+//! # Two bounds
+//! The queue holds at most `capacity` frames, and at most `max_bytes` of
+//! frames that were pushed and not yet *released*: the session releases a
+//! frame's bytes once it has written it to the transport (or held it in
+//! its merge, which has its own bound, or dropped it). So the byte bound
+//! covers what waits here and the batch being written, which is what a
+//! connection pins. A frame shared by many connections counts fully for
+//! each, since each keeps it alive. A frame larger than the bound on its
+//! own is taken when nothing else is held, so one large message never
+//! closes a device that keeps up.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
 
 use parking_lot::Mutex;
 use postmesh_schema::protocol::close;
@@ -46,7 +57,8 @@ pub enum LiveKind {
 pub enum Push {
     /// Queued for the connection.
     Queued,
-    /// The queue was full: the connection is now closed as a slow consumer.
+    /// The queue was full (in frames or in bytes): the connection is now
+    /// closed as a slow consumer.
     Overflow,
     /// The connection was already closed; the frame was dropped.
     Closed,
@@ -59,6 +71,11 @@ pub struct Outbox {
     notify: Notify,
     closed: AtomicU16,
     capacity: usize,
+    /// Most bytes pushed and not yet released.
+    max_bytes: usize,
+    /// Bytes pushed and not yet released (queued, or drained and not yet
+    /// written). Grown under the queue's lock; released without it.
+    bytes: AtomicUsize,
     /// When the device last sent anything, in seconds since the epoch.
     last_inbound: std::sync::atomic::AtomicU64,
 }
@@ -71,14 +88,22 @@ fn epoch_secs() -> u64 {
 }
 
 impl Outbox {
-    /// An empty outbox holding at most `capacity` frames. Nothing is
-    /// allocated until the first push.
+    /// An empty outbox holding at most `capacity` frames, without a bound
+    /// in bytes. Nothing is allocated until the first push.
     pub fn new(capacity: usize) -> Outbox {
+        Outbox::bounded(capacity, usize::MAX)
+    }
+
+    /// An empty outbox holding at most `capacity` frames and `max_bytes` of
+    /// frames not yet released (see the module's documentation).
+    pub fn bounded(capacity: usize, max_bytes: usize) -> Outbox {
         Outbox {
             queue: Mutex::new(VecDeque::new()),
             notify: Notify::new(),
             closed: AtomicU16::new(0),
             capacity,
+            max_bytes,
+            bytes: AtomicUsize::new(0),
             last_inbound: std::sync::atomic::AtomicU64::new(epoch_secs()),
         }
     }
@@ -93,17 +118,21 @@ impl Outbox {
         epoch_secs().saturating_sub(self.last_inbound.load(Ordering::Relaxed))
     }
 
-    /// Queues a frame without waiting.
+    /// Queues a frame without waiting. Its bytes count against the bound
+    /// until [`Outbox::release`].
     pub fn push(&self, item: Arc<Live>) -> Push {
         if self.closed.load(Ordering::Relaxed) != 0 {
             return Push::Closed;
         }
+        let size = item.frame.len();
         let mut q = self.queue.lock();
-        if q.len() >= self.capacity {
+        let held = self.bytes.load(Ordering::Acquire);
+        if q.len() >= self.capacity || (held > 0 && held.saturating_add(size) > self.max_bytes) {
             drop(q);
             self.close(close::SLOW_CONSUMER);
             return Push::Overflow;
         }
+        self.bytes.fetch_add(size, Ordering::AcqRel);
         let was_empty = q.is_empty();
         q.push_back(item);
         drop(q);
@@ -139,10 +168,34 @@ impl Outbox {
     }
 
     /// Moves everything waiting into `into` (which should be empty); swaps
-    /// buffers so that neither side allocates in the steady state.
+    /// buffers so that neither side allocates in the steady state. The
+    /// frames' bytes stay counted until [`Outbox::release`].
     pub fn drain_into(&self, into: &mut VecDeque<Arc<Live>>) {
         let mut q = self.queue.lock();
         std::mem::swap(&mut *q, into);
+    }
+
+    /// The session is done with `bytes` of drained frames (written, held
+    /// elsewhere, or dropped): they no longer count against the bound.
+    pub fn release(&self, bytes: usize) {
+        let _ = self
+            .bytes
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |b| {
+                Some(b.saturating_sub(bytes))
+            });
+    }
+
+    /// Releases `bytes` when the guard is dropped.
+    pub fn releasing(&self, bytes: usize) -> Release<'_> {
+        Release {
+            outbox: self,
+            bytes,
+        }
+    }
+
+    /// Bytes pushed and not yet released.
+    pub fn bytes(&self) -> usize {
+        self.bytes.load(Ordering::Acquire)
     }
 
     /// Frames waiting.
@@ -156,18 +209,104 @@ impl Outbox {
     }
 }
 
+/// Releases a drained frame's bytes when dropped ([`Outbox::releasing`]).
+#[derive(Debug)]
+pub struct Release<'a> {
+    outbox: &'a Outbox,
+    bytes: usize,
+}
+
+impl Drop for Release<'_> {
+    fn drop(&mut self) {
+        self.outbox.release(self.bytes);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn live() -> Arc<Live> {
+        sized(2)
+    }
+
+    /// A message frame of `n` bytes.
+    fn sized(n: usize) -> Arc<Live> {
         Arc::new(Live {
             uuid: postmesh_schema::message::new_v1(),
             cursor: None,
             path: "a".into(),
-            frame: Utf8Bytes::from_static("{}"),
+            frame: Utf8Bytes::from("x".repeat(n)),
             kind: LiveKind::Message,
         })
+    }
+
+    #[test]
+    fn bytes_past_the_bound_close_as_slow_consumer() {
+        let o = Outbox::bounded(100, 10_000);
+        for _ in 0..9 {
+            assert_eq!(o.push(sized(1000)), Push::Queued);
+        }
+        assert_eq!(o.bytes(), 9000);
+        // 10 000 bytes exactly still fit; one more byte does not.
+        assert_eq!(o.push(sized(1000)), Push::Queued);
+        assert_eq!(o.push(sized(1)), Push::Overflow);
+        assert_eq!(o.closed(), Some(close::SLOW_CONSUMER));
+        assert_eq!(o.push(sized(1)), Push::Closed);
+    }
+
+    #[test]
+    fn drained_frames_count_until_released() {
+        let o = Outbox::bounded(100, 10_000);
+        for _ in 0..8 {
+            assert_eq!(o.push(sized(1000)), Push::Queued);
+        }
+        let mut batch = VecDeque::new();
+        o.drain_into(&mut batch);
+        assert!(o.is_empty());
+        // The drained batch is still being written: it counts.
+        assert_eq!(o.bytes(), 8000);
+        assert_eq!(o.push(sized(1000)), Push::Queued);
+        assert_eq!(o.push(sized(1000)), Push::Queued);
+        // Half of the batch is written.
+        o.release(4000);
+        assert_eq!(o.bytes(), 6000);
+        for _ in 0..4 {
+            assert_eq!(o.push(sized(1000)), Push::Queued);
+        }
+        assert_eq!(o.push(sized(1000)), Push::Overflow);
+        // Releasing more than is held (a session closing) never wraps.
+        o.release(1_000_000);
+        assert_eq!(o.bytes(), 0);
+    }
+
+    #[test]
+    fn one_frame_over_the_bound_passes_alone() {
+        let o = Outbox::bounded(100, 1000);
+        assert_eq!(o.push(sized(5000)), Push::Queued, "nothing else held");
+        assert_eq!(o.push(sized(1)), Push::Overflow, "but nothing beside it");
+
+        let o = Outbox::bounded(100, 1000);
+        assert_eq!(o.push(sized(5000)), Push::Queued);
+        let mut batch = VecDeque::new();
+        o.drain_into(&mut batch);
+        o.release(5000);
+        assert_eq!(o.push(sized(5000)), Push::Queued, "once it was written");
+    }
+
+    #[test]
+    fn markers_take_no_bytes() {
+        let o = Outbox::bounded(100, 1000);
+        assert_eq!(o.push(sized(1000)), Push::Queued);
+        let marker = Arc::new(Live {
+            uuid: Uuid::nil(),
+            cursor: None,
+            path: String::new(),
+            frame: Utf8Bytes::from_static(""),
+            kind: LiveKind::Keepalive,
+        });
+        assert_eq!(o.push(marker), Push::Queued);
+        assert_eq!(o.bytes(), 1000);
     }
 
     #[test]

@@ -67,6 +67,8 @@ pub struct Merge {
     pending: Vec<Pattern>,
     /// Live frames held, in arrival order.
     held: Vec<Arc<Live>>,
+    /// Their bytes.
+    held_bytes: usize,
     /// UUIDs sent live (through an active pattern) while a replay pended.
     delivered: HashSet<Uuid>,
     /// UUIDs replayed, and until when a live copy of them is dropped.
@@ -77,6 +79,8 @@ pub struct Merge {
     highest_cover: Option<Cursor>,
     /// Most frames held at once.
     cap: usize,
+    /// Most bytes of frames held at once.
+    max_bytes: usize,
 }
 
 impl Merge {
@@ -85,12 +89,21 @@ impl Merge {
         Merge {
             pending: Vec::new(),
             held: Vec::new(),
+            held_bytes: 0,
             delivered: HashSet::new(),
             replayed: None,
             covers: Vec::new(),
             highest_cover: None,
             cap,
+            max_bytes: usize::MAX,
         }
+    }
+
+    /// Holds at most `max_bytes` of frames as well (a shared frame counts
+    /// fully: the connection keeps it alive).
+    pub fn with_max_bytes(mut self, max_bytes: usize) -> Merge {
+        self.max_bytes = max_bytes;
+        self
     }
 
     /// The device has every message matching `pattern`, from `cursor`'s
@@ -184,7 +197,8 @@ impl Merge {
         }
         if !self.is_active(subscribed, &live.path) {
             self.held.push(live.clone());
-            return if self.held.len() > self.cap {
+            self.held_bytes += live.frame.len();
+            return if self.held.len() > self.cap || self.held_bytes > self.max_bytes {
                 Verdict::Overflow
             } else {
                 Verdict::Held
@@ -232,6 +246,7 @@ impl Merge {
             return Vec::new();
         }
         let held = std::mem::take(&mut self.held);
+        self.held_bytes = 0;
         let delivered = std::mem::take(&mut self.delivered);
         self.expire(now);
         let replayed = self.replayed.as_ref().map(|(set, _)| set);
@@ -369,6 +384,31 @@ mod tests {
             m.live(&live(&message("a.x")), &subs, now),
             Verdict::Overflow
         );
+    }
+
+    #[test]
+    fn holding_more_bytes_than_the_bound_overflows() {
+        let now = Instant::now();
+        let one = live(&message("a.x")).frame.len();
+        let mut m = Merge::new(100).with_max_bytes(3 * one);
+        let subs = [pat("a.#")];
+        m.begin([pat("a.#")]);
+        for _ in 0..3 {
+            assert_eq!(m.live(&live(&message("a.x")), &subs, now), Verdict::Held);
+        }
+        assert_eq!(
+            m.live(&live(&message("a.x")), &subs, now),
+            Verdict::Overflow
+        );
+        // Settling lets go of what was held, bytes included.
+        let mut m = Merge::new(100).with_max_bytes(3 * one);
+        for _ in 0..2 {
+            m.begin([pat("a.#")]);
+            for _ in 0..3 {
+                assert_eq!(m.live(&live(&message("a.x")), &subs, now), Verdict::Held);
+            }
+            assert_eq!(m.settle(&[pat("a.#")], &subs, now).len(), 3);
+        }
     }
 
     /// Messages stamped in order by one store: `n` of them at `path`.

@@ -256,7 +256,9 @@ pub async fn run<T>(
 ) where
     T: Stream<Item = Inbound> + Sink<Outbound> + Unpin + Send,
 {
-    let conn = ctx.hub.connect(ctx.config.outbound_queue);
+    let conn = ctx
+        .hub
+        .connect(ctx.config.outbound_queue, ctx.config.outbound_bytes);
     let mut s = Session {
         transport,
         subs: Subscriptions {
@@ -264,7 +266,7 @@ pub async fn run<T>(
             conn,
             patterns: Vec::new(),
         },
-        merge: Merge::new(ctx.config.outbound_queue),
+        merge: Merge::new(ctx.config.outbound_queue).with_max_bytes(ctx.config.outbound_bytes),
         ctx,
         grants,
         prefs: Vec::new(),
@@ -403,7 +405,8 @@ where
 
     /// Sends everything the fan-out queued, as one batch and one flush.
     async fn flush_outbox(&mut self) -> Result<(), Stop> {
-        self.subs.conn.outbox.drain_into(&mut self.batch);
+        let outbox = self.subs.conn.outbox.clone();
+        outbox.drain_into(&mut self.batch);
         if self.batch.is_empty() {
             return Ok(());
         }
@@ -416,6 +419,9 @@ where
         let mut sent_any = false;
         let mut result = Ok(());
         for live in batch.drain(..) {
+            // Its bytes count against the outbox's bound until this
+            // iteration is done with it (written, copied, held or dropped).
+            let _release = outbox.releasing(live.frame.len());
             if live.kind == LiveKind::Reread {
                 if let Some(from) = live.cursor {
                     self.note_reread(from);

@@ -201,3 +201,101 @@ async fn replay_and_live_merge_without_duplicates() {
         other => panic!("expected a close, got {other:?}"),
     }
 }
+
+/// A live frame of about `size` bytes at `path`.
+fn padded(path: &str, size: usize) -> Arc<Live> {
+    let m = message(path);
+    let frame =
+        serde_json::json!({"op": "msg", "path": path, "uuid": m.uuid, "pad": "x".repeat(size)});
+    Arc::new(Live {
+        uuid: m.uuid,
+        cursor: None,
+        path: path.to_owned(),
+        frame: Utf8Bytes::from(frame.to_string()),
+        kind: LiveKind::Message,
+    })
+}
+
+/// A session started on a pipe, with the hub to fan out to it.
+async fn session_with(
+    config: GatewayConfig,
+) -> (
+    Arc<Hub>,
+    mpsc::UnboundedSender<Inbound>,
+    mpsc::UnboundedReceiver<Outbound>,
+    CancellationToken,
+) {
+    let cancel = CancellationToken::new();
+    let metrics = GatewayMetrics::default();
+    let hub = Hub::start(
+        Arc::new(MemoryPostoffice::new()),
+        "gw".into(),
+        1024,
+        metrics.clone(),
+        cancel.clone(),
+        None,
+        None,
+    )
+    .await
+    .unwrap();
+    let ctx = Arc::new(Ctx {
+        hub: hub.clone(),
+        core: Arc::new(HeldCore {
+            page: parking_lot::Mutex::new(None),
+            release: Notify::new(),
+            asked: Notify::new(),
+        }),
+        authority: Authority::new(None),
+        config,
+        metrics,
+    });
+    let (in_tx, in_rx) = mpsc::unbounded();
+    let (out_tx, out) = mpsc::unbounded();
+    tokio::spawn(run(
+        Pipe {
+            rx: in_rx,
+            tx: out_tx,
+        },
+        ctx,
+        Grants::open(),
+        Options::default(),
+        cancel.clone(),
+    ));
+    (hub, in_tx, out, cancel)
+}
+
+/// What a session writes no longer counts against its outbox's byte
+/// bound: a device that keeps up receives far more than the bound.
+#[tokio::test]
+async fn written_frames_release_their_bytes() {
+    let config = GatewayConfig {
+        outbound_bytes: 64 * 1024,
+        ..GatewayConfig::default()
+    };
+    let (hub, input, mut out, cancel) = session_with(config).await;
+    input
+        .unbounded_send(Inbound::Text(Utf8Bytes::from(
+            r#"{"op":"sub","id":1,"pattern":"a.#"}"#,
+        )))
+        .unwrap();
+    assert_eq!(next(&mut out).await["op"], "ok");
+    // 1 MiB in all, 16 times the bound, one frame at a time.
+    for i in 0..1024 {
+        let live = padded(&format!("a.{i}"), 1024);
+        assert_eq!(hub.fan_out(&live), 1, "queued");
+        assert_eq!(next(&mut out).await["uuid"], live.uuid.to_string());
+    }
+    // Past the bound at once, it is closed as a slow consumer.
+    for i in 0..100 {
+        hub.fan_out(&padded(&format!("a.{i}"), 1024));
+    }
+    let mut closed = None;
+    while let Ok(Some(o)) = tokio::time::timeout(Duration::from_secs(5), out.next()).await {
+        if let Outbound::Close(code, _) = o {
+            closed = Some(code);
+            break;
+        }
+    }
+    assert_eq!(closed, Some(close::SLOW_CONSUMER));
+    cancel.cancel();
+}
