@@ -222,6 +222,19 @@ impl Drop for Release<'_> {
     }
 }
 
+/// A drained batch's buffer keeps at most this many slots once it is
+/// written: a burst's peak is not kept for a quiet connection.
+pub const KEEP_SLOTS: usize = 8;
+
+/// Empties a drained batch's buffer and gives back what a burst grew it to
+/// beyond [`KEEP_SLOTS`].
+pub fn recycle(batch: &mut VecDeque<Arc<Live>>) {
+    batch.clear();
+    if batch.capacity() > KEEP_SLOTS {
+        batch.shrink_to(KEEP_SLOTS);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -307,6 +320,26 @@ mod tests {
         });
         assert_eq!(o.push(marker), Push::Queued);
         assert_eq!(o.bytes(), 1000);
+    }
+
+    #[test]
+    fn a_burst_buffer_is_given_back() {
+        let o = Outbox::new(10_000);
+        for _ in 0..5000 {
+            o.push(live());
+        }
+        let mut batch = VecDeque::new();
+        o.drain_into(&mut batch);
+        assert!(batch.capacity() >= 5000);
+        recycle(&mut batch);
+        assert!(batch.is_empty() && batch.capacity() <= KEEP_SLOTS);
+        // The small buffer goes back to the queue on the next drain; the
+        // queue grows again only for the next burst.
+        o.push(live());
+        o.drain_into(&mut batch);
+        assert_eq!(batch.len(), 1);
+        o.push(live());
+        assert!(o.len() == 1);
     }
 
     #[test]

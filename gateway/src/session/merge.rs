@@ -261,6 +261,12 @@ impl Merge {
             .collect()
     }
 
+    /// Lets go of what the merge remembers past its time (the replayed
+    /// UUIDs), so a quiet connection does not keep a replay's memory.
+    pub fn tidy(&mut self, now: Instant) {
+        self.expire(now);
+    }
+
     fn expire(&mut self, now: Instant) {
         if self
             .replayed

@@ -429,6 +429,7 @@ where
                 continue;
             }
             if live.kind == LiveKind::Keepalive {
+                self.merge.tidy(Instant::now());
                 let interval = self.ctx.config.keepalive_secs.max(1);
                 if self.subs.conn.outbox.idle_secs() > 2 * interval {
                     result = self.close(close::IDLE).await;
@@ -472,7 +473,7 @@ where
             sent_any = true;
         }
         self.batch = batch;
-        self.batch.clear();
+        crate::outbox::recycle(&mut self.batch);
         if result.is_ok() && !joined.is_empty() {
             result = self
                 .write_by(deadline, Some(Outbound::Text(joined.into())))
