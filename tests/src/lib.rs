@@ -379,6 +379,16 @@ pub fn token(secret: &str, sub: Option<u64>, subs: &[&str], pubs: &[&str]) -> St
     .expect("token")
 }
 
+/// A loopback address with a port free now, for a process the test starts
+/// (and may restart on the same address).
+pub fn free_loopback_addr() -> String {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free loopback port")
+        .port();
+    format!("127.0.0.1:{port}")
+}
+
 /// A `postmesh` process (any role) started by a test; killed when dropped.
 pub struct Process {
     pub child: tokio::process::Child,

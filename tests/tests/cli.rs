@@ -176,12 +176,7 @@ async fn tail_resumes_across_a_server_crash_and_prints_each_message_once() {
     use std::time::Duration;
     use tokio::io::AsyncBufReadExt;
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let listen = format!("127.0.0.1:{port}");
+    let listen = postmesh_tests::free_loopback_addr();
     let data = dir.path().to_str().unwrap().to_owned();
     let args = ["up", "--listen", listen.as_str(), "--data", data.as_str()];
     let mut server = Process::start(&args, &[]).await;
@@ -267,12 +262,7 @@ async fn next_json(
 async fn up_keeps_serving_when_its_output_is_closed() {
     use std::time::Duration;
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let listen = format!("127.0.0.1:{port}");
+    let listen = postmesh_tests::free_loopback_addr();
     let mut up = tokio::process::Command::new(binary())
         .args(["up", "--listen", &listen, "--data"])
         .arg(dir.path())
