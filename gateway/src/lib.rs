@@ -5,7 +5,8 @@
 //!   accept loop (`accept`) serves each HTTP connection with a header
 //!   timeout and cuts connections at the shutdown deadline.
 //! - [`http`]: the HTTP API and router (query strings are read strictly by
-//!   `params`); [`ws`]: the `/ws` upgrade and the WebSocket adapter.
+//!   `params`); [`ws`]: the `/ws` upgrade and the WebSocket adapter, whose
+//!   text frames [`outgoing`] writes.
 //! - [`session`]: one connection's protocol loop, over any transport.
 //! - [`hub`]: subscriptions, upstream bindings and the local fan-out.
 //! - [`outbox`]: each connection's bounded outbound queue.
@@ -18,6 +19,7 @@ pub mod http;
 pub mod hub;
 pub mod metrics;
 pub mod outbox;
+pub mod outgoing;
 mod params;
 pub mod server;
 pub mod session;

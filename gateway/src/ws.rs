@@ -3,7 +3,7 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -22,18 +22,37 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 use crate::config::GatewayConfig;
 use crate::http::{App, error_response};
+use crate::outgoing::Outgoing;
 use crate::params::Params;
 use crate::session::{self, Inbound, MAX_JOINED_BYTES, Outbound};
 
-/// A WebSocket connection as a session transport.
+/// A WebSocket connection as a session transport. Text frames are written
+/// by [`Outgoing`], not copied into tungstenite's write buffer (which never
+/// shrinks); tungstenite reads, and writes control frames.
 pub struct WsTransport<S> {
     inner: WebSocketStream<S>,
+    out: Outgoing,
+    /// Text frames are written once this many bytes wait, or on flush.
+    write_buffer: usize,
 }
 
-impl<S> WsTransport<S> {
+impl<S> WsTransport<S>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    /// What waits to be written.
+    pub fn outgoing(&self) -> &Outgoing {
+        &self.out
+    }
+
     /// Wraps an established WebSocket.
     pub fn new(inner: WebSocketStream<S>) -> Self {
-        WsTransport { inner }
+        let write_buffer = inner.get_config().write_buffer_size;
+        WsTransport {
+            inner,
+            out: Outgoing::new(),
+            write_buffer,
+        }
     }
 }
 
@@ -44,6 +63,13 @@ where
     type Item = Inbound;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Inbound>> {
+        // tungstenite may write a pong while reading: not in the middle of
+        // one of our frames.
+        let this = &mut *self;
+        if !this.out.is_empty() && ready!(this.out.poll_write(&mut this.inner, cx)).is_err() {
+            return Poll::Ready(None);
+        }
+        self.out.note_read();
         loop {
             return match Pin::new(&mut self.inner).poll_next(cx) {
                 Poll::Pending => Poll::Pending,
@@ -88,36 +114,48 @@ where
     type Error = WsError;
 
     fn poll_ready(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), WsError>> {
-        Pin::new(&mut self.inner).poll_ready(cx)
+        let this = &mut *self;
+        if this.out.bytes() >= this.write_buffer {
+            ready!(this.out.poll_write(&mut this.inner, cx))?;
+        }
+        Poll::Ready(Ok(()))
     }
 
     fn start_send(mut self: Pin<&mut Self>, item: Outbound) -> Result<(), WsError> {
-        let msg = match item {
-            Outbound::Text(t) => Message::Text(t),
-            Outbound::Close(code, reason) => Message::Close(Some(CloseFrame {
+        match item {
+            Outbound::Text(t) => self.out.text(t.into()),
+            Outbound::Close(code, reason) => self.out.control(Message::Close(Some(CloseFrame {
                 code: CloseCode::from(code),
                 reason: reason.into(),
-            })),
-            Outbound::Ping => Message::Ping(bytes::Bytes::new()),
-        };
-        Pin::new(&mut self.inner).start_send(msg)
+            }))),
+            Outbound::Ping => self.out.control(Message::Ping(bytes::Bytes::new())),
+        }
+        Ok(())
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), WsError>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
+        let this = &mut *self;
+        match ready!(this.out.poll_flush(&mut this.inner, cx)) {
+            // Flushing after the close handshake completed: nothing to do.
+            Err(WsError::ConnectionClosed) => Poll::Ready(Ok(())),
+            other => Poll::Ready(other),
+        }
     }
 
     fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), WsError>> {
-        Pin::new(&mut self.inner).poll_close(cx)
+        let this = &mut *self;
+        ready!(this.out.poll_write(&mut this.inner, cx))?;
+        Pin::new(&mut this.inner).poll_close(cx)
     }
 }
 
-/// The tungstenite limits and buffers for one connection. The write buffer
-/// holds what is unflushed plus one frame, and the largest frame the
-/// gateway sends is a reply ([`MAX_REPLY_BYTES`] plus one message), a
-/// batched frame (64 KiB plus one message) or one message of the largest
-/// size the mesh accepts (`max_message_bytes`, in its frame): a frame over
-/// the bound would fail the connection rather than wait.
+/// The tungstenite limits and buffers for one connection. Text frames do
+/// not go through tungstenite's write buffer ([`Outgoing`] writes them
+/// once `write_buffer_size` bytes wait); control frames do. Its bound
+/// still admits the largest frame the gateway sends, a reply
+/// ([`MAX_REPLY_BYTES`] plus one message), a batched frame (64 KiB plus
+/// one message) or one message of the largest size the mesh accepts
+/// (`max_message_bytes`, in its frame).
 pub fn ws_config(c: &GatewayConfig) -> WebSocketConfig {
     let message = max_msg_frame_bytes(c.max_message_bytes, &c.limits);
     WebSocketConfig::default()
