@@ -45,9 +45,6 @@ const MAX_HEADER: usize = 10;
 /// Most buffers handed to one vectored write.
 const MAX_SLICES: usize = 64;
 
-/// The queue keeps at most this many slots once it is written out.
-const KEEP_SLOTS: usize = 4;
-
 /// A frame on its way.
 enum Item {
     /// A text frame: its header, its payload, and how much of both is
@@ -148,8 +145,10 @@ impl Outgoing {
         loop {
             match self.queue.front() {
                 None => {
-                    if self.queue.capacity() > KEEP_SLOTS {
-                        self.queue.shrink_to(KEEP_SLOTS);
+                    // Written out: an idle connection holds no queue (a
+                    // wake-up's flush allocates one again).
+                    if self.queue.capacity() > 0 {
+                        self.queue = VecDeque::new();
                     }
                     return Poll::Ready(Ok(()));
                 }
@@ -360,7 +359,7 @@ mod tests {
 
     fn server_idle(server: &WsTransport<DuplexStream>) -> bool {
         let out = server.outgoing();
-        out.is_empty() && out.bytes() == 0 && out.capacity() <= KEEP_SLOTS
+        out.is_empty() && out.bytes() == 0 && out.capacity() == 0
     }
 
     /// The device's pings are answered by tungstenite while text frames
