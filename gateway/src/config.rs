@@ -30,10 +30,15 @@ pub struct GatewayConfig {
     /// A frame shared by many connections counts fully for each. With the
     /// frame bound alone, one stalled device could pin `outbound_queue`
     /// messages of any size (up to 256 MiB). A single frame larger than
-    /// this passes when nothing else waits. A burst larger than this (one
-    /// HTTP batch of large messages) closes the devices that cannot take it
-    /// as fast as it comes: keep it above the largest burst a path sees.
+    /// this passes when nothing else waits. A burst larger than this closes
+    /// the devices that cannot take it as fast as it comes, so it must be
+    /// at least twice `max_body_bytes`: one publish request's fan-out (its
+    /// messages as frames, with their paths, UUIDs and cursors) then fits
+    /// however slowly the connection is drained.
     pub outbound_bytes: usize,
+    /// Largest HTTP request body (a batch publish of up to
+    /// `max_publish_batch` messages). Larger is refused with 413.
+    pub max_body_bytes: usize,
     /// Seconds one write to a connection may take before it is closed as a
     /// slow consumer.
     pub write_timeout_secs: u64,
@@ -98,9 +103,16 @@ pub struct GatewayConfig {
     pub keepalive_secs: u64,
 }
 
-/// The default bound of one connection's outbound bytes: 4 MiB, about ten
-/// thousand 256-byte messages, or 64 at the 64 KiB frame limit.
-pub const DEFAULT_OUTBOUND_BYTES: usize = 4 * 1024 * 1024;
+/// The default bound of one connection's outbound bytes: 16 MiB, twice the
+/// default HTTP body limit (one largest batch publish fans out whole),
+/// about sixty thousand 256-byte messages. Frames are shared between the
+/// connections of a path, so stalled devices on one path cost far less
+/// than this each.
+pub const DEFAULT_OUTBOUND_BYTES: usize = 16 * 1024 * 1024;
+
+/// The default HTTP body limit: 8 MiB, a batch of several messages of the
+/// largest size, or a thousand of a few KiB.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
 
 /// The default listen address: loopback, so a fresh `postmesh up` without a
 /// secret is not reachable from other machines.
@@ -116,6 +128,7 @@ impl Default for GatewayConfig {
             max_subscriptions: 256,
             outbound_queue: 4096,
             outbound_bytes: DEFAULT_OUTBOUND_BYTES,
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             write_timeout_secs: 10,
             read_buffer_bytes: 1024,
             write_buffer_bytes: 16 * 1024,
@@ -148,6 +161,11 @@ pub enum ConfigError {
     TooSmall(&'static str, usize),
     #[error("the secret must not be empty")]
     EmptySecret,
+    #[error(
+        "outbound_bytes ({outbound}) must be at least twice max_body_bytes ({body}): \
+         one batch publish would otherwise close every device of its path"
+    )]
+    BurstOverBound { outbound: usize, body: usize },
 }
 
 impl GatewayConfig {
@@ -164,6 +182,7 @@ impl GatewayConfig {
             ("max_subscriptions", self.max_subscriptions, 1),
             ("outbound_queue", self.outbound_queue, 1),
             ("outbound_bytes", self.outbound_bytes, 64 * 1024),
+            ("max_body_bytes", self.max_body_bytes, 1024),
             ("read_buffer_bytes", self.read_buffer_bytes, 256),
             ("resume_limit", self.resume_limit, 1),
             ("max_replay", self.max_replay, 1),
@@ -179,6 +198,12 @@ impl GatewayConfig {
             if value < min {
                 return Err(ConfigError::TooSmall(name, min));
             }
+        }
+        if self.outbound_bytes < self.max_body_bytes.saturating_mul(2) {
+            return Err(ConfigError::BurstOverBound {
+                outbound: self.outbound_bytes,
+                body: self.max_body_bytes,
+            });
         }
         Ok(())
     }
@@ -221,6 +246,15 @@ mod tests {
             Err(ConfigError::TooSmall("outbound_bytes", 64 * 1024))
         );
         c.outbound_bytes = 64 * 1024;
+        assert_eq!(
+            c.validate(),
+            Err(ConfigError::BurstOverBound {
+                outbound: 64 * 1024,
+                body: DEFAULT_MAX_BODY_BYTES
+            }),
+            "one largest batch publish must fit"
+        );
+        c.max_body_bytes = 32 * 1024;
         assert!(c.validate().is_ok());
     }
 }

@@ -46,9 +46,6 @@ const CUT_GRACE: Duration = Duration::from_secs(1);
 /// one machine; this keeps a misconfigured one from exhausting it.
 pub const MAX_CONNECTIONS: usize = 1_000_000;
 
-/// Largest HTTP request body (a batch publish).
-pub const MAX_BODY_BYTES: usize = 8 << 20;
-
 impl Gateway {
     /// Validates the config, binds the listener and the gateway's queue.
     /// `name` is the gateway's postoffice address, which makes its queue
@@ -114,7 +111,7 @@ impl Gateway {
             cut: cut.clone(),
             tracker: tracker.clone(),
             max_connections: MAX_CONNECTIONS,
-            max_body_bytes: MAX_BODY_BYTES,
+            max_body_bytes: self.ctx.config.max_body_bytes,
         });
         Acceptor {
             listener: self.listener,

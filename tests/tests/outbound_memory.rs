@@ -172,6 +172,7 @@ async fn ending(mut ws: Ws) -> Option<u16> {
 async fn stalled_devices_are_closed_past_the_byte_bound_and_memory_stays_bounded() {
     let mesh = Mesh::start_with(|c| {
         c.gateway.outbound_bytes = BOUND;
+        c.gateway.max_body_bytes = BOUND / 2;
         // Closed for the bytes they are behind, not for a write's time.
         c.gateway.write_timeout_secs = 120;
     })

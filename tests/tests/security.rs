@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use postmesh_tests::{Client, Closed, Mesh, token};
-use serde_json::json;
+use serde_json::{Value, json};
 
 const SECRET: &str = "test-secret";
 
@@ -507,4 +507,40 @@ async fn a_websocket_pub_over_the_limit_is_refused() {
         .request(json!({"op": "pub", "path": "a.b", "body": "y".repeat(9_000)}))
         .await;
     assert_eq!(r["op"], "ok", "{r}");
+}
+
+/// The largest HTTP batch a publisher may send (the request body limit,
+/// filled with messages near the largest size) reaches every device that
+/// reads, batched or not: what one request fans out to a connection at
+/// once fits in its outbound bound. Before, the bound (4 MiB) was half the
+/// body limit (8 MiB), and one such batch closed every subscriber of its
+/// path as a slow consumer however fast it read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_largest_http_batch_reaches_every_reading_device() {
+    let mesh = Mesh::start().await;
+    let config = postmesh_gateway::GatewayConfig::default();
+    let mut live = mesh.ws().await;
+    live.sub("full.#").await;
+    let mut batched = Client::connect(&format!("ws://{}/ws?batch=true", mesh.addr)).await;
+    batched.sub("full.#").await;
+
+    let body = "y".repeat(postmesh_schema::protocol::DEFAULT_MAX_MESSAGE_BYTES - 100);
+    let n = config.max_body_bytes / (body.len() + 64);
+    assert!(n >= 7, "a batch of {n} large messages");
+    let messages: Vec<Value> = (0..n)
+        .map(|i| json!({"path": format!("full.{i}"), "body": body}))
+        .collect();
+    let request = json!({ "messages": messages });
+    assert!(serde_json::to_vec(&request).unwrap().len() <= config.max_body_bytes);
+    let (s, b) = mesh.post("/v1/publish", &request, None).await;
+    assert_eq!(s, 200, "{b}");
+    for device in [&mut live, &mut batched] {
+        let got = device.msgs(n).await;
+        let paths: Vec<_> = got
+            .iter()
+            .map(|m| m["path"].as_str().unwrap().to_owned())
+            .collect();
+        let expect: Vec<_> = (0..n).map(|i| format!("full.{i}")).collect();
+        assert_eq!(paths, expect);
+    }
 }
