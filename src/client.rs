@@ -82,7 +82,7 @@ pub async fn publish(args: PublishArgs) -> Result<ExitCode, String> {
         .await
         .map_err(|e| unreachable(&url, e))?;
     let body = check(res).await?;
-    println!("{}", body["uuid"].as_str().unwrap_or_default());
+    line(body["uuid"].as_str().unwrap_or_default())?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -104,9 +104,32 @@ pub async fn history(args: HistoryArgs) -> Result<ExitCode, String> {
         .map_err(|e| unreachable(&url, e))?;
     let body = check(res).await?;
     for m in body["messages"].as_array().into_iter().flatten() {
-        println!("{m}");
+        if !line(m)? {
+            break;
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Tells the user something on stderr, if it is still there (`eprintln!`
+/// would panic once it is closed).
+fn say(message: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{message}");
+}
+
+/// Writes one line to stdout: `Ok(false)` once the reader has gone away
+/// (`postmesh history | head -1`), and the command then stops quietly and
+/// successfully, as other writers into `head` do. `println!` would panic
+/// there instead. Any other write error is the command's error.
+fn line(text: impl std::fmt::Display) -> Result<bool, String> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match writeln!(out, "{text}").and_then(|()| out.flush()) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(false),
+        Err(e) => Err(format!("cannot write to standard output: {e}")),
+    }
 }
 
 /// How many UUIDs `tail` remembers to print each message once.
@@ -121,6 +144,8 @@ enum TailEnd {
     Lost(String),
     /// The server refused (a bad pattern, a token): reconnecting cannot help.
     Refused(String),
+    /// Standard output's reader went away: nothing more to print to.
+    OutputClosed,
 }
 
 /// `postmesh tail PATTERN`: subscribes and prints each message as a JSON
@@ -151,7 +176,9 @@ pub async fn tail(args: TailArgs) -> Result<ExitCode, String> {
                 ));
             }
             Err(e) => {
-                eprintln!("postmesh tail: cannot reconnect to {ws}: {e}; retrying");
+                say(format_args!(
+                    "postmesh tail: cannot reconnect to {ws}: {e}; retrying"
+                ));
                 tokio::select! {
                     _ = tokio::signal::ctrl_c() => return Ok(ExitCode::SUCCESS),
                     _ = tokio::time::sleep(backoff.next_delay()) => continue,
@@ -161,11 +188,11 @@ pub async fn tail(args: TailArgs) -> Result<ExitCode, String> {
         let history = if connected_once { None } else { args.history };
         connected_once = true;
         match tail_connection(socket, &args, history, &mut position, &mut seen).await {
-            TailEnd::Interrupted => return Ok(ExitCode::SUCCESS),
+            TailEnd::Interrupted | TailEnd::OutputClosed => return Ok(ExitCode::SUCCESS),
             TailEnd::Refused(why) => return Err(why),
             TailEnd::Lost(why) => {
                 let from = position.as_deref().unwrap_or("now");
-                eprintln!("postmesh tail: {why}; resuming from {from}");
+                say(format_args!("postmesh tail: {why}; resuming from {from}"));
                 backoff = Backoff::new(std::time::Duration::from_secs(5));
                 tokio::select! {
                     _ = tokio::signal::ctrl_c() => return Ok(ExitCode::SUCCESS),
@@ -247,15 +274,19 @@ async fn tail_connection(
                     if let Some(o) = m.as_object_mut() {
                         o.remove("op");
                     }
-                    println!("{m}");
+                    match line(m) {
+                        Ok(true) => {}
+                        Ok(false) => return TailEnd::OutputClosed,
+                        Err(e) => return TailEnd::Refused(e),
+                    }
                 }
             }
             Some("ok") if v["id"] == sub_id => {
                 if v["gap"] == true {
-                    eprintln!(
+                    say(format_args!(
                         "postmesh tail: messages after {} may have been deleted by retention",
                         position.as_deref().unwrap_or("the start")
-                    );
+                    ));
                 }
                 if v["more"] == true && position.is_some() {
                     // The replay stopped at its limit: go on from there.
@@ -266,7 +297,9 @@ async fn tail_connection(
                 }
             }
             Some("reread") if v["gap"] == true => {
-                eprintln!("postmesh tail: messages may have been deleted by retention");
+                say(format_args!(
+                    "postmesh tail: messages may have been deleted by retention"
+                ));
             }
             Some("err") => {
                 return TailEnd::Refused(format!(
@@ -305,6 +338,6 @@ pub fn token(args: TokenArgs) -> Result<ExitCode, String> {
     };
     let token =
         postmesh_gateway::auth::issue_token(&args.secret, &claims).map_err(|e| e.to_string())?;
-    println!("{token}");
+    line(token)?;
     Ok(ExitCode::SUCCESS)
 }

@@ -314,3 +314,52 @@ async fn up_keeps_serving_when_its_output_is_closed() {
         .unwrap();
     assert!(exit.success(), "{exit:?}");
 }
+
+/// `postmesh history | head -1` and `postmesh tail | head -1`: once the
+/// reader has gone, the command stops quietly with success. Before, it
+/// panicked with "failed printing to stdout".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_and_tail_stop_quietly_when_their_reader_goes() {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt};
+    let mesh = Mesh::start().await;
+    let url = mesh.url();
+    // More than a pipe holds (64 KiB), so the writer meets the closed pipe.
+    let body = "z".repeat(8 * 1024);
+    for i in 0..40 {
+        mesh.publish(&format!("head.{i}"), json!(body)).await;
+    }
+    for args in [
+        vec!["history", "head.#", "--limit", "40", "--url", &url],
+        vec!["tail", "head.#", "--history", "40", "--url", &url],
+    ] {
+        let mut child = tokio::process::Command::new(binary())
+            .args(&args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        let first = lines.next_line().await.unwrap().expect("a first line");
+        assert!(first.contains("head."), "{first}");
+        drop(lines);
+        if args[0] == "tail" {
+            // Something new to print, in case the replay fitted the pipe.
+            mesh.publish("head.new", json!("after")).await;
+        }
+        let status = tokio::time::timeout(std::time::Duration::from_secs(20), child.wait())
+            .await
+            .unwrap_or_else(|_| panic!("`postmesh {}` went on after its reader left", args[0]))
+            .unwrap();
+        let mut err = String::new();
+        child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut err)
+            .await
+            .unwrap();
+        assert!(status.success(), "{}: {status} {err}", args[0]);
+        assert!(!err.contains("panicked"), "{}: {err}", args[0]);
+    }
+}
