@@ -98,6 +98,11 @@ pub struct GatewayConfig {
     /// (slowloris) cannot hold a socket; a real client sends a few hundred
     /// bytes at once.
     pub header_timeout_secs: u64,
+    /// Seconds a client has to send an HTTP request's whole body, from the
+    /// end of its headers. A body sent slower is refused with 408
+    /// (`timeout`), so a client trickling a large body cannot hold a
+    /// connection and its handler.
+    pub body_timeout_secs: u64,
     /// Seconds between keepalive pings to each device; a device silent for
     /// two intervals is closed with 4002. 0 turns keepalive off.
     pub keepalive_secs: u64,
@@ -143,6 +148,7 @@ impl Default for GatewayConfig {
             max_message_bytes: default_max_message_bytes(),
             drain_secs: 5,
             header_timeout_secs: 10,
+            body_timeout_secs: 30,
             keepalive_secs: 30,
         }
     }
@@ -189,6 +195,11 @@ impl GatewayConfig {
             ("dedupe_window", self.dedupe_window, 1),
             ("max_publish_batch", self.max_publish_batch, 1),
             ("publish_window", self.publish_window, 1),
+            (
+                "body_timeout_secs",
+                usize::try_from(self.body_timeout_secs).unwrap_or(usize::MAX),
+                1,
+            ),
             (
                 "header_timeout_secs",
                 usize::try_from(self.header_timeout_secs).unwrap_or(usize::MAX),

@@ -189,9 +189,18 @@ async fn publish(
         Ok(g) => g,
         Err(r) => return r,
     };
-    let body = match axum::body::to_bytes(req.into_body(), app.max_body_bytes).await {
-        Ok(b) => b,
+    let within = std::time::Duration::from_secs(app.ctx.config.body_timeout_secs);
+    let read = axum::body::to_bytes(req.into_body(), app.max_body_bytes);
+    let body = match tokio::time::timeout(within, read).await {
+        Ok(Ok(b)) => b,
         Err(_) => {
+            return error_response(
+                StatusCode::REQUEST_TIMEOUT,
+                ErrorCode::Timeout,
+                &format!("request body not received within {} s", within.as_secs()),
+            );
+        }
+        Ok(Err(_)) => {
             return error_response(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 ErrorCode::BadFrame,

@@ -106,6 +106,8 @@ pub enum ErrorCode {
     TooLarge,
     /// A dependency (store, postoffice) is unavailable: retry later.
     Unavailable,
+    /// The request did not arrive in time (an HTTP body sent too slowly).
+    Timeout,
     /// A bug. Logged server-side.
     Internal,
 }
@@ -128,6 +130,7 @@ impl ErrorCode {
             ErrorCode::NotSubscribed => "not_subscribed",
             ErrorCode::TooLarge => "too_large",
             ErrorCode::Unavailable => "unavailable",
+            ErrorCode::Timeout => "timeout",
             ErrorCode::Internal => "internal",
         }
     }
@@ -142,6 +145,7 @@ impl ErrorCode {
             ErrorCode::TooManySubscriptions => 429,
             ErrorCode::NotSubscribed => 404,
             ErrorCode::TooLarge => 413,
+            ErrorCode::Timeout => 408,
             _ => 400,
         }
     }

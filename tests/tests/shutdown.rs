@@ -197,3 +197,35 @@ async fn headers_not_sent_in_time_are_dropped() {
         "an idle kept-alive connection is dropped"
     );
 }
+
+/// A body sent slower than `gateway.body_timeout_secs` is refused with 408
+/// and the `timeout` code, and nothing is published; others are served
+/// meanwhile. Before, a trickled body held its connection and handler for
+/// as long as the client liked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_sent_too_slowly_is_refused_with_408() {
+    let mesh = Mesh::start_with(|c| c.gateway.body_timeout_secs = 1).await;
+    let addr = mesh.addr.to_string();
+    let mut slow = half_sent(&addr, HALF_BODY).await;
+    let started = std::time::Instant::now();
+    // Served meanwhile.
+    let uuid = mesh.publish("fast.1", json!(1)).await;
+    let mut reply = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), slow.read_to_end(&mut reply))
+        .await
+        .expect("answered and closed, not held")
+        .unwrap();
+    assert!(started.elapsed() >= Duration::from_millis(900));
+    let reply = String::from_utf8_lossy(&reply);
+    assert!(reply.starts_with("HTTP/1.1 408"), "{reply}");
+    let body: Value = serde_json::from_str(reply.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+    assert_eq!(body["code"], "timeout", "{body}");
+    let (_, h) = mesh.get("/v1/history?pattern=%23&limit=10", None).await;
+    let uuids: Vec<_> = h["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["uuid"].clone())
+        .collect();
+    assert_eq!(uuids, vec![json!(uuid)], "only the fast publish");
+}
