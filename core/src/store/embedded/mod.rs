@@ -858,8 +858,11 @@ mod tests {
             ..EmbeddedOptions::default()
         };
         let store = Arc::new(EmbeddedStore::open(dir.path(), options).unwrap());
-        let backlog = 8 * writer::SWEEP_BATCH;
-        for chunk in 0..8 {
+        // A backlog of many batches, so that the sweep is far from done when
+        // the write arrives even on a loaded machine.
+        let chunks = 16;
+        let backlog = chunks * writer::SWEEP_BATCH;
+        for chunk in 0..chunks {
             let msgs = (0..writer::SWEEP_BATCH)
                 .map(|i| bare(&format!("old.{chunk}.{i}")))
                 .collect();
@@ -874,7 +877,10 @@ mod tests {
             let store = store.clone();
             tokio::spawn(async move { store.sweep().await })
         };
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        // Once the sweep has started (its first batch is gone), write.
+        while store.tables.timeline.iter().count() == backlog {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
         store.put(vec![bare("new.1")]).await.unwrap();
         let left = store.tables.timeline.iter().count();
         assert!(
