@@ -13,9 +13,9 @@ use postmesh_core::remote::{CoreServer, RemoteCore};
 use postmesh_core::store::embedded::EmbeddedOptions;
 use postmesh_core::{Core, CoreClient, CoreMetrics, CoreOptions, EmbeddedStore, Store, retention};
 use postmesh_gateway::Gateway;
-use postmesh_router::rpc::Replies;
+use postmesh_router::rpc::RpcClient;
 use postmesh_router::{AmqpPostoffice, MemoryPostoffice, Postoffice};
-use postmesh_schema::Address;
+use postmesh_schema::{Address, RegionTarget};
 use prometheus_client::registry::Registry;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -199,19 +199,22 @@ async fn start_front(
     let mut gateway = None;
     if roles != Roles::Core {
         let me = address(config, "gateway")?;
-        let (client, replies): (Arc<dyn CoreClient>, _) = match core {
+        let (client, rpc): (Arc<dyn CoreClient>, _) = match core {
             Some(c) => (c.clone(), None),
             None => {
-                let replies = Arc::new(Replies::new(&me.to_string()));
+                let rpc = Arc::new(RpcClient::new(postoffice.clone(), me.clone()));
+                let target =
+                    RegionTarget::parse(config.gateway.core_region.as_deref().unwrap_or(""))
+                        .context("gateway.core_region")?;
                 let remote = RemoteCore::connect(
                     postoffice.clone(),
-                    me.clone(),
-                    replies.clone(),
+                    rpc.clone(),
+                    target,
                     &config.core.queues,
                 )
                 .await
                 .context("declaring the core queues")?;
-                (Arc::new(remote), Some(replies))
+                (Arc::new(remote), Some(rpc))
             }
         };
         // One core on the embedded postoffice orders everything it stores
@@ -233,7 +236,7 @@ async fn start_front(
                 postoffice.clone(),
                 registry,
                 shutdown.clone(),
-                replies,
+                rpc,
             )
             .await?,
         );

@@ -1,12 +1,17 @@
 //! The core services across processes, over the postoffice.
 //!
 //! # Addressing
-//! A gateway asks *any* core of its region: the routing key is
-//! `<action>.<gateway address>.<region>.<product>.core.-.-`. Cores share one
-//! durable queue per region, bound with the design's *my service* pattern
-//! for each action, so requests are balanced across them (the "or"). Each
-//! core also has a queue of its own, bound to its unique address, to `gold`
-//! requests and to `replicate` notices from its peers (the "and").
+//! A gateway asks *any* core of a region: the routing key is
+//! `<action>.<gateway address>.<region>.<product>.core.-.-`, where the
+//! region is the gateway's own by default, another region by name, or `-`
+//! for any region ([`RegionTarget`]). Cores bind on the destination: their
+//! region (or `-`), their product and their service, whoever sends, so a
+//! request from another region reaches them through federation. Cores
+//! share one durable queue per region, bound with the design's *my service*
+//! pattern for each action, so requests are balanced across them (the
+//! "or"). Each core also has a queue of its own, bound to its unique
+//! address, to `gold` requests and to `replicate` notices from its peers
+//! (the "and").
 //!
 //! # Classes of service
 //! - **Gold** publishes go to every core of the region (each core's own
@@ -19,11 +24,15 @@
 //!
 //! # Replication
 //! With the embedded store every core keeps its own copy of the folders. A
-//! core that handled a publish or a dismissal tells its peers (`replicate`),
-//! and they persist it too, so any core can answer history. This is
-//! eventually consistent (a read right after a write may reach a peer that
-//! has not applied it yet); with a shared store (Cassandra, planned) it
-//! would be redundant and idempotent.
+//! core that handled a publish or a dismissal tells its peers (`replicate`,
+//! addressed to the cores of any region, so federated regions receive it
+//! too), and they persist it, so any core can answer history. A core
+//! answers the publish only once the replica is with the postoffice (a
+//! failure is a retryable error: the resend is a duplicate here and is
+//! replicated again), and a peer acks a replica only once it is stored.
+//! This is eventually consistent (a read right after a write may reach a
+//! peer that has not applied it yet); with a shared store (Cassandra,
+//! planned) it would be redundant and idempotent.
 //!
 //! # Requests and replies
 //! A request carries a correlation id and the gateway's address in
@@ -38,15 +47,20 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use postmesh_router::backoff::Backoff;
-use postmesh_router::rpc::Replies;
+use postmesh_router::rpc::{RequestOptions, RpcClient, RpcError};
 use postmesh_router::{
     Delivery, Exchange, Outgoing, Postoffice, PostofficeError, Properties, QueueSpec,
 };
-use postmesh_schema::{Address, Class, Cursor, Limits, Message, Pattern, RoutingKey, Uuid};
+use postmesh_schema::address::ANY;
+use postmesh_schema::{
+    Address, Class, Cursor, Limits, Message, Pattern, RegionTarget, RoutingKey, Uuid,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+
+use postmesh_router::{reopen, rpc};
 
 use crate::pipeline::priority;
 use crate::service::{Core, CoreClient, CoreError, Published};
@@ -95,7 +109,6 @@ const SHARED_ACTIONS: [&str; 5] = ["publish", "history", "since", "latest", "dis
 const GOLD: &str = "gold";
 const BRONZE: &str = "bronze";
 const REPLICATE: &str = "replicate";
-const REPLY: &str = "reply";
 
 #[derive(Serialize, Deserialize)]
 struct ReadRequest {
@@ -228,51 +241,52 @@ fn err_reply(e: &CoreError) -> Bytes {
 /// that runs without a core of its own uses as its [`CoreClient`].
 pub struct RemoteCore {
     postoffice: Arc<dyn Postoffice>,
-    me: Address,
+    rpc: Arc<RpcClient>,
     cores: Address,
-    replies: Arc<Replies>,
 }
 
 impl RemoteCore {
-    /// `me` is the gateway's address; its queue must be bound to
-    /// `me.unique_binding()` on the postoffice exchange and hand replies to
-    /// `replies`. Declares the region's bronze queue (with the same
-    /// `options` the cores use), so that a bronze publish accepted before
-    /// any core ran is kept, not dropped as unroutable.
+    /// Asks the cores of `target` through `rpc`, whose queue must receive
+    /// its replies (see [`RpcClient::take_reply`]). For the local region,
+    /// declares the region's bronze queue (with the same `options` the
+    /// cores use), so that a bronze publish accepted before any core ran is
+    /// kept, not dropped as unroutable; another region's bronze queue lives
+    /// on that region's broker, declared by its cores.
     pub async fn connect(
         postoffice: Arc<dyn Postoffice>,
-        me: Address,
-        replies: Arc<Replies>,
+        rpc: Arc<RpcClient>,
+        target: RegionTarget,
         options: &QueueOptions,
     ) -> Result<RemoteCore, CoreError> {
-        let (spec, binding) = bronze_queue(&me, options);
-        postoffice.declare_queue(&spec).await?;
-        postoffice
-            .bind(Exchange::Postoffice, &spec.name, &binding)
-            .await?;
-        Self::new(postoffice, me, replies)
+        if target == RegionTarget::Local {
+            let (spec, binding) = bronze_queue(rpc.address(), options);
+            postoffice.declare_queue(&spec).await?;
+            postoffice
+                .bind(Exchange::Postoffice, &spec.name, &binding)
+                .await?;
+        }
+        Self::new(postoffice, rpc, target)
     }
 
     /// Like [`connect`](Self::connect) without declaring anything.
     pub fn new(
         postoffice: Arc<dyn Postoffice>,
-        me: Address,
-        replies: Arc<Replies>,
+        rpc: Arc<RpcClient>,
+        target: RegionTarget,
     ) -> Result<RemoteCore, CoreError> {
-        let cores = Address::any_of(&me.region, &me.product, SERVICE).map_err(malformed)?;
+        let me = rpc.address();
+        let cores =
+            Address::any_of(target.region(&me.region), &me.product, SERVICE).map_err(malformed)?;
         Ok(RemoteCore {
             postoffice,
-            me,
+            rpc,
             cores,
-            replies,
         })
     }
 
-    /// `<action>.<this gateway>.<any core of the region>`.
-    fn key(&self, action: &str) -> Result<String, CoreError> {
-        Ok(RoutingKey::new(action, self.me.clone(), self.cores.clone())
-            .map_err(malformed)?
-            .to_string())
+    /// Where requests go: `<region>.<product>.core.-.-`.
+    pub fn cores(&self) -> &Address {
+        &self.cores
     }
 
     async fn call(
@@ -282,37 +296,29 @@ impl RemoteCore {
         prio: u8,
         persistent: bool,
     ) -> Result<Bytes, CoreError> {
-        let key = self.key(action)?;
+        let options = RequestOptions {
+            priority: Some(prio),
+            persistent,
+        };
         let mut backoff = Backoff::new(Duration::from_secs(1));
         let mut last = CoreError::Timeout;
         for _ in 0..RPC_ATTEMPTS {
-            let (id, rx) = self.replies.register().ok_or(CoreError::Remote {
-                message: "too many requests waiting for cores".into(),
-                retryable: true,
-            })?;
-            let out = Outgoing {
-                routing_key: key.clone(),
-                payload: payload.clone(),
-                props: Properties {
-                    correlation_id: Some(id.clone()),
-                    reply_to: Some(self.me.to_string()),
-                    kind: Some(action.to_owned()),
-                    priority: Some(prio),
-                    persistent,
-                    ..Properties::default()
-                },
-            };
-            if let Err(e) = self.postoffice.publish(Exchange::Postoffice, out).await {
-                self.replies.forget(&id);
-                last = CoreError::Postoffice(e);
-                tokio::time::sleep(backoff.next_delay()).await;
-                continue;
-            }
-            match tokio::time::timeout(RPC_TIMEOUT, rx).await {
-                Ok(Ok(reply)) => return decode_reply(&reply),
-                _ => {
-                    self.replies.forget(&id);
-                    last = CoreError::Timeout;
+            match self
+                .rpc
+                .call(action, &self.cores, payload.clone(), options, RPC_TIMEOUT)
+                .await
+            {
+                Ok(reply) => return decode_reply(&reply),
+                Err(RpcError::Timeout(_)) => last = CoreError::Timeout,
+                Err(RpcError::Postoffice(e)) => {
+                    last = CoreError::Postoffice(e);
+                    tokio::time::sleep(backoff.next_delay()).await;
+                }
+                Err(e) => {
+                    return Err(CoreError::Remote {
+                        message: e.to_string(),
+                        retryable: e.is_retryable(),
+                    });
                 }
             }
         }
@@ -321,7 +327,9 @@ impl RemoteCore {
 
     /// Sends a request that needs no reply: `Ok` once the broker confirmed it.
     async fn enqueue(&self, action: &str, payload: Bytes) -> Result<(), CoreError> {
-        let key = self.key(action)?;
+        let key = RoutingKey::new(action, self.rpc.address().clone(), self.cores.clone())
+            .map_err(malformed)?
+            .to_string();
         let out = Outgoing {
             routing_key: key,
             payload,
@@ -497,8 +505,12 @@ fn bronze_queue(me: &Address, options: &QueueOptions) -> (QueueSpec, String) {
         message_ttl: Some(Duration::from_secs(options.bronze_ttl_secs)),
         ..QueueSpec::durable(format!("postmesh.core.{}.bronze", me.region))
     };
-    // Bronze requests from this region to any core (whoever `me` is).
-    let binding = format!("{BRONZE}.{}.*.*.*.*.*.*.{SERVICE}.*.*", me.region);
+    // Bronze requests to the cores of `me`'s region, from anywhere
+    // (whoever `me` is).
+    let binding = format!(
+        "{BRONZE}.*.*.*.*.*.{}.{}.{SERVICE}.*.*",
+        me.region, me.product
+    );
     (spec, binding)
 }
 
@@ -526,9 +538,15 @@ impl CoreServer {
             max_priority: Some(2),
             ..QueueSpec::durable(format!("postmesh.core.{}", server.me.region))
         };
+        // Requests for this region's cores, and for any region's.
         let shared_bindings: Vec<String> = SHARED_ACTIONS
             .iter()
-            .map(|a| server.me.service_binding(a))
+            .flat_map(|a| {
+                [
+                    server.me.service_binding(a),
+                    server.me.any_region_binding(a),
+                ]
+            })
             .collect();
         let (bronze, bronze_binding) = bronze_queue(&server.me, &options);
         let bronze_bindings = vec![bronze_binding];
@@ -543,7 +561,9 @@ impl CoreServer {
         let own_bindings = vec![
             server.me.unique_binding(),
             server.me.service_binding(GOLD),
-            server.me.service_binding(REPLICATE),
+            server.me.any_region_binding(GOLD),
+            // Replicas are addressed to the cores of any region.
+            server.me.any_region_binding(REPLICATE),
         ];
         // Declare once up front so that start-up errors surface here.
         let queues = [
@@ -578,29 +598,13 @@ impl CoreServer {
         prefetch: u16,
         cancel: CancellationToken,
     ) {
-        let mut backoff = Backoff::new(Duration::from_secs(5));
         while !cancel.is_cancelled() {
-            let consumer = async {
-                self.postoffice.declare_queue(&spec).await?;
-                for b in &bindings {
-                    self.postoffice
-                        .bind(Exchange::Postoffice, &spec.name, b)
-                        .await?;
-                }
-                self.postoffice.consume(&spec.name, prefetch).await
-            }
+            let po = &*self.postoffice;
+            let opened = reopen::open(po, &spec, prefetch, Duration::from_secs(5), &cancel, || {
+                reopen::bind_all(po, Exchange::Postoffice, &spec.name, &bindings)
+            })
             .await;
-            let mut consumer = match consumer {
-                Ok(c) => c,
-                Err(e) => {
-                    tracing::debug!(queue = %spec.name, error = %e, "core queue not ready");
-                    tokio::select! {
-                        _ = cancel.cancelled() => return,
-                        _ = tokio::time::sleep(backoff.next_delay()) => continue,
-                    }
-                }
-            };
-            backoff = Backoff::new(Duration::from_secs(5));
+            let Some(mut consumer) = opened else { return };
             loop {
                 let delivery = tokio::select! {
                     _ = cancel.cancelled() => return,
@@ -617,33 +621,17 @@ impl CoreServer {
     }
 
     async fn reply(&self, request: &Delivery, payload: Bytes) -> Result<(), PostofficeError> {
-        let (Some(to), Some(id)) = (&request.props.reply_to, &request.props.correlation_id) else {
-            return Ok(());
-        };
-        let Ok(to) = Address::parse(to) else {
-            return Ok(());
-        };
-        let key = RoutingKey {
-            action: REPLY.into(),
-            from: self.me.clone(),
-            to,
-        };
-        let out = Outgoing {
-            routing_key: key.to_string(),
-            payload,
-            props: Properties {
-                correlation_id: Some(id.clone()),
-                kind: Some(REPLY.into()),
-                ..Properties::default()
-            },
-        };
-        self.postoffice.publish(Exchange::Postoffice, out).await
+        match rpc::reply_to(request, &self.me, payload) {
+            Some(out) => self.postoffice.publish(Exchange::Postoffice, out).await,
+            None => Ok(()),
+        }
     }
 
-    async fn replicate(&self, payload: Bytes, kind: &str) {
-        let Ok(cores) = Address::any_of(&self.me.region, &self.me.product, SERVICE) else {
-            return;
-        };
+    /// Hands a stored publish or dismissal to the cores of every region
+    /// (they skip their own). `Ok` once the postoffice has it; on an error
+    /// the caller has the request resent, which replicates again.
+    async fn replicate(&self, payload: Bytes, kind: &str) -> Result<(), CoreError> {
+        let cores = Address::any_of(ANY, &self.me.product, SERVICE).map_err(malformed)?;
         let out = Outgoing {
             routing_key: RoutingKey {
                 action: REPLICATE.into(),
@@ -658,9 +646,16 @@ impl CoreServer {
                 ..Properties::default()
             },
         };
-        if let Err(e) = self.postoffice.publish(Exchange::Postoffice, out).await {
-            tracing::warn!(error = %e, "replication to peer cores failed");
-        }
+        self.postoffice
+            .publish(Exchange::Postoffice, out)
+            .await
+            .map_err(|e| {
+                tracing::warn!(error = %e, "replication to peer cores failed");
+                CoreError::Remote {
+                    message: format!("stored, but not yet replicated to peer cores: {e}"),
+                    retryable: true,
+                }
+            })
     }
 
     async fn handle(self: Arc<Self>, d: Delivery) {
@@ -669,9 +664,13 @@ impl CoreServer {
         let outcome: Option<Result<Vec<u8>, CoreError>> = match action {
             "publish" | GOLD => Some(match decode_messages(&d.payload) {
                 Ok(Page { messages, .. }) => {
-                    let r = self.core.publish(messages).await;
+                    let mut r = self.core.publish(messages).await;
+                    // Gold went to every core of the region already.
                     if r.is_ok() && action == "publish" {
-                        self.replicate(d.payload.clone(), "messages").await;
+                        r = match self.replicate(d.payload.clone(), "messages").await {
+                            Ok(()) => r,
+                            Err(e) => Err(e),
+                        };
                     }
                     r.map(|p| {
                         serde_json::to_vec(
@@ -711,9 +710,9 @@ impl CoreServer {
             }
             "dismiss" => Some(match serde_json::from_slice::<DismissRequest>(&d.payload) {
                 Ok(req) => {
-                    let r = self.core.dismiss(req.user, req.uuid).await;
+                    let mut r = self.core.dismiss(req.user, req.uuid).await;
                     if r.is_ok() {
-                        self.replicate(d.payload.clone(), "dismiss").await;
+                        r = self.replicate(d.payload.clone(), "dismiss").await;
                     }
                     r.map(|()| b"true".to_vec())
                 }
@@ -723,14 +722,17 @@ impl CoreServer {
                 // No one waits for a reply: on failure the request goes back
                 // to its queue and is tried again.
                 let r = match decode_messages(&d.payload) {
-                    Ok(Page { messages, .. }) => self.core.publish(messages).await.map(|_| ()),
+                    Ok(Page { messages, .. }) => match self.core.publish(messages).await {
+                        Ok(_) => self.replicate(d.payload.clone(), "messages").await,
+                        Err(e) => Err(e),
+                    },
                     Err(e) => {
                         tracing::warn!(error = %e, "dropping a malformed bronze publish");
                         Ok(())
                     }
                 };
                 match r {
-                    Ok(()) => self.replicate(d.payload.clone(), "messages").await,
+                    Ok(()) => {}
                     Err(e) => {
                         tracing::warn!(error = %e, "bronze publish failed; requeued");
                         tokio::time::sleep(BRONZE_RETRY).await;

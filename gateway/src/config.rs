@@ -103,6 +103,10 @@ pub struct GatewayConfig {
     /// (`timeout`), so a client trickling a large body cannot hold a
     /// connection and its handler.
     pub body_timeout_secs: u64,
+    /// Whose cores a gateway without a core of its own asks (on a shared
+    /// postoffice): unset, its own region's; a region's name; or `-`, any
+    /// region's that answers first (regions joined by federation).
+    pub core_region: Option<String>,
     /// Seconds between keepalive pings to each device; a device silent for
     /// two intervals is closed with 4002. 0 turns keepalive off.
     pub keepalive_secs: u64,
@@ -150,6 +154,7 @@ impl Default for GatewayConfig {
             header_timeout_secs: 10,
             body_timeout_secs: 30,
             keepalive_secs: 30,
+            core_region: None,
         }
     }
 }
@@ -167,6 +172,8 @@ pub enum ConfigError {
     TooSmall(&'static str, usize),
     #[error("the secret must not be empty")]
     EmptySecret,
+    #[error("core_region: {0}")]
+    CoreRegion(#[from] postmesh_schema::AddressError),
     #[error(
         "outbound_bytes ({outbound}) must be at least twice max_body_bytes ({body}): \
          one batch publish would otherwise close every device of its path"
@@ -209,6 +216,9 @@ impl GatewayConfig {
             if value < min {
                 return Err(ConfigError::TooSmall(name, min));
             }
+        }
+        if let Some(r) = &self.core_region {
+            postmesh_schema::RegionTarget::parse(r)?;
         }
         if self.outbound_bytes < self.max_body_bytes.saturating_mul(2) {
             return Err(ConfigError::BurstOverBound {

@@ -13,8 +13,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::RwLock;
-use postmesh_router::backoff::Backoff;
-use postmesh_router::{Exchange, Postoffice, PostofficeError, QueueSpec};
+use postmesh_router::rpc::RpcClient;
+use postmesh_router::{Exchange, Postoffice, PostofficeError, QueueSpec, reopen};
 use postmesh_schema::{Cursor, Pattern, RecentSet, Trie, Uuid};
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tokio_util::sync::CancellationToken;
@@ -53,9 +53,9 @@ pub struct Hub {
     queue: String,
     metrics: GatewayMetrics,
     next_id: AtomicU64,
-    /// RPC replies arrive on the hub's queue too: the binding of the
-    /// gateway's unique address, and where replies go.
-    rpc: Option<Rpc>,
+    /// RPC replies arrive on the hub's queue too (bound with the client's
+    /// binding), and go to the client's waiting requests.
+    rpc: Option<Arc<RpcClient>>,
     /// Every connection, for keepalive markers (weak: a closed connection
     /// goes away with its session).
     conns: parking_lot::Mutex<HashMap<ConnId, std::sync::Weak<Outbox>>>,
@@ -71,14 +71,6 @@ pub struct Hub {
     tasks: TaskTracker,
 }
 
-/// Replies to this gateway's requests: its queue is bound with `binding` on
-/// the postoffice exchange, and replies are handed to `replies`.
-#[derive(Clone)]
-pub struct Rpc {
-    pub binding: String,
-    pub replies: Arc<postmesh_router::rpc::Replies>,
-}
-
 /// The longest wait between two reconnection attempts.
 pub const MAX_RECONNECT_DELAY: std::time::Duration = std::time::Duration::from_secs(5);
 
@@ -92,7 +84,7 @@ impl Hub {
         dedupe_window: usize,
         metrics: GatewayMetrics,
         cancel: CancellationToken,
-        rpc: Option<Rpc>,
+        rpc: Option<Arc<RpcClient>>,
         keepalive: Option<std::time::Duration>,
     ) -> Result<Arc<Hub>, PostofficeError> {
         postoffice
@@ -100,7 +92,7 @@ impl Hub {
             .await?;
         if let Some(rpc) = &rpc {
             postoffice
-                .bind(Exchange::Postoffice, &queue, &rpc.binding)
+                .bind(Exchange::Postoffice, &queue, &rpc.binding())
                 .await?;
         }
         let mut consumer = postoffice.consume(&queue, HUB_PREFETCH).await?;
@@ -140,10 +132,7 @@ impl Hub {
                     tracing::info!(queue = %h.queue, "postoffice back; devices reread");
                     continue;
                 };
-                if delivery.props.kind.as_deref() == Some("reply") {
-                    if let (Some(rpc), Some(id)) = (&h.rpc, &delivery.props.correlation_id) {
-                        rpc.replies.resolve(id, delivery.payload.clone());
-                    }
+                if h.rpc.as_ref().is_some_and(|rpc| rpc.take_reply(&delivery)) {
                     let _ = delivery.ack().await;
                     continue;
                 }
@@ -203,15 +192,17 @@ impl Hub {
         cancel: &CancellationToken,
         baseline: Cursor,
     ) -> Option<postmesh_router::Consumer> {
-        let mut backoff = Backoff::new(MAX_RECONNECT_DELAY);
-        loop {
-            let attempt = async {
+        let spec = QueueSpec::transient(&self.queue);
+        reopen::open(
+            &*self.postoffice,
+            &spec,
+            HUB_PREFETCH,
+            MAX_RECONNECT_DELAY,
+            cancel,
+            || async move {
                 // Held across the rebind: no subscribe or unsubscribe may
                 // change the set of patterns halfway.
                 let upstream = self.upstream.lock().await;
-                self.postoffice
-                    .declare_queue(&QueueSpec::transient(&self.queue))
-                    .await?;
                 for pattern in upstream.keys() {
                     self.postoffice
                         .bind(Exchange::Paths, &self.queue, pattern)
@@ -219,22 +210,15 @@ impl Hub {
                 }
                 if let Some(rpc) = &self.rpc {
                     self.postoffice
-                        .bind(Exchange::Postoffice, &self.queue, &rpc.binding)
+                        .bind(Exchange::Postoffice, &self.queue, &rpc.binding())
                         .await?;
                 }
                 drop(upstream);
                 self.reread_all(baseline);
-                self.postoffice.consume(&self.queue, HUB_PREFETCH).await
-            };
-            match attempt.await {
-                Ok(c) => return Some(c),
-                Err(e) => tracing::debug!(error = %e, "reconnect attempt failed"),
-            }
-            tokio::select! {
-                _ = cancel.cancelled() => return None,
-                _ = tokio::time::sleep(backoff.next_delay()) => {}
-            }
-        }
+                Ok(())
+            },
+        )
+        .await
     }
 
     /// Waits until the hub's tasks have ended: after `cancel`, once the

@@ -49,8 +49,8 @@ pub const MAX_CONNECTIONS: usize = 1_000_000;
 impl Gateway {
     /// Validates the config, binds the listener and the gateway's queue.
     /// `name` is the gateway's postoffice address, which makes its queue
-    /// unique; with `replies`, the queue also receives RPC replies sent to
-    /// that address (for a `postmesh_core::remote::RemoteCore`).
+    /// unique; with `rpc`, the queue also receives the replies to that
+    /// client's requests (for a `postmesh_core::remote::RemoteCore`).
     pub async fn bind(
         config: GatewayConfig,
         name: &str,
@@ -58,7 +58,7 @@ impl Gateway {
         postoffice: Arc<dyn Postoffice>,
         registry: &mut Registry,
         shutdown: CancellationToken,
-        replies: Option<Arc<postmesh_router::rpc::Replies>>,
+        rpc: Option<Arc<postmesh_router::rpc::RpcClient>>,
     ) -> Result<Gateway, StartError> {
         config.validate()?;
         let listener = TcpListener::bind(config.listen)
@@ -71,10 +71,7 @@ impl Gateway {
             config.dedupe_window,
             metrics.clone(),
             shutdown.clone(),
-            replies.map(|replies| crate::hub::Rpc {
-                binding: format!("*.*.*.*.*.*.{name}"),
-                replies,
-            }),
+            rpc,
             (config.keepalive_secs > 0).then(|| Duration::from_secs(config.keepalive_secs)),
         )
         .await?;

@@ -36,8 +36,8 @@ use lapin::{
 use tokio::sync::Mutex;
 
 use crate::postoffice::{
-    Acker, Consumer, ConsumerInner, Delivery, Exchange, Outgoing, Overflow, Postoffice,
-    PostofficeError, Properties, QueueSpec,
+    Consumer, Delivery, DeliverySource, Exchange, Outgoing, Overflow, Postoffice, PostofficeError,
+    Properties, QueueSpec, Settle,
 };
 
 /// How long a non-durable queue outlives its last consumer: long enough
@@ -403,30 +403,29 @@ impl Postoffice for AmqpPostoffice {
                 PostofficeError::NoSuchQueue(_) => PostofficeError::NoSuchQueue(queue.to_owned()),
                 e => e,
             })?;
-        Ok(Consumer {
-            inner: ConsumerInner::Amqp(Box::new(AmqpConsumer { channel, consumer })),
-        })
+        Ok(Consumer::new(AmqpConsumer { channel, consumer }))
     }
 }
 
-pub(crate) struct AmqpConsumer {
+struct AmqpConsumer {
     channel: Channel,
     consumer: lapin::Consumer,
 }
 
-impl AmqpConsumer {
-    pub(crate) async fn next(&mut self) -> Option<Delivery> {
+#[async_trait::async_trait]
+impl DeliverySource for AmqpConsumer {
+    async fn next(&mut self) -> Option<Delivery> {
         use futures_lite::StreamExt as _;
         match self.consumer.next().await {
-            Some(Ok(d)) => Some(Delivery {
-                routing_key: d.routing_key.to_string(),
-                payload: Bytes::from(d.data),
-                props: from_properties(&d.properties),
-                redelivered: d.redelivered,
-                acker: Acker::Amqp(AmqpAcker {
+            Some(Ok(d)) => Some(Delivery::new(
+                d.routing_key.to_string(),
+                Bytes::from(d.data),
+                from_properties(&d.properties),
+                d.redelivered,
+                AmqpAcker {
                     acker: Some(d.acker),
-                }),
-            }),
+                },
+            )),
             Some(Err(e)) => {
                 tracing::warn!(error = %e, "consumer failed");
                 None
@@ -448,12 +447,13 @@ impl Drop for AmqpConsumer {
     }
 }
 
-pub(crate) struct AmqpAcker {
+struct AmqpAcker {
     acker: Option<lapin::Acker>,
 }
 
-impl AmqpAcker {
-    pub(crate) async fn ack(mut self) -> Result<(), PostofficeError> {
+#[async_trait::async_trait]
+impl Settle for AmqpAcker {
+    async fn ack(mut self: Box<Self>) -> Result<(), PostofficeError> {
         let acker = self.acker.take().expect("acked once");
         acker
             .ack(BasicAckOptions::default())
@@ -462,7 +462,7 @@ impl AmqpAcker {
             .map_err(error)
     }
 
-    pub(crate) async fn nack(mut self, requeue: bool) -> Result<(), PostofficeError> {
+    async fn nack(mut self: Box<Self>, requeue: bool) -> Result<(), PostofficeError> {
         let acker = self.acker.take().expect("acked once");
         acker
             .nack(BasicNackOptions {

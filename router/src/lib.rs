@@ -6,6 +6,8 @@
 //! - [`memory`]: the embedded implementation, an in-process topic exchange.
 //! - [`amqp`]: the distributed implementation on RabbitMQ, through `lapin`.
 //! - [`contract`]: the contract test suite, run against every implementation.
+//! - [`reopen`]: declare, bind and consume a queue, again after every outage.
+//! - [`rpc`]: requests and their replies over the postoffice ([`rpc::RpcClient`]).
 //!
 //! The postoffice has two topic exchanges (see [`Exchange`]): `paths`, where
 //! cores distribute messages by path to the gateways whose devices
@@ -17,11 +19,12 @@ pub mod backoff;
 pub mod contract;
 pub mod memory;
 pub mod postoffice;
+pub mod reopen;
 pub mod rpc;
 
 pub use amqp::AmqpPostoffice;
 pub use memory::MemoryPostoffice;
 pub use postoffice::{
-    Consumer, Delivery, Exchange, Outgoing, Overflow, Postoffice, PostofficeError, Properties,
-    QueueSpec,
+    Consumer, Delivery, DeliverySource, Exchange, Outgoing, Overflow, Postoffice, PostofficeError,
+    Properties, QueueSpec, Settle,
 };

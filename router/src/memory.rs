@@ -17,8 +17,8 @@ use postmesh_schema::Trie;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::postoffice::{
-    Acker, Consumer, ConsumerInner, Delivery, Exchange, Outgoing, Overflow, Postoffice,
-    PostofficeError, Properties, QueueSpec,
+    Consumer, Delivery, DeliverySource, Exchange, Outgoing, Overflow, Postoffice, PostofficeError,
+    Properties, QueueSpec, Settle,
 };
 
 /// Capacity of a queue declared without `max_len`. Publishers wait when it
@@ -269,61 +269,63 @@ impl Postoffice for MemoryPostoffice {
             .get(queue)
             .cloned()
             .ok_or_else(|| PostofficeError::NoSuchQueue(queue.to_owned()))?;
-        Ok(Consumer {
-            inner: ConsumerInner::Memory(MemoryConsumer {
-                rx: q.rx.clone(),
-                queue: q,
-                permits: Arc::new(Semaphore::new(usize::from(prefetch.max(1)))),
-            }),
-        })
+        Ok(Consumer::new(MemoryConsumer {
+            rx: q.rx.clone(),
+            queue: q,
+            permits: Arc::new(Semaphore::new(usize::from(prefetch.max(1)))),
+        }))
     }
 }
 
-pub(crate) struct MemoryConsumer {
+struct MemoryConsumer {
     queue: Arc<Queue>,
     rx: async_channel::Receiver<Envelope>,
     permits: Arc<Semaphore>,
 }
 
-impl MemoryConsumer {
-    pub(crate) async fn next(&mut self) -> Option<Delivery> {
+#[async_trait]
+impl DeliverySource for MemoryConsumer {
+    async fn next(&mut self) -> Option<Delivery> {
         let permit = self.permits.clone().acquire_owned().await.ok()?;
         loop {
             let env = self.rx.recv().await.ok()?;
             if env.shared.expires_at.is_some_and(|t| t <= Instant::now()) {
                 continue;
             }
-            return Some(Delivery {
-                routing_key: env.shared.routing_key.clone(),
-                payload: env.shared.payload.clone(),
-                props: env.shared.props.clone(),
-                redelivered: env.redelivered,
-                acker: Acker::Memory(MemoryAcker {
+            return Some(Delivery::new(
+                env.shared.routing_key.clone(),
+                env.shared.payload.clone(),
+                env.shared.props.clone(),
+                env.redelivered,
+                MemoryAcker {
                     env: Some(env),
                     queue: Arc::downgrade(&self.queue),
                     _permit: permit,
-                }),
-            });
+                },
+            ));
         }
     }
 }
 
-pub(crate) struct MemoryAcker {
+struct MemoryAcker {
     env: Option<Envelope>,
     queue: Weak<Queue>,
     _permit: OwnedSemaphorePermit,
 }
 
-impl MemoryAcker {
-    pub(crate) fn ack(mut self) {
+#[async_trait]
+impl Settle for MemoryAcker {
+    async fn ack(mut self: Box<Self>) -> Result<(), PostofficeError> {
         self.env = None;
+        Ok(())
     }
 
-    pub(crate) fn nack(mut self, requeue: bool) {
+    async fn nack(mut self: Box<Self>, requeue: bool) -> Result<(), PostofficeError> {
         if !requeue {
             self.env = None;
         }
         // Dropping with `env` set requeues.
+        Ok(())
     }
 }
 

@@ -212,25 +212,44 @@ pub trait Postoffice: Send + Sync + 'static {
     async fn consume(&self, queue: &str, prefetch: u16) -> Result<Consumer, PostofficeError>;
 }
 
-/// A stream of deliveries from one queue.
-pub struct Consumer {
-    pub(crate) inner: ConsumerInner,
+/// Where one consumer's deliveries come from: each postoffice engine
+/// implements it. Behind a trait so that this file, the contract, names no
+/// engine.
+#[async_trait]
+pub trait DeliverySource: Send {
+    /// The next delivery, or `None` when the queue was deleted or the
+    /// postoffice closed.
+    async fn next(&mut self) -> Option<Delivery>;
 }
 
-pub(crate) enum ConsumerInner {
-    Memory(crate::memory::MemoryConsumer),
-    Amqp(Box<crate::amqp::AmqpConsumer>),
+/// A stream of deliveries from one queue.
+pub struct Consumer {
+    source: Box<dyn DeliverySource>,
 }
 
 impl Consumer {
+    /// A consumer over an engine's source.
+    pub fn new(source: impl DeliverySource + 'static) -> Consumer {
+        Consumer {
+            source: Box::new(source),
+        }
+    }
+
     /// The next delivery, or `None` when the queue was deleted or the
     /// postoffice closed.
     pub async fn next(&mut self) -> Option<Delivery> {
-        match &mut self.inner {
-            ConsumerInner::Memory(c) => c.next().await,
-            ConsumerInner::Amqp(c) => c.next().await,
-        }
+        self.source.next().await
     }
+}
+
+/// Settles one delivery with the engine it came from. Dropping it
+/// unsettled must requeue the delivery (the at-least-once rule).
+#[async_trait]
+pub trait Settle: Send + Sync {
+    /// The message is done and will not come back.
+    async fn ack(self: Box<Self>) -> Result<(), PostofficeError>;
+    /// Back to the queue with `requeue`, otherwise discarded.
+    async fn nack(self: Box<Self>, requeue: bool) -> Result<(), PostofficeError>;
 }
 
 /// One delivered message. Ack it once handled; dropping it unacked
@@ -241,36 +260,36 @@ pub struct Delivery {
     pub props: Properties,
     /// True when this message was delivered before and not acked.
     pub redelivered: bool,
-    pub(crate) acker: Acker,
-}
-
-pub(crate) enum Acker {
-    Memory(crate::memory::MemoryAcker),
-    Amqp(crate::amqp::AmqpAcker),
+    settle: Box<dyn Settle>,
 }
 
 impl Delivery {
+    /// A delivery an engine hands out, settled through `settle`.
+    pub fn new(
+        routing_key: String,
+        payload: Bytes,
+        props: Properties,
+        redelivered: bool,
+        settle: impl Settle + 'static,
+    ) -> Delivery {
+        Delivery {
+            routing_key,
+            payload,
+            props,
+            redelivered,
+            settle: Box::new(settle),
+        }
+    }
+
     /// Acknowledges: the message is done and will not come back.
     pub async fn ack(self) -> Result<(), PostofficeError> {
-        match self.acker {
-            Acker::Memory(a) => {
-                a.ack();
-                Ok(())
-            }
-            Acker::Amqp(a) => a.ack().await,
-        }
+        self.settle.ack().await
     }
 
     /// Refuses: with `requeue` the message goes back to the queue,
     /// otherwise it is discarded.
     pub async fn nack(self, requeue: bool) -> Result<(), PostofficeError> {
-        match self.acker {
-            Acker::Memory(a) => {
-                a.nack(requeue);
-                Ok(())
-            }
-            Acker::Amqp(a) => a.nack(requeue).await,
-        }
+        self.settle.nack(requeue).await
     }
 }
 

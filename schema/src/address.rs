@@ -80,10 +80,62 @@ impl Address {
     }
 
     /// The binding a service instance makes to share its service's work:
-    /// `<action>.<region>.*.*.*.*.*.*.<service>.*.*`, requests for `action`
-    /// from this region to any instance of this service.
+    /// `<action>.*.*.*.*.*.<region>.<product>.<service>.*.*`, requests for
+    /// `action` addressed to this service in this region, from anywhere
+    /// (another region's requests arrive through federation).
     pub fn service_binding(&self, action: &str) -> String {
-        format!("{action}.{}.*.*.*.*.*.*.{}.*.*", self.region, self.service)
+        self.binding_in(action, &self.region)
+    }
+
+    /// The same for requests addressed to this service in *any* region
+    /// (`-`): with regions federated, every region's instances that bind it
+    /// receive such a request, and the requester takes the first reply.
+    pub fn any_region_binding(&self, action: &str) -> String {
+        self.binding_in(action, ANY)
+    }
+
+    fn binding_in(&self, action: &str, region: &str) -> String {
+        format!(
+            "{action}.*.*.*.*.*.{region}.{}.{}.*.*",
+            self.product, self.service
+        )
+    }
+}
+
+/// Which region's instances a request is for.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum RegionTarget {
+    /// The requester's own region (the default: the nearest).
+    #[default]
+    Local,
+    /// A region by name.
+    Named(String),
+    /// Every region whose instances bind for it; the first reply wins.
+    Any,
+}
+
+impl RegionTarget {
+    /// Reads an empty string (the local region), `-` (any) or a region
+    /// name.
+    pub fn parse(s: &str) -> Result<RegionTarget, AddressError> {
+        match s {
+            "" => Ok(RegionTarget::Local),
+            ANY => Ok(RegionTarget::Any),
+            name => {
+                check(name)?;
+                Ok(RegionTarget::Named(name.to_owned()))
+            }
+        }
+    }
+
+    /// The region element of the address a request goes to, for a
+    /// requester in `mine`.
+    pub fn region<'a>(&'a self, mine: &'a str) -> &'a str {
+        match self {
+            RegionTarget::Local => mine,
+            RegionTarget::Named(r) => r,
+            RegionTarget::Any => ANY,
+        }
     }
 }
 
@@ -167,14 +219,37 @@ mod tests {
         );
         assert_eq!(
             me.service_binding("route"),
-            "route.us-west-2.*.*.*.*.*.*.route.*.*"
+            "route.*.*.*.*.*.us-west-2.search.route.*.*"
         );
         let req = "route.us-west-2.search.resolve.i-123.12.us-west-2.search.route.-.-";
         assert!(topic_match(&me.service_binding("route"), req));
+        assert!(!topic_match(&me.any_region_binding("route"), req));
         assert!(!topic_match(&me.unique_binding(), req));
+        // From another region, to this one: bound on the destination.
+        let from_east = "route.eu-east-1.search.resolve.i-9.3.us-west-2.search.route.-.-";
+        assert!(topic_match(&me.service_binding("route"), from_east));
+        // To another region, or another product: not for this instance.
+        let to_east = "route.us-west-2.search.resolve.i-123.12.eu-east-1.search.route.-.-";
+        assert!(!topic_match(&me.service_binding("route"), to_east));
+        let other_product = "route.us-west-2.mail.resolve.i-1.1.us-west-2.mail.route.-.-";
+        assert!(!topic_match(&me.service_binding("route"), other_product));
+        // To any region.
+        let anywhere = "route.eu-east-1.search.resolve.i-9.3.-.search.route.-.-";
+        assert!(topic_match(&me.any_region_binding("route"), anywhere));
+        assert!(!topic_match(&me.service_binding("route"), anywhere));
         let reply = RoutingKey::parse(req).unwrap().reply(&me).to_string();
         let resolver = Address::parse("us-west-2.search.resolve.i-123.12").unwrap();
         assert!(topic_match(&resolver.unique_binding(), &reply));
+    }
+
+    #[test]
+    fn region_targets() {
+        assert_eq!(RegionTarget::parse("").unwrap(), RegionTarget::Local);
+        assert_eq!(RegionTarget::parse("").unwrap().region("east"), "east");
+        assert_eq!(RegionTarget::parse("-").unwrap().region("east"), "-");
+        assert_eq!(RegionTarget::parse("west").unwrap().region("east"), "west");
+        assert!(RegionTarget::parse("a.b").is_err());
+        assert!(RegionTarget::parse("#").is_err());
     }
 
     #[test]

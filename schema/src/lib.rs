@@ -26,7 +26,7 @@ pub mod recent;
 pub mod trie;
 pub mod v1;
 
-pub use address::{Address, AddressError, RoutingKey};
+pub use address::{Address, AddressError, RegionTarget, RoutingKey};
 pub use cursor::{Cursor, Stamper};
 pub use message::{Body, Class, Message, MessageError};
 pub use path::{Limits, Path, PathError};

@@ -1,6 +1,7 @@
 //! The mesh as separate processes on one RabbitMQ broker: two cores and two
-//! gateways, as an operator runs them. Each test uses a region of its own,
-//! so that the cores of one test never answer another's requests.
+//! gateways, as an operator runs them. Each test uses a region and a
+//! product of its own, so that the cores of one test never answer another's
+//! requests nor receive its replicas (replicas go to every region's cores).
 
 use std::time::{Duration, Instant};
 
@@ -21,6 +22,7 @@ async fn core(amqp: &str, dir: &tempfile::TempDir, region: &str, instance: &str)
         ],
         &[
             ("POSTMESH_NODE__REGION", region),
+            ("POSTMESH_NODE__PRODUCT", region),
             ("POSTMESH_NODE__INSTANCE", instance),
         ],
     )
@@ -35,6 +37,7 @@ async fn gateway(amqp: &str, region: &str, instance: &str, extra: &[&str]) -> Pr
         &args,
         &[
             ("POSTMESH_NODE__REGION", region),
+            ("POSTMESH_NODE__PRODUCT", region),
             ("POSTMESH_NODE__INSTANCE", instance),
         ],
     )
@@ -42,13 +45,11 @@ async fn gateway(amqp: &str, region: &str, instance: &str, extra: &[&str]) -> Pr
 }
 
 async fn post(url: &str, body: &Value, t: &str) -> Value {
-    let res = reqwest::Client::new()
-        .post(format!("{url}/v1/publish"))
-        .bearer_auth(t)
-        .json(body)
-        .send()
-        .await
-        .unwrap();
+    let mut req = reqwest::Client::new().post(format!("{url}/v1/publish"));
+    if !t.is_empty() {
+        req = req.bearer_auth(t);
+    }
+    let res = req.json(body).send().await.unwrap();
     assert_eq!(res.status(), 200);
     res.json().await.unwrap()
 }
@@ -314,4 +315,107 @@ async fn silver_overtakes_a_bronze_backlog() {
         at < backlog / 2,
         "all {silver} silver messages arrived after {at} of {backlog} bronze ones"
     );
+}
+
+/// `postmesh core` or `gateway` with explicit region, product and instance.
+async fn node(
+    args: &[&str],
+    region: &str,
+    product: &str,
+    instance: &str,
+    extra_env: &[(&str, &str)],
+) -> Process {
+    let mut envs = vec![
+        ("POSTMESH_NODE__REGION", region),
+        ("POSTMESH_NODE__PRODUCT", product),
+        ("POSTMESH_NODE__INSTANCE", instance),
+    ];
+    envs.extend_from_slice(extra_env);
+    Process::start(args, &envs).await
+}
+
+/// Polls `history` of `pattern` on `gw` until it shows `uuid`.
+async fn history_shows(gw: &Process, pattern: &str, uuid: &Value) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let res = gw
+            .get(&format!("/v1/history?pattern={pattern}"), None)
+            .await;
+        if res["messages"]
+            .as_array()
+            .is_some_and(|m| m.iter().any(|m| &m["uuid"] == uuid))
+        {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "history never showed {uuid}: {res}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// RPC addresses a region: cores bind on the destination, so a gateway in
+/// one region is answered by the cores of the region it names (or of any
+/// region, with `-`), and by its own region's by default. Replicas go to
+/// the cores of every region. Before, cores bound on the *sender's* region
+/// and a request addressed to another region reached no one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_reach_the_cores_of_the_region_they_name() {
+    let amqp = rabbit::shared().amqp_url.as_str();
+    let product = "rpcx";
+    let (de, dw) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let core_args = |dir: &tempfile::TempDir| {
+        vec![
+            "core".to_owned(),
+            "--amqp".to_owned(),
+            amqp.to_owned(),
+            "--data".to_owned(),
+            dir.path().to_str().unwrap().to_owned(),
+        ]
+    };
+    let gw_args = ["gateway", "--amqp", amqp, "--listen", "127.0.0.1:0"];
+    // Only east has a core.
+    let ea = core_args(&de);
+    let ea: Vec<&str> = ea.iter().map(String::as_str).collect();
+    let _east = node(&ea, "rpcx-east", product, "core-e", &[]).await;
+    let to_east = node(
+        &gw_args,
+        "rpcx-west",
+        product,
+        "gw-e",
+        &[("POSTMESH_GATEWAY__CORE_REGION", "rpcx-east")],
+    )
+    .await;
+    let to_any = node(
+        &gw_args,
+        "rpcx-west",
+        product,
+        "gw-any",
+        &[("POSTMESH_GATEWAY__CORE_REGION", "-")],
+    )
+    .await;
+    let local = node(&gw_args, "rpcx-west", product, "gw-w", &[]).await;
+
+    // West's gateway that names east is served by east's core: publish
+    // and history.
+    let first = post(&to_east.http(), &json!({"path": "rpcx.a", "body": 1}), "").await;
+    history_shows(&to_east, "rpcx.%23", &first["uuid"]).await;
+    // Any region: east's core answers.
+    let second = post(&to_any.http(), &json!({"path": "rpcx.b", "body": 2}), "").await;
+    history_shows(&to_any, "rpcx.%23", &second["uuid"]).await;
+
+    // West's own core starts: the default gateway is served by it, and it
+    // receives east's replicas of what is published from now on.
+    let wa = core_args(&dw);
+    let wa: Vec<&str> = wa.iter().map(String::as_str).collect();
+    let _west = node(&wa, "rpcx-west", product, "core-w", &[]).await;
+    let third = post(&to_east.http(), &json!({"path": "rpcx.c", "body": 3}), "").await;
+    history_shows(&local, "rpcx.%23", &third["uuid"]).await;
+    let fourth = post(&local.http(), &json!({"path": "rpcx.d", "body": 4}), "").await;
+    history_shows(&to_east, "rpcx.%23", &fourth["uuid"]).await;
+    // A message published before west's core started was stored in east
+    // only: west's gateway does not see it, east's does.
+    let res = local.get("/v1/history?pattern=rpcx.a", None).await;
+    assert_eq!(res["messages"], json!([]), "{res}");
 }

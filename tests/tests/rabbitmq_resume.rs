@@ -56,6 +56,7 @@ impl Mesh {
             let instance = format!("core{}", i + 1);
             let mut envs = vec![
                 ("POSTMESH_NODE__REGION", region),
+                ("POSTMESH_NODE__PRODUCT", region),
                 ("POSTMESH_NODE__INSTANCE", instance.as_str()),
             ];
             if i == 1 {
@@ -71,6 +72,7 @@ impl Mesh {
                     &["gateway", "--amqp", amqp, "--listen", "127.0.0.1:0"],
                     &[
                         ("POSTMESH_NODE__REGION", region),
+                        ("POSTMESH_NODE__PRODUCT", region),
                         ("POSTMESH_NODE__INSTANCE", instance),
                     ],
                 )
