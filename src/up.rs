@@ -358,8 +358,10 @@ pub async fn run(config: Config, roles: Roles) -> anyhow::Result<()> {
     let open = config.gateway.secret.is_none();
     let cert = config.gateway.tls.as_ref().map(|t| t.cert.clone());
     let running = start_roles(config, roles).await?;
-    // Listening before saying "up", so that a reload asked for as soon as
-    // the process is up is not taken for the default action (exit).
+    // Listening for signals before saying "up": a signal sent as soon as
+    // the process is up must not meet the default action (exit without
+    // draining or closing the store, or, for SIGHUP, instead of a reload).
+    let mut signals = Signals::new();
     if let Some(reloader) = running.tls.clone() {
         reload_on_hangup(reloader);
     }
@@ -397,7 +399,6 @@ pub async fn run(config: Config, roles: Roles) -> anyhow::Result<()> {
     announce(&lines);
     let (shutdown, cut) = (running.shutdown.clone(), running.cut.clone());
     tokio::spawn(async move {
-        let mut signals = Signals::new();
         signals.next().await;
         tracing::info!("shutting down; a second signal stops at once");
         shutdown.cancel();
