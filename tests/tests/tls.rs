@@ -90,10 +90,13 @@ fn trusting(roots: &[CertificateDer<'static>]) -> rustls::ClientConfig {
     config
 }
 
-/// An HTTPS client trusting `roots` only.
+/// An HTTPS client trusting `roots` only. Each request has a connection of
+/// its own: a kept-alive one could be closed by the server's header timeout
+/// (1 s in one test) just as the next request goes out on it.
 fn https(roots: &[CertificateDer<'static>]) -> reqwest::Client {
     reqwest::Client::builder()
         .use_preconfigured_tls(trusting(roots))
+        .pool_max_idle_per_host(0)
         .build()
         .expect("an HTTPS client")
 }
