@@ -169,4 +169,38 @@ mod tests {
             "typos are errors"
         );
     }
+
+    #[test]
+    fn tls_is_a_section_of_the_gateway() {
+        let dir = std::env::temp_dir().join(format!("postmesh-config-tls-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("postmesh.toml");
+        assert_eq!(load(None, serde_json::json!({})).unwrap().gateway.tls, None);
+        std::fs::write(
+            &file,
+            "[gateway.tls]\ncert = \"/etc/postmesh/chain.pem\"\nkey = \"/etc/postmesh/key.pem\"\n",
+        )
+        .unwrap();
+        let tls = load(Some(&file), serde_json::json!({}))
+            .unwrap()
+            .gateway
+            .tls
+            .expect("a TLS section");
+        assert_eq!(tls.cert, PathBuf::from("/etc/postmesh/chain.pem"));
+        assert_eq!(tls.key, PathBuf::from("/etc/postmesh/key.pem"));
+        std::fs::write(&file, "[gateway.tls]\ncert = \"/etc/postmesh/chain.pem\"\n").unwrap();
+        assert!(
+            load(Some(&file), serde_json::json!({})).is_err(),
+            "a certificate without its key is an error"
+        );
+        std::fs::write(
+            &file,
+            "[gateway.tls]\ncert = \"c\"\nkey = \"k\"\npassword = \"p\"\n",
+        )
+        .unwrap();
+        assert!(
+            load(Some(&file), serde_json::json!({})).is_err(),
+            "typos are errors"
+        );
+    }
 }

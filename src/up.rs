@@ -12,7 +12,7 @@ use anyhow::{Context as _, bail};
 use postmesh_core::remote::{CoreServer, RemoteCore};
 use postmesh_core::store::embedded::EmbeddedOptions;
 use postmesh_core::{Core, CoreClient, CoreMetrics, CoreOptions, EmbeddedStore, Store, retention};
-use postmesh_gateway::Gateway;
+use postmesh_gateway::{Gateway, TlsReloader};
 use postmesh_router::rpc::RpcClient;
 use postmesh_router::{AmqpPostoffice, MemoryPostoffice, Postoffice};
 use postmesh_schema::{Address, RegionTarget};
@@ -38,6 +38,9 @@ pub enum Roles {
 pub struct Running {
     /// Where the gateway listens (HTTP and `/ws`), if this process runs one.
     pub gateway: Option<SocketAddr>,
+    /// Reloads the gateway's TLS certificate, if it has one (`run` calls it
+    /// on SIGHUP).
+    pub tls: Option<TlsReloader>,
     /// Cancel to shut down; then await `task`. Connections are asked to
     /// finish and background tasks to stop until the shutdown deadline
     /// (`gateway.drain_secs`), when `cut` fires by itself.
@@ -259,6 +262,7 @@ fn serve(
         Some(g) => Some(g.local_addr()?),
         None => None,
     };
+    let tls = gateway.as_ref().and_then(Gateway::tls_reloader);
     if let Some(s) = store.clone() {
         tasks.spawn(retention::sweeper(
             s as Arc<dyn Store>,
@@ -295,6 +299,7 @@ fn serve(
     });
     Ok(Running {
         gateway: addr,
+        tls,
         shutdown,
         cut,
         task,
@@ -345,7 +350,7 @@ pub fn redact(uri: &str) -> String {
 }
 
 /// Runs `roles` until Ctrl-C (or SIGTERM), then drains and exits. A second
-/// signal cuts the drain short.
+/// signal cuts the drain short. With TLS, SIGHUP reloads the certificate.
 pub async fn run(config: Config, roles: Roles) -> anyhow::Result<()> {
     let data = config.data.clone();
     let postoffice = config
@@ -354,20 +359,38 @@ pub async fn run(config: Config, roles: Roles) -> anyhow::Result<()> {
         .map(redact)
         .unwrap_or_else(|| "embedded".into());
     let open = config.gateway.secret.is_none();
+    let cert = config.gateway.tls.as_ref().map(|t| t.cert.clone());
     let running = start_roles(config, roles).await?;
+    // Listening for signals before saying "up": a signal sent as soon as
+    // the process is up must not meet the default action (exit without
+    // draining or closing the store, or, for SIGHUP, instead of a reload).
+    let mut signals = Signals::new();
+    if let Some(reloader) = running.tls.clone() {
+        reload_on_hangup(reloader);
+    }
+    let (ws, http) = match running.tls {
+        Some(_) => ("wss", "https"),
+        None => ("ws", "http"),
+    };
     let mut lines = vec![match roles {
         Roles::All => "postmesh is up".to_owned(),
         Roles::Gateway => "postmesh gateway is up".to_owned(),
         Roles::Core => "postmesh core is up".to_owned(),
     }];
     if let Some(addr) = running.gateway {
-        lines.push(format!("  WebSocket  ws://{addr}/ws"));
+        lines.push(format!("  WebSocket  {ws}://{addr}/ws"));
         lines.push(format!(
-            "  HTTP       http://{addr}/v1/publish  /v1/history  /v1/latest"
+            "  HTTP       {http}://{addr}/v1/publish  /v1/history  /v1/latest"
         ));
         lines.push(format!(
-            "  health     http://{addr}/healthz   metrics http://{addr}/metrics"
+            "  health     {http}://{addr}/healthz   metrics {http}://{addr}/metrics"
         ));
+        if let Some(cert) = &cert {
+            lines.push(format!(
+                "  tls        {} (SIGHUP reloads it)",
+                cert.display()
+            ));
+        }
         if open {
             lines.push("  access     anonymous (no secret set; loopback only)".to_owned());
         }
@@ -379,7 +402,6 @@ pub async fn run(config: Config, roles: Roles) -> anyhow::Result<()> {
     announce(&lines);
     let (shutdown, cut) = (running.shutdown.clone(), running.cut.clone());
     tokio::spawn(async move {
-        let mut signals = Signals::new();
         signals.next().await;
         tracing::info!("shutting down; a second signal stops at once");
         shutdown.cancel();
@@ -388,6 +410,32 @@ pub async fn run(config: Config, roles: Roles) -> anyhow::Result<()> {
         cut.cancel();
     });
     running.task.await.context("task panicked")?
+}
+
+/// Reloads the TLS certificate on each SIGHUP, for the life of the
+/// process. A failed reload is logged (and counted) by the reloader, and
+/// the previous certificate goes on serving.
+fn reload_on_hangup(reloader: TlsReloader) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut hangup = match signal(SignalKind::hangup()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGHUP: the certificate cannot be reloaded");
+                return;
+            }
+        };
+        tokio::spawn(async move {
+            while hangup.recv().await.is_some() {
+                let reloader = reloader.clone();
+                // It reads files; the outcome is logged by the reloader.
+                let _ = tokio::task::spawn_blocking(move || reloader.reload()).await;
+            }
+        });
+    }
+    #[cfg(not(unix))]
+    let _ = reloader;
 }
 
 /// Prints `lines` on standard output, for the people and scripts that

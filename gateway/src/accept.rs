@@ -1,5 +1,6 @@
 //! The accept loop. Each HTTP connection is served by hyper on a task of the
-//! gateway's tracker, with a deadline for its request headers. On shutdown
+//! gateway's tracker, with a deadline for its request headers; with TLS,
+//! its handshake comes first and has the same deadline. On shutdown
 //! the loop stops accepting and every connection is asked to finish its
 //! request in progress; when the `cut` token fires (the shutdown deadline,
 //! or a second signal) the connections still open are dropped.
@@ -14,9 +15,12 @@ use axum::Router;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+
+use crate::tls::Tls;
 
 /// How long the loop pauses after an accept error that is not about one
 /// connection (out of file descriptors, for example): retrying at once
@@ -27,7 +31,10 @@ const ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
 pub(crate) struct Acceptor {
     pub listener: TcpListener,
     pub router: Router,
-    /// Time a client has to send a request's headers.
+    /// TLS on every connection, when the gateway has a certificate.
+    pub tls: Option<Tls>,
+    /// Time a client has to send a request's headers (and, with TLS, to
+    /// complete its handshake).
     pub header_timeout: Duration,
     /// Stop accepting; ask open connections to finish.
     pub shutdown: CancellationToken,
@@ -51,6 +58,7 @@ impl Acceptor {
                 Ok((stream, _)) => {
                     self.tracker.spawn(connection(
                         stream,
+                        self.tls.clone(),
                         self.router.clone(),
                         self.header_timeout,
                         self.shutdown.clone(),
@@ -80,16 +88,46 @@ fn is_connection_error(e: &std::io::Error) -> bool {
     )
 }
 
-/// Serves one connection until it closes, finishes after `shutdown`, or is
-/// dropped at `cut`. An upgraded connection (`/ws`) leaves this task once
-/// the upgrade is answered: its session runs on a task of its own.
+/// Completes the TLS handshake if the gateway has TLS, then serves the
+/// connection. A handshake that fails or does not finish within the header
+/// timeout drops the connection; so does a shutdown before it finished
+/// (there is no request in progress to finish yet).
 async fn connection(
     stream: TcpStream,
+    tls: Option<Tls>,
     router: Router,
     header_timeout: Duration,
     shutdown: CancellationToken,
     cut: CancellationToken,
 ) {
+    let Some(tls) = tls else {
+        return serve(stream, router, header_timeout, shutdown, cut).await;
+    };
+    let stream = tokio::select! {
+        biased;
+        _ = cut.cancelled() => return,
+        _ = shutdown.cancelled() => return,
+        s = tls.accept(stream, header_timeout) => match s {
+            Some(s) => s,
+            None => return,
+        },
+    };
+    serve(stream, router, header_timeout, shutdown, cut).await;
+}
+
+/// Serves one connection (plain TCP or TLS) until it closes, finishes after
+/// `shutdown`, or is dropped at `cut`. An upgraded connection (`/ws`)
+/// leaves this task once the upgrade is answered: its session runs on a
+/// task of its own, over hyper's `Upgraded`, whatever the stream beneath.
+async fn serve<I>(
+    stream: I,
+    router: Router,
+    header_timeout: Duration,
+    shutdown: CancellationToken,
+    cut: CancellationToken,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())

@@ -2,6 +2,7 @@
 //! `validate()` step before start.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use postmesh_schema::Limits;
 use serde::{Deserialize, Serialize};
@@ -17,6 +18,11 @@ pub struct GatewayConfig {
     pub secret: Option<String>,
     /// Allow a non-loopback listen address without a secret.
     pub insecure: bool,
+    /// TLS on the listener (`[gateway.tls]`): `wss://` and `https://`
+    /// instead of `ws://` and `http://`, on the same address. Without it
+    /// the listener speaks plain TCP. It changes nothing about who may
+    /// connect: without a secret the listener is still loopback only.
+    pub tls: Option<TlsConfig>,
     /// Largest WebSocket message or HTTP request body a client may send.
     /// 64 KiB: messages are events, not files. Larger closes with 1009.
     pub max_frame_bytes: usize,
@@ -112,6 +118,21 @@ pub struct GatewayConfig {
     pub keepalive_secs: u64,
 }
 
+/// The listener's certificate and key, as PEM files. Both are read at
+/// start (a missing or bad file stops the start) and again on each reload
+/// (SIGHUP for `postmesh`), so a renewed certificate is taken without a
+/// restart. Relative paths are from the process's working directory.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// The certificate chain: the gateway's own certificate first, then
+    /// the intermediates that lead to a root clients trust.
+    pub cert: PathBuf,
+    /// The private key of the first certificate, unencrypted (PKCS#8,
+    /// PKCS#1 or SEC1).
+    pub key: PathBuf,
+}
+
 /// The default bound of one connection's outbound bytes: 16 MiB, twice the
 /// default HTTP body limit (one largest batch publish fans out whole),
 /// about sixty thousand 256-byte messages. Frames are shared between the
@@ -133,6 +154,7 @@ impl Default for GatewayConfig {
             listen: DEFAULT_LISTEN.parse().expect("valid default address"),
             secret: None,
             insecure: false,
+            tls: None,
             max_frame_bytes: 64 * 1024,
             max_subscriptions: 256,
             outbound_queue: 4096,
@@ -254,6 +276,24 @@ mod tests {
         assert!(c.validate().is_ok());
         c.secret = Some(String::new());
         assert_eq!(c.validate(), Err(ConfigError::EmptySecret));
+    }
+
+    /// TLS encrypts; it does not authenticate devices. An exposed listener
+    /// still needs a secret.
+    #[test]
+    fn tls_does_not_lift_the_loopback_rule() {
+        let c = GatewayConfig {
+            listen: "0.0.0.0:7400".parse().unwrap(),
+            tls: Some(TlsConfig {
+                cert: "cert.pem".into(),
+                key: "key.pem".into(),
+            }),
+            ..GatewayConfig::default()
+        };
+        assert!(matches!(
+            c.validate(),
+            Err(ConfigError::ExposedWithoutSecret(_))
+        ));
     }
 
     #[test]

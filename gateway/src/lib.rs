@@ -4,6 +4,7 @@
 //! - [`server`]: binding and serving a [`Gateway`](server::Gateway); the
 //!   accept loop (`accept`) serves each HTTP connection with a header
 //!   timeout and cuts connections at the shutdown deadline.
+//! - [`tls`]: TLS on the listener (rustls) and the certificate reload.
 //! - [`http`]: the HTTP API and router (query strings are read strictly by
 //!   `params`); [`ws`]: the `/ws` upgrade and the WebSocket adapter, whose
 //!   text frames [`outgoing`] writes.
@@ -23,7 +24,9 @@ pub mod outgoing;
 mod params;
 pub mod server;
 pub mod session;
+pub mod tls;
 pub mod ws;
 
 pub use config::GatewayConfig;
 pub use server::{Gateway, StartError};
+pub use tls::{TlsError, TlsReloader};

@@ -27,6 +27,13 @@ pub struct GatewayMetrics {
     pub slow_consumers: Counter,
     /// `err` frames sent.
     pub errors: Counter,
+    /// TLS handshakes that failed or did not finish within the header
+    /// timeout (plain HTTP on a TLS port, scanners, clients that stall).
+    pub tls_handshake_failures: Counter,
+    /// Certificate reloads that took effect.
+    pub tls_reloads: Counter,
+    /// Certificate reloads refused (the previous certificate kept serving).
+    pub tls_reload_failures: Counter,
 }
 
 impl GatewayMetrics {
@@ -80,6 +87,21 @@ impl GatewayMetrics {
             m.slow_consumers.clone(),
         );
         r.register("errors", "err frames sent", m.errors.clone());
+        r.register(
+            "tls_handshake_failures",
+            "TLS handshakes failed or not completed within the header timeout",
+            m.tls_handshake_failures.clone(),
+        );
+        r.register(
+            "tls_reloads",
+            "TLS certificate reloads that took effect",
+            m.tls_reloads.clone(),
+        );
+        r.register(
+            "tls_reload_failures",
+            "TLS certificate reloads refused; the previous certificate kept serving",
+            m.tls_reload_failures.clone(),
+        );
         m
     }
 }

@@ -18,6 +18,7 @@ use crate::http::{App, router};
 use crate::hub::Hub;
 use crate::metrics::GatewayMetrics;
 use crate::session::Ctx;
+use crate::tls::{Tls, TlsReloader};
 
 /// Why a gateway could not start.
 #[derive(Debug, thiserror::Error)]
@@ -25,6 +26,8 @@ use crate::session::Ctx;
 pub enum StartError {
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
     #[error("cannot listen on {0}: {1}")]
     Bind(SocketAddr, std::io::Error),
     #[error("postoffice: {0}")]
@@ -34,6 +37,7 @@ pub enum StartError {
 /// A gateway that has bound its listener and its postoffice queue.
 pub struct Gateway {
     listener: TcpListener,
+    tls: Option<Tls>,
     ctx: Arc<Ctx>,
     shutdown: CancellationToken,
 }
@@ -47,7 +51,8 @@ const CUT_GRACE: Duration = Duration::from_secs(1);
 pub const MAX_CONNECTIONS: usize = 1_000_000;
 
 impl Gateway {
-    /// Validates the config, binds the listener and the gateway's queue.
+    /// Validates the config, loads the TLS certificate and key if
+    /// configured, binds the listener and the gateway's queue.
     /// `name` is the gateway's postoffice address, which makes its queue
     /// unique; with `rpc`, the queue also receives the replies to that
     /// client's requests (for a `postmesh_core::remote::RemoteCore`).
@@ -61,10 +66,15 @@ impl Gateway {
         rpc: Option<Arc<postmesh_router::rpc::RpcClient>>,
     ) -> Result<Gateway, StartError> {
         config.validate()?;
+        let metrics = GatewayMetrics::register(registry);
+        // Before the socket: a bad file is said before anyone can connect.
+        let tls = match &config.tls {
+            Some(files) => Some(Tls::load(files, &metrics)?),
+            None => None,
+        };
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|e| StartError::Bind(config.listen, e))?;
-        let metrics = GatewayMetrics::register(registry);
         let hub = Hub::start(
             postoffice,
             format!("gateway.{name}"),
@@ -84,6 +94,7 @@ impl Gateway {
         });
         Ok(Gateway {
             listener,
+            tls,
             ctx,
             shutdown,
         })
@@ -92,6 +103,12 @@ impl Gateway {
     /// The bound address (useful with port 0).
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
+    }
+
+    /// What reloads the listener's certificate, if it has TLS. It keeps
+    /// working while the gateway serves.
+    pub fn tls_reloader(&self) -> Option<TlsReloader> {
+        self.tls.as_ref().map(Tls::reloader)
     }
 
     /// Serves until the shutdown token is cancelled; then stops accepting,
@@ -113,6 +130,7 @@ impl Gateway {
         Acceptor {
             listener: self.listener,
             router: router(app),
+            tls: self.tls,
             header_timeout: Duration::from_secs(self.ctx.config.header_timeout_secs.max(1)),
             shutdown: self.shutdown.clone(),
             cut: cut.clone(),

@@ -3,7 +3,8 @@
 //!
 //! - [`Mesh`]: a `postmesh up` in this process, on a free port and a
 //!   temporary data directory (kept across restarts).
-//! - [`Client`]: a WebSocket device speaking the JSON protocol.
+//! - [`Client`]: a WebSocket device speaking the JSON protocol, over plain
+//!   TCP or TLS.
 //! - [`binary`]: the `postmesh` executable, for CLI tests.
 //! - [`rabbit`]: a private RabbitMQ node per test binary.
 
@@ -12,16 +13,21 @@ pub mod rabbit;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use postmesh::config::Config;
 use postmesh::up::{self, Running};
+use rustls::pki_types::{CertificateDer, ServerName};
 use serde_json::{Value, json};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
+use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::handshake::client::Request;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 /// How long a frame that should arrive may take.
 pub const ARRIVE: Duration = Duration::from_secs(10);
@@ -135,9 +141,15 @@ impl Mesh {
     }
 }
 
+/// The byte stream beneath a device's WebSocket: plain TCP, or TLS.
+pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
 /// A device: one WebSocket connection speaking JSON frames.
 pub struct Client {
-    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    ws: WebSocketStream<Box<dyn Io>>,
+    /// The certificate the server presented, over TLS.
+    peer_certificate: Option<CertificateDer<'static>>,
     /// Frames received but not yet taken.
     backlog: VecDeque<Value>,
     next_id: u64,
@@ -155,14 +167,64 @@ pub enum Closed {
 impl Client {
     /// Connects to a `ws://` URL.
     pub async fn connect(url: &str) -> Client {
-        let (ws, _) = tokio_tungstenite::connect_async(url)
+        let (request, host, port) = request(url);
+        let tcp = TcpStream::connect((host.as_str(), port))
+            .await
+            .expect("connects");
+        Client::over(Box::new(tcp), request, None).await
+    }
+
+    /// Connects to a `wss://` URL with `tls` (which says what the client
+    /// trusts); panics if the handshake fails.
+    pub async fn connect_tls(url: &str, tls: Arc<rustls::ClientConfig>) -> Client {
+        Client::try_connect_tls(url, tls)
+            .await
+            .expect("TLS handshake")
+    }
+
+    /// Connects to a `wss://` URL with `tls`; the TLS handshake's error if
+    /// it fails.
+    pub async fn try_connect_tls(
+        url: &str,
+        tls: Arc<rustls::ClientConfig>,
+    ) -> std::io::Result<Client> {
+        let (request, host, port) = request(url);
+        let tcp = TcpStream::connect((host.as_str(), port))
+            .await
+            .expect("connects");
+        let name = ServerName::try_from(host).expect("a server name");
+        let stream = tokio_rustls::TlsConnector::from(tls)
+            .connect(name, tcp)
+            .await?;
+        let certificate = stream
+            .get_ref()
+            .1
+            .peer_certificates()
+            .and_then(|chain| chain.first())
+            .map(|c| c.clone().into_owned());
+        Ok(Client::over(Box::new(stream), request, certificate).await)
+    }
+
+    async fn over(
+        stream: Box<dyn Io>,
+        request: Request,
+        peer_certificate: Option<CertificateDer<'static>>,
+    ) -> Client {
+        let (ws, _) = tokio_tungstenite::client_async(request, stream)
             .await
             .expect("websocket connects");
         Client {
             ws,
+            peer_certificate,
             backlog: VecDeque::new(),
             next_id: 1,
         }
+    }
+
+    /// The certificate the server presented (the first of its chain), over
+    /// TLS.
+    pub fn peer_certificate(&self) -> Option<&CertificateDer<'static>> {
+        self.peer_certificate.as_ref()
     }
 
     /// Sends a frame as text.
@@ -339,6 +401,23 @@ impl Client {
     }
 }
 
+/// The WebSocket request for `url`, and the host and port to connect to.
+fn request(url: &str) -> (Request, String, u16) {
+    let request = url.into_client_request().expect("a WebSocket URL");
+    let uri = request.uri();
+    let host = uri
+        .host()
+        .expect("a host")
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
+    let port = uri.port_u16().unwrap_or(match uri.scheme_str() {
+        Some("wss") => 443,
+        _ => 80,
+    });
+    (request, host, port)
+}
+
 /// The `postmesh` executable built next to the test binaries.
 pub fn binary() -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
@@ -392,7 +471,7 @@ pub fn free_loopback_addr() -> String {
 /// A `postmesh` process (any role) started by a test; killed when dropped.
 pub struct Process {
     pub child: tokio::process::Child,
-    /// `ws://.../ws` for a process that runs a gateway.
+    /// `ws://.../ws` (`wss://` with TLS) for a process that runs a gateway.
     pub ws_url: Option<String>,
 }
 
@@ -414,7 +493,10 @@ impl Process {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         while let Ok(Ok(Some(line))) = tokio::time::timeout_at(deadline, lines.next_line()).await {
             up |= line.contains(" is up");
-            if let Some(u) = line.split_whitespace().find(|w| w.starts_with("ws://")) {
+            if let Some(u) = line
+                .split_whitespace()
+                .find(|w| w.starts_with("ws://") || w.starts_with("wss://"))
+            {
                 ws_url = Some(u.to_owned());
             }
             if line.trim_start().starts_with("postoffice") {
@@ -427,14 +509,14 @@ impl Process {
         Process { child, ws_url }
     }
 
-    /// `http://...` of the gateway.
+    /// `http://...` of the gateway (`https://` with TLS).
     pub fn http(&self) -> String {
-        self.ws_url
-            .as_deref()
-            .expect("a gateway")
-            .replace("ws://", "http://")
-            .trim_end_matches("/ws")
-            .to_owned()
+        let url = self.ws_url.as_deref().expect("a gateway");
+        let url = match url.strip_prefix("wss://") {
+            Some(rest) => format!("https://{rest}"),
+            None => url.replacen("ws://", "http://", 1),
+        };
+        url.trim_end_matches("/ws").to_owned()
     }
 
     /// `GET` on the gateway's HTTP API, as JSON.
