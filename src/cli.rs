@@ -61,10 +61,14 @@ pub struct ServerArgs {
     /// [default: the embedded in-process postoffice]
     #[arg(long, env = "POSTMESH_AMQP", hide_env_values = true)]
     pub amqp: Option<String>,
+    /// Store: `embedded` (in the data directory) or
+    /// `cql://host:port,host2/keyspace` (Cassandra) [default: embedded]
+    #[arg(long, env = "POSTMESH_STORE")]
+    pub store: Option<String>,
 }
 
 impl ServerArgs {
-    fn overrides(&self) -> Value {
+    fn overrides(&self) -> Result<Value, String> {
         let mut gateway = Map::new();
         if let Some(l) = self.listen {
             gateway.insert("listen".into(), json!(l.to_string()));
@@ -85,11 +89,17 @@ impl ServerArgs {
         if !gateway.is_empty() {
             root.insert("gateway".into(), Value::Object(gateway));
         }
-        Value::Object(root)
+        if let Some(s) = &self.store {
+            root.insert(
+                "core".into(),
+                json!({ "store": config::StoreConfig::flag(s)? }),
+            );
+        }
+        Ok(Value::Object(root))
     }
 
     fn load(&self) -> Result<config::Config, String> {
-        config::load(self.config.as_deref(), self.overrides())
+        config::load(self.config.as_deref(), self.overrides()?)
             .map_err(|e| format!("configuration: {e}"))
     }
 }
