@@ -112,6 +112,12 @@ pub struct StoreConfig {
     pub hosts: Vec<String>,
     /// The keyspace (made by `postmesh schema apply`).
     pub keyspace: String,
+    /// CQL consistency of every read and write: `LOCAL_QUORUM` (the
+    /// default), `QUORUM`, `LOCAL_ONE`, `ONE`, `ALL` or `EACH_QUORUM`.
+    pub consistency: String,
+    /// Width of a folder's partition in time, seconds. Fixed for the life
+    /// of a keyspace: reads find rows by it.
+    pub bucket_secs: u64,
 }
 
 impl Default for StoreConfig {
@@ -120,6 +126,8 @@ impl Default for StoreConfig {
             kind: StoreKind::Embedded,
             hosts: Vec::new(),
             keyspace: "postmesh".into(),
+            consistency: "LOCAL_QUORUM".into(),
+            bucket_secs: 3600,
         }
     }
 }

@@ -6,7 +6,9 @@
 //! - [`Client`]: a WebSocket device speaking the JSON protocol.
 //! - [`binary`]: the `postmesh` executable, for CLI tests.
 //! - [`rabbit`]: a private RabbitMQ node per test binary.
+//! - [`cql`]: the run's Cassandra node and a fresh keyspace per test binary.
 
+pub mod cql;
 pub mod rabbit;
 
 use std::collections::VecDeque;

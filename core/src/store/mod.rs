@@ -10,6 +10,7 @@
 //! [`postmesh_schema::cursor`] for why).
 
 pub mod contract;
+pub mod cql;
 pub mod embedded;
 
 use std::time::Duration;
@@ -17,6 +18,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use postmesh_schema::{Cursor, Message, Pattern, Uuid};
 
+pub use cql::{CqlError, CqlOptions, CqlStore};
 pub use embedded::{EmbeddedOptions, EmbeddedStore};
 
 /// Why a store operation failed.
