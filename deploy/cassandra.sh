@@ -32,8 +32,10 @@
 # the jars the first time (100 jars, 83 MB into ~/.m2, then copied into the
 # cache) takes about 8 s; a start on a fresh data directory, from launch to
 # the CQL port answering, about 12 s; a restart on existing data about
-# 11 s; a stop about 6 s. The running node holds about 1.2 GB of resident
-# memory with the default heap.
+# 11 s; a stop about 6 s (up to 24 s for a start while builds share the
+# two cores). The running node holds about 1.2 GB of resident memory with
+# the default heap. In deploy/test.sh that is about half a minute of the
+# run: start, stop, and the CQL contract tests (about 17 s).
 set -euo pipefail
 cmd=${1:?usage: $0 start|stop|status}
 here=$(cd "$(dirname "$0")" && pwd)
