@@ -152,7 +152,7 @@ start() {
     jamm=$(ls "$lib"/jamm-*.jar | head -n 1)
 
     # The JPMS flags and system properties below are those of Cassandra's
-    # conf/jvm17-server.options (apache/cassandra, cassandra-5.0 branch),
+    # conf/jvm17-server.options (in the apache/cassandra repository),
     # which bin/cassandra passes on JDK 17; the jamm agent (which sizes
     # objects for memtable accounting) is what conf/cassandra-env.sh adds
     # as -javaagent. Without them the daemon dies during start-up.
