@@ -28,6 +28,35 @@ if [ ! -x /usr/lib/rabbitmq/bin/rabbitmq-server ]; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq rabbitmq-server >/dev/null
 fi
 
+# The CQL store's tests run against one real Cassandra node for the whole
+# run (deploy/cassandra.sh: jars from Maven Central, a JDK 17), each test
+# binary in a fresh keyspace. A CQL test without POSTMESH_CQL fails; it is
+# never skipped.
+if ! command -v java >/dev/null 2>&1 || ! java -version 2>&1 | grep -q 'version "\(1[7-9]\|2[0-9]\)'; then
+    echo "installing a JDK 17 (Debian package) for the Cassandra node" >&2
+    SUDO=""
+    if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq openjdk-17-jdk-headless >/dev/null
+fi
+if ! command -v mvn >/dev/null 2>&1; then
+    echo "installing maven (Debian package) to resolve Cassandra's jars" >&2
+    SUDO=""
+    if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq maven >/dev/null
+fi
+# A private directory per run; the node is stopped however the run ends.
+POSTMESH_CASSANDRA_DIR=$(mktemp -d -t postmesh-cassandra.XXXXXX)
+export POSTMESH_CASSANDRA_DIR
+stop_cassandra() {
+    deploy/cassandra.sh stop || true
+    rm -rf "$POSTMESH_CASSANDRA_DIR"
+}
+trap stop_cassandra EXIT
+cql=$(deploy/cassandra.sh start)
+export "${cql?}"  # POSTMESH_CQL=host:port
+
 # The CLI tests run the real binary, so build it first (debug profile, the
 # same one the tests use).
 cargo build --workspace --bins

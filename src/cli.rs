@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use serde_json::{Map, Value, json};
 
-use crate::{client, config, up};
+use crate::{client, config, store, up};
 
 /// A global WebSocket gateway mesh with path routing.
 #[derive(Parser, Debug)]
@@ -36,6 +36,33 @@ pub enum Command {
     History(HistoryArgs),
     /// Issue a token.
     Token(TokenArgs),
+    /// Manage the CQL store's schema.
+    #[command(subcommand)]
+    Schema(SchemaCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SchemaCommand {
+    /// Create the keyspace if needed and apply the schema versions it does
+    /// not have yet (deploy/cql/*.cql). Safe to run again.
+    Apply(SchemaApplyArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct SchemaApplyArgs {
+    /// CQL contact points, host:port[,host:port...]
+    #[arg(long, env = "POSTMESH_CQL", value_delimiter = ',', required = true)]
+    pub cql: Vec<String>,
+    /// Keyspace.
+    #[arg(long, default_value = "postmesh")]
+    pub keyspace: String,
+    /// Replication of a new keyspace, as a CQL map; for regions e.g.
+    /// "{'class': 'NetworkTopologyStrategy', 'eu': 3, 'us': 3}"
+    #[arg(
+        long,
+        default_value = "{'class': 'SimpleStrategy', 'replication_factor': 1}"
+    )]
+    pub replication: String,
 }
 
 /// Flags shared by the server roles. Each also reads `POSTMESH_*` variables
@@ -61,10 +88,14 @@ pub struct ServerArgs {
     /// [default: the embedded in-process postoffice]
     #[arg(long, env = "POSTMESH_AMQP", hide_env_values = true)]
     pub amqp: Option<String>,
+    /// Store: `embedded` (in the data directory) or
+    /// `cql://host:port,host2/keyspace` (Cassandra) [default: embedded]
+    #[arg(long, env = "POSTMESH_STORE")]
+    pub store: Option<String>,
 }
 
 impl ServerArgs {
-    fn overrides(&self) -> Value {
+    fn overrides(&self) -> Result<Value, String> {
         let mut gateway = Map::new();
         if let Some(l) = self.listen {
             gateway.insert("listen".into(), json!(l.to_string()));
@@ -85,11 +116,17 @@ impl ServerArgs {
         if !gateway.is_empty() {
             root.insert("gateway".into(), Value::Object(gateway));
         }
-        Value::Object(root)
+        if let Some(s) = &self.store {
+            root.insert(
+                "core".into(),
+                json!({ "store": config::StoreConfig::flag(s)? }),
+            );
+        }
+        Ok(Value::Object(root))
     }
 
     fn load(&self) -> Result<config::Config, String> {
-        config::load(self.config.as_deref(), self.overrides())
+        config::load(self.config.as_deref(), self.overrides()?)
             .map_err(|e| format!("configuration: {e}"))
     }
 }
@@ -177,8 +214,9 @@ pub struct TokenArgs {
 /// panics when stderr is gone, in whatever task logged (a session, or the
 /// one waiting for the shutdown signal).
 fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("POSTMESH_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,fjall=warn,lsm_tree=warn"));
+    let filter = tracing_subscriber::EnvFilter::try_from_env("POSTMESH_LOG").unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("info,fjall=warn,lsm_tree=warn,scylla=warn")
+    });
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -229,5 +267,17 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
         Command::Tail(args) => client::tail(args).await,
         Command::History(args) => client::history(args).await,
         Command::Token(args) => client::token(args),
+        Command::Schema(SchemaCommand::Apply(args)) => {
+            let hosts: Vec<String> = args.cql.iter().map(|h| store::with_port(h)).collect();
+            let version = store::schema_apply(&hosts, &args.keyspace, &args.replication)
+                .await
+                .map_err(|e| format!("{e:#}"))?;
+            let _ = writeln!(
+                std::io::stdout(),
+                "keyspace {} is at schema version {version}",
+                args.keyspace
+            );
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }

@@ -88,6 +88,79 @@ pub struct CoreConfig {
     /// Runs this core's stamping clock ahead (behind, if negative) of the
     /// wall clock, in milliseconds: for tests of clock skew only.
     pub clock_offset_ms: i64,
+    /// Which store the core keeps messages in.
+    pub store: StoreConfig,
+}
+
+/// Which store engine a core uses.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreKind {
+    /// The on-disk store in `data/store`, private to this process.
+    #[default]
+    Embedded,
+    /// A Cassandra keyspace, shared by every core configured with it.
+    Cql,
+}
+
+/// `[core.store]`: the store engine and, for `cql`, where it is.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    pub kind: StoreKind,
+    /// CQL contact points, `host:port` (the port defaults to 9042).
+    pub hosts: Vec<String>,
+    /// The keyspace (made by `postmesh schema apply`).
+    pub keyspace: String,
+    /// CQL consistency of every read and write: `LOCAL_QUORUM` (the
+    /// default), `QUORUM`, `LOCAL_ONE`, `ONE`, `ALL` or `EACH_QUORUM`.
+    pub consistency: String,
+    /// Width of a folder's partition in time, seconds. Fixed for the life
+    /// of a keyspace: reads find rows by it.
+    pub bucket_secs: u64,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            kind: StoreKind::Embedded,
+            hosts: Vec::new(),
+            keyspace: "postmesh".into(),
+            consistency: "LOCAL_QUORUM".into(),
+            bucket_secs: 3600,
+        }
+    }
+}
+
+impl StoreConfig {
+    /// Reads the `--store` flag: `embedded`, or
+    /// `cql://host1:port,host2/keyspace` (the keyspace may be left out).
+    /// Returns the `[core.store]` keys it sets, as overrides.
+    pub fn flag(value: &str) -> Result<serde_json::Value, String> {
+        if value == "embedded" {
+            return Ok(serde_json::json!({ "kind": "embedded" }));
+        }
+        let Some(rest) = value.strip_prefix("cql://") else {
+            return Err(format!(
+                "--store {value:?}: expected `embedded` or `cql://host:port,.../keyspace`"
+            ));
+        };
+        let (hosts, keyspace) = match rest.split_once('/') {
+            Some((h, k)) => (h, Some(k)),
+            None => (rest, None),
+        };
+        let hosts: Vec<&str> = hosts.split(',').filter(|h| !h.is_empty()).collect();
+        if hosts.is_empty() {
+            return Err(format!("--store {value:?}: no host"));
+        }
+        let mut out = serde_json::json!({ "kind": "cql", "hosts": hosts });
+        match keyspace {
+            Some(k) if !k.is_empty() => out["keyspace"] = serde_json::json!(k),
+            Some(_) => return Err(format!("--store {value:?}: empty keyspace")),
+            None => {}
+        }
+        Ok(out)
+    }
 }
 
 /// The resume overlap window (`gateway.resume_overlap_ms`) with several
@@ -104,6 +177,7 @@ impl Default for CoreConfig {
             sweep_secs: 60,
             queues: Default::default(),
             clock_offset_ms: 0,
+            store: StoreConfig::default(),
         }
     }
 }
@@ -132,8 +206,11 @@ pub fn load(
         .merge(
             Env::prefixed("POSTMESH_")
                 .ignore(&[
-                    "secret", "listen", "data", "amqp", "url", "token", "config", "log",
+                    "secret", "listen", "data", "amqp", "url", "token", "config", "log", "store",
                 ])
+                // deploy/cassandra.sh's settings (POSTMESH_CQL_PORT, ...)
+                // and the address it exports (POSTMESH_CQL) are not ours.
+                .filter(|k| !k.starts_with("cql") && !k.starts_with("cassandra"))
                 .split("__"),
         )
         .merge(Serialized::defaults(overrides));
@@ -163,6 +240,10 @@ mod tests {
         assert_eq!(c.gateway.max_subscriptions, 7);
         assert_eq!(c.gateway.listen.port(), 9001, "flags beat the file");
         assert_eq!(c.core.retention()["feeds"], Duration::from_secs(60));
+        std::fs::write(&file, "[core.store]\nkind = \"cql\"\nhosts = [\"h:1\"]\n").unwrap();
+        let c = load(Some(&file), serde_json::json!({})).unwrap();
+        assert_eq!(c.core.store.kind, StoreKind::Cql);
+        assert_eq!(c.core.store.keyspace, "postmesh", "default keyspace");
         std::fs::write(&file, "[gateway]\nmax_subscription = 7\n").unwrap();
         assert!(
             load(Some(&file), serde_json::json!({})).is_err(),
@@ -202,5 +283,23 @@ mod tests {
             load(Some(&file), serde_json::json!({})).is_err(),
             "typos are errors"
         );
+    }
+
+    #[test]
+    fn store_flag() {
+        let f = StoreConfig::flag("cql://a:19042,b/ks").unwrap();
+        assert_eq!(
+            f,
+            serde_json::json!({"kind": "cql", "hosts": ["a:19042", "b"], "keyspace": "ks"})
+        );
+        let f = StoreConfig::flag("cql://a").unwrap();
+        assert_eq!(f, serde_json::json!({"kind": "cql", "hosts": ["a"]}));
+        assert_eq!(
+            StoreConfig::flag("embedded").unwrap(),
+            serde_json::json!({"kind": "embedded"})
+        );
+        for bad in ["cql://", "cql:///ks", "cql://a/", "mysql://a", "cassandra"] {
+            assert!(StoreConfig::flag(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -5,10 +5,12 @@
 //! - [`cli`]: the commands and their flags; `main` calls [`cli::main`].
 //! - [`config`]: the configuration tree, loaded from defaults, a TOML file,
 //!   `POSTMESH_*` environment variables and flags, in that order.
+//! - [`store`]: opening the store the configuration names.
 //! - [`up`]: the whole mesh in one process on the embedded engines.
 //! - [`client`]: the client commands (`publish`, `tail`, `history`).
 
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod store;
 pub mod up;

@@ -10,8 +10,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use postmesh_core::remote::{CoreServer, RemoteCore};
-use postmesh_core::store::embedded::EmbeddedOptions;
-use postmesh_core::{Core, CoreClient, CoreMetrics, CoreOptions, EmbeddedStore, Store, retention};
+use postmesh_core::{Core, CoreClient, CoreMetrics, CoreOptions, Store, retention};
 use postmesh_gateway::{Gateway, TlsReloader};
 use postmesh_router::rpc::RpcClient;
 use postmesh_router::{AmqpPostoffice, MemoryPostoffice, Postoffice};
@@ -22,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::{Config, DEFAULT_RESUME_OVERLAP_MS};
+use crate::store::open_store;
 
 /// Which roles a process runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,37 +111,26 @@ pub async fn start_roles(config: Config, roles: Roles) -> anyhow::Result<Running
     let mut registry = Registry::default();
     let postoffice = postoffice(&config, roles).await?;
 
-    let mut store: Option<Arc<EmbeddedStore>> = None;
+    let mut store: Option<Arc<dyn Store>> = None;
     let mut core: Option<Arc<Core>> = None;
     if roles != Roles::Gateway {
-        let dir = config.data.join("store");
-        let s = Arc::new(
-            EmbeddedStore::open(
-                &dir,
-                EmbeddedOptions {
-                    sync: config.core.sync,
-                    cache_bytes: config.core.cache_mb << 20,
-                    clock_offset_ms: config.core.clock_offset_ms,
-                    ..EmbeddedOptions::default()
-                },
-            )
-            .with_context(|| format!("opening the store in {}", dir.display()))?,
-        );
-        retention::apply(s.as_ref(), &config.core.retention())
-            .await
-            .context("applying retention")?;
-        let c = Arc::new(
-            Core::start(
-                s.clone() as Arc<dyn Store>,
-                postoffice.clone(),
-                CoreMetrics::register(&mut registry),
-                CoreOptions {
-                    max_message_bytes: config.max_message_bytes,
-                },
-            )
-            .await
-            .context("starting the core")?,
-        );
+        let s = open_store(&config.core, &config.data).await?;
+        let c = match Core::start(
+            s.clone(),
+            postoffice.clone(),
+            CoreMetrics::register(&mut registry),
+            CoreOptions {
+                max_message_bytes: config.max_message_bytes,
+            },
+        )
+        .await
+        {
+            Ok(c) => Arc::new(c),
+            Err(e) => {
+                s.close().await;
+                return Err(e).context("starting the core");
+            }
+        };
         store = Some(s);
         core = Some(c);
     }
@@ -252,7 +241,7 @@ async fn start_front(
 fn serve(
     gateway: Option<Gateway>,
     registry: Registry,
-    store: Option<Arc<EmbeddedStore>>,
+    store: Option<Arc<dyn Store>>,
     core: Option<Arc<Core>>,
     config: &Config,
     shutdown: CancellationToken,
@@ -265,7 +254,7 @@ fn serve(
     let tls = gateway.as_ref().and_then(Gateway::tls_reloader);
     if let Some(s) = store.clone() {
         tasks.spawn(retention::sweeper(
-            s as Arc<dyn Store>,
+            s,
             Duration::from_secs(config.core.sweep_secs.max(1)),
             shutdown.clone(),
         ));
@@ -321,9 +310,9 @@ async fn deadline(shutdown: &CancellationToken, cut: &CancellationToken, drain: 
 }
 
 /// Stores and distributes what the core was given (for at most
-/// [`CORE_CLOSE`]), then commits what is queued and releases the data
-/// directory.
-async fn close(core: Option<Arc<Core>>, store: Option<Arc<EmbeddedStore>>) {
+/// [`CORE_CLOSE`]), then closes the store (the embedded one commits what
+/// is queued and releases the data directory).
+async fn close(core: Option<Arc<Core>>, store: Option<Arc<dyn Store>>) {
     if let Some(c) = core
         && tokio::time::timeout(CORE_CLOSE, c.close()).await.is_err()
     {
@@ -333,7 +322,7 @@ async fn close(core: Option<Arc<Core>>, store: Option<Arc<EmbeddedStore>>) {
         );
     }
     if let Some(s) = store {
-        s.close();
+        s.close().await;
     }
 }
 
@@ -352,7 +341,14 @@ pub fn redact(uri: &str) -> String {
 /// Runs `roles` until Ctrl-C (or SIGTERM), then drains and exits. A second
 /// signal cuts the drain short. With TLS, SIGHUP reloads the certificate.
 pub async fn run(config: Config, roles: Roles) -> anyhow::Result<()> {
-    let data = config.data.clone();
+    let data = match config.core.store.kind {
+        crate::config::StoreKind::Embedded => config.data.display().to_string(),
+        crate::config::StoreKind::Cql => format!(
+            "cql://{}/{}",
+            config.core.store.hosts.join(","),
+            config.core.store.keyspace
+        ),
+    };
     let postoffice = config
         .amqp
         .as_deref()
@@ -396,7 +392,7 @@ pub async fn run(config: Config, roles: Roles) -> anyhow::Result<()> {
         }
     }
     if roles != Roles::Gateway {
-        lines.push(format!("  data       {}", data.display()));
+        lines.push(format!("  data       {data}"));
     }
     lines.push(format!("  postoffice {postoffice}"));
     announce(&lines);

@@ -7,7 +7,9 @@
 //!   TCP or TLS.
 //! - [`binary`]: the `postmesh` executable, for CLI tests.
 //! - [`rabbit`]: a private RabbitMQ node per test binary.
+//! - [`cql`]: the run's Cassandra node and a fresh keyspace per test binary.
 
+pub mod cql;
 pub mod rabbit;
 
 use std::collections::VecDeque;

@@ -10,6 +10,7 @@
 //! [`postmesh_schema::cursor`] for why).
 
 pub mod contract;
+pub mod cql;
 pub mod embedded;
 
 use std::time::Duration;
@@ -17,6 +18,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use postmesh_schema::{Cursor, Message, Pattern, Uuid};
 
+pub use cql::{CqlError, CqlOptions, CqlStore};
 pub use embedded::{EmbeddedOptions, EmbeddedStore};
 
 /// Why a store operation failed.
@@ -45,7 +47,22 @@ impl StoreError {
 pub enum PutOutcome {
     /// Stored now.
     Inserted,
-    /// A message with this UUID was already stored; nothing changed.
+    /// A message with this UUID was already stored; nothing of this put's
+    /// content was. The first put's cursor comes with it.
+    ///
+    /// It is exact on every engine: the caller distributes only what was
+    /// `Inserted`, so a wrong `Duplicate` loses a message and a wrong
+    /// `Inserted` delivers one twice and indexes it twice. An engine with no
+    /// read-your-write uniqueness (Cassandra) decides it with a conditional
+    /// write of the UUID's row (a lightweight transaction, `IF NOT EXISTS`),
+    /// never by reading before writing (two writers may both read
+    /// "absent") nor on a best-effort basis.
+    ///
+    /// On such an engine a put that failed midway may have claimed its UUID
+    /// without writing every row that indexes the message. A later put of
+    /// that UUID gets `Duplicate` with the claimed cursor, and the store
+    /// first writes those rows again (idempotently), so the message is
+    /// readable when `Duplicate` returns.
     Duplicate,
 }
 
@@ -86,17 +103,29 @@ pub struct HistoryQuery {
 
 /// Persistent message storage.
 ///
-/// Contract:
+/// Contract (every implementation keeps it; [`contract`] checks it):
 /// - **Durable `Ok`.** When `put` returns `Ok`, its messages survive a crash
 ///   of the process (and, for a distributed engine, of one replica).
-/// - **Idempotent by UUID.** A UUID is stored once. Putting it again returns
-///   [`PutOutcome::Duplicate`] with the cursor of the first put and changes
-///   nothing, even with other content.
-/// - **Stamped in commit order.** Every message inserted gets a [`Cursor`]
-///   from the store's own stamper, later than every cursor the store holds:
+/// - **Idempotent by UUID.** A UUID is stored once. Exactly one `put` of a
+///   UUID gets [`PutOutcome::Inserted`], however many callers put it, on
+///   one process or several sharing the store; every other gets
+///   [`PutOutcome::Duplicate`] with the first put's cursor, and changes
+///   nothing, even with other content. See [`PutOutcome::Duplicate`] for
+///   what an engine without read-your-write uniqueness must do to say it.
+/// - **Stamped in put order.** Every message inserted gets a [`Cursor`]
+///   from the stamper of the store handle that inserted it (one per core):
 ///   within one `put` in the order given, and across the `put`s of one
-///   caller in the order their `Ok`s returned. Messages come back with their
-///   cursor set.
+///   caller in the order their `Ok`s returned, each later than the last,
+///   and later than every cursor the store held when the handle was
+///   opened. Handles sharing one store stamp with their own clocks: their
+///   cursors interleave by time, within the clocks' skew (which the
+///   gateway's resume overlap window covers). Messages come back with
+///   their cursor set.
+/// - **Visible in stamping order.** Of the messages one stamper inserted,
+///   a query sees a prefix in cursor order: never a message without every
+///   earlier one of the same stamper whose `put` returned `Ok`. (A resume
+///   drops a live message at or below the newest cursor it replayed from
+///   the same stamper: it relies on this.)
 /// - **Folder order.** `history` returns messages newest first by cursor,
 ///   for any pattern, honouring `before` as an exclusive cursor.
 /// - **Resume order.** `since` returns what is stored strictly after a
@@ -104,9 +133,9 @@ pub struct HistoryQuery {
 ///   has everything up to cursor `c` and reads `since(c)` after a `put`
 ///   returned gets that put's messages.
 /// - **Latest.** `latest` returns, for each distinct path matching, the
-///   message stored last at exactly that path.
+///   message stored last (the highest cursor) at exactly that path.
 /// - **Retention.** A category with a retention never returns messages
-///   stored longer ago than it, whether or not they have been swept yet.
+///   stored longer ago than it, whether or not they have been deleted yet.
 /// - **Visibility.** What `put` stored is visible to every later query.
 /// - **Bounded.** One query examines a bounded number of rows whatever the
 ///   pattern; a page that stopped early says `more` with its `next`.
@@ -162,4 +191,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// Deletes messages past their category's retention. Returns how many.
     async fn sweep(&self) -> Result<usize, StoreError>;
+
+    /// Finishes the writes already accepted and releases the store's
+    /// resources (files, threads, connections). Puts after it fail with
+    /// [`StoreError::Closed`]; closing twice is harmless.
+    async fn close(&self);
 }

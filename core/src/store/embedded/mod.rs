@@ -254,7 +254,8 @@ impl EmbeddedStore {
             .map_err(|e| StoreError::Engine(format!("read task failed: {e}")))?
     }
 
-    /// Stops the writer after it has committed what is queued, and waits.
+    /// Stops the writer after it has committed what is queued, and waits
+    /// (blocking the calling thread: [`Store::close`] is the async form).
     pub fn close(&self) {
         self.writes.lock().take();
         if let Some(w) = self.writer.lock().take() {
@@ -502,6 +503,16 @@ impl Store for EmbeddedStore {
             if !more {
                 return Ok(total);
             }
+        }
+    }
+
+    async fn close(&self) {
+        self.writes.lock().take();
+        let writer = self.writer.lock().take();
+        if let Some(w) = writer {
+            // Joining waits for the last commit group's fsync: off the
+            // runtime's threads.
+            let _ = tokio::task::spawn_blocking(move || w.join()).await;
         }
     }
 }
