@@ -548,4 +548,45 @@ impl Process {
     pub async fn kill(&mut self) {
         let _ = self.child.kill().await;
     }
+
+    /// Sends the signal `name` (`TERM`, `INT`, `HUP`) with `kill`.
+    pub fn signal(&self, name: &str) {
+        let pid = self.child.id().expect("running").to_string();
+        let status = std::process::Command::new("kill")
+            .args([&format!("-{name}"), &pid])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill -{name} {pid}");
+    }
+
+    /// `host:port` of the process's gateway.
+    pub fn host(&self) -> String {
+        let http = self.http();
+        http.split_once("://")
+            .map_or(http.as_str(), |(_, rest)| rest)
+            .to_owned()
+    }
+
+    /// Waits up to `within` for the process to exit, and asserts it
+    /// exited 0.
+    pub async fn exits_cleanly(&mut self, within: Duration) {
+        let status = tokio::time::timeout(within, self.child.wait())
+            .await
+            .expect("the process exits in time")
+            .expect("wait");
+        assert!(status.success(), "exit status {status:?}");
+    }
+
+    /// Waits (10 s at most) until the gateway's listener refuses
+    /// connections: a stopping process closes it first. Whether it did.
+    pub async fn listener_closes(&self) -> bool {
+        let addr = self.host();
+        for _ in 0..200 {
+            if tokio::net::TcpStream::connect(&addr).await.is_err() {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        false
+    }
 }

@@ -3,7 +3,6 @@
 //! them, and a second signal cuts at once); either way the store is closed
 //! and the next run opens it.
 
-use std::process::Command;
 use std::time::Duration;
 
 use postmesh_tests::{Mesh, Process};
@@ -21,20 +20,6 @@ const HALF_HEADERS: &[u8] = b"GET /healthz HTTP/1.1\r\nHost: postmesh\r\nAccept:
 /// A complete head, then a body short of its Content-Length.
 const HALF_BODY: &[u8] = b"POST /v1/publish HTTP/1.1\r\nHost: postmesh\r\n\
 Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"path\":";
-
-fn signal(p: &Process, name: &str) {
-    let pid = p.child.id().expect("running").to_string();
-    let status = Command::new("kill")
-        .args([&format!("-{name}"), &pid])
-        .status()
-        .expect("kill runs");
-    assert!(status.success(), "kill -{name} {pid}");
-}
-
-/// `host:port` of a process's gateway.
-fn host(p: &Process) -> String {
-    p.http().trim_start_matches("http://").to_owned()
-}
 
 /// Opens a connection and sends `bytes` on it; the connection stays open.
 async fn half_sent(addr: &str, bytes: &[u8]) -> TcpStream {
@@ -74,7 +59,7 @@ async fn publish(p: &Process, path: &str) -> String {
 /// Both half-sent requests, then a whole one on a third connection: by the
 /// time it is answered the server has taken the first two.
 async fn hold_open(p: &Process) -> (TcpStream, TcpStream) {
-    let addr = host(p);
+    let addr = p.host();
     let held = (
         half_sent(&addr, HALF_HEADERS).await,
         half_sent(&addr, HALF_BODY).await,
@@ -86,23 +71,14 @@ async fn hold_open(p: &Process) -> (TcpStream, TcpStream) {
     held
 }
 
-/// Waits for the process to exit and asserts it exited 0.
-async fn exits_cleanly(p: &mut Process) {
-    let status = tokio::time::timeout(EXIT, p.child.wait())
-        .await
-        .expect("the process exits by the shutdown deadline")
-        .expect("wait");
-    assert!(status.success(), "exit status {status:?}");
-}
-
 /// The next run on the same data directory opens the store and holds
 /// `uuid`: the store was closed and released.
 async fn reopens_with(dir: &tempfile::TempDir, uuid: &str) {
     let mut again = up(dir, "5").await;
     let history = again.get("/v1/history?pattern=stop.%23", None).await;
     assert_eq!(history["messages"][0]["uuid"], uuid, "{history}");
-    signal(&again, "TERM");
-    exits_cleanly(&mut again).await;
+    again.signal("TERM");
+    again.exits_cleanly(EXIT).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -111,8 +87,8 @@ async fn half_sent_requests_are_cut_at_the_shutdown_deadline() {
     let mut server = up(&dir, "2").await;
     let uuid = publish(&server, "stop.1").await;
     let _held = hold_open(&server).await;
-    signal(&server, "TERM");
-    exits_cleanly(&mut server).await;
+    server.signal("TERM");
+    server.exits_cleanly(EXIT).await;
     reopens_with(&dir, &uuid).await;
 }
 
@@ -122,21 +98,15 @@ async fn a_second_signal_stops_at_once() {
     // A deadline no test waits for: only the second signal can end it.
     let mut server = up(&dir, "3600").await;
     let uuid = publish(&server, "stop.2").await;
-    let addr = host(&server);
     let _held = hold_open(&server).await;
-    signal(&server, "TERM");
+    server.signal("TERM");
     // The first signal is taken once the listener is closed.
-    let mut refused = false;
-    for _ in 0..200 {
-        if TcpStream::connect(&addr).await.is_err() {
-            refused = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(refused, "the listener closes on the first signal");
-    signal(&server, "INT");
-    exits_cleanly(&mut server).await;
+    assert!(
+        server.listener_closes().await,
+        "the listener closes on the first signal"
+    );
+    server.signal("INT");
+    server.exits_cleanly(EXIT).await;
     reopens_with(&dir, &uuid).await;
 }
 

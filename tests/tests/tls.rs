@@ -8,7 +8,6 @@
 //! only one of them tells which certificate the server presents.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -182,15 +181,6 @@ impl Files {
     }
 }
 
-fn signal(p: &Process, name: &str) {
-    let pid = p.child.id().expect("running").to_string();
-    let status = Command::new("kill")
-        .args([&format!("-{name}"), &pid])
-        .status()
-        .expect("kill runs");
-    assert!(status.success(), "kill -{name} {pid}");
-}
-
 /// Publishes one message over `https://`; returns its UUID.
 async fn publish(server: &Process, client: &reqwest::Client, path: &str) -> String {
     let res = client
@@ -227,7 +217,7 @@ async fn counter(server: &Process, client: &reqwest::Client, name: &str) -> u64 
 /// (`postmesh_gateway_tls_reloads` or `..._reload_failures`) once more.
 async fn reload(server: &Process, client: &reqwest::Client, name: &str) {
     let before = counter(server, client, name).await;
-    signal(server, "HUP");
+    server.signal("HUP");
     let deadline = tokio::time::Instant::now() + WAIT;
     while counter(server, client, name).await == before {
         assert!(
@@ -236,20 +226,6 @@ async fn reload(server: &Process, client: &reqwest::Client, name: &str) {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-}
-
-/// Waits for the process to exit and asserts it exited 0.
-async fn exits_cleanly(p: &mut Process) {
-    let status = tokio::time::timeout(WAIT, p.child.wait())
-        .await
-        .expect("the process exits")
-        .expect("wait");
-    assert!(status.success(), "exit status {status:?}");
-}
-
-/// `host:port` of a process's gateway.
-fn host(p: &Process) -> String {
-    p.http().trim_start_matches("https://").to_owned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -336,8 +312,8 @@ async fn wss_and_https_on_one_port_and_a_reload_reaches_new_connections_only() {
     assert_eq!(new.msg().await["path"], "tls.from-old");
     assert_eq!(old.msg().await["path"], "tls.from-old");
 
-    signal(&server, "TERM");
-    exits_cleanly(&mut server).await;
+    server.signal("TERM");
+    server.exits_cleanly(WAIT).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -378,8 +354,8 @@ async fn a_reload_with_bad_files_keeps_the_old_certificate() {
     let uuid = publish(&server, &client, "tls.renewed").await;
     assert_eq!(old.msg().await["uuid"], uuid.as_str());
 
-    signal(&server, "TERM");
-    exits_cleanly(&mut server).await;
+    server.signal("TERM");
+    server.exits_cleanly(WAIT).await;
 }
 
 /// Whether the server closes `s` within `wait` (EOF or an error); what it
@@ -406,7 +382,7 @@ async fn clients_without_tls_are_dropped_and_others_go_on() {
     files.install(&leaf);
     let mut server = files.up("header_timeout_secs = 1").await;
     let client = https(&roots);
-    let addr = host(&server);
+    let addr = server.host();
     let mut bystander = device(&server, &roots).await;
     bystander.sub("tls.#").await;
 
@@ -467,8 +443,8 @@ async fn clients_without_tls_are_dropped_and_others_go_on() {
     assert_eq!(late.msg().await["uuid"], uuid.as_str());
     assert_eq!(bystander.msg().await["uuid"], uuid.as_str());
 
-    signal(&server, "TERM");
-    exits_cleanly(&mut server).await;
+    server.signal("TERM");
+    server.exits_cleanly(WAIT).await;
 }
 
 /// Request headers without the blank line that ends them.
@@ -481,7 +457,7 @@ async fn hold_open(
     server: &Process,
     roots: &[CertificateDer<'static>],
 ) -> (tokio_rustls::client::TlsStream<TcpStream>, TcpStream) {
-    let addr = host(server);
+    let addr = server.host();
     let tcp = TcpStream::connect(&addr).await.unwrap();
     let mut half = tokio_rustls::TlsConnector::from(Arc::new(trusting(roots)))
         .connect(ServerName::try_from("localhost").unwrap(), tcp)
@@ -511,10 +487,10 @@ async fn tls_connections_are_cut_at_the_shutdown_deadline() {
     let mut device = device(&server, &roots).await;
     device.sub("tls.#").await;
     let _held = hold_open(&server, &roots).await;
-    signal(&server, "TERM");
+    server.signal("TERM");
     let (closed, _) = device.until_closed().await;
     assert_eq!(closed, Closed::Code(1001), "devices are closed with 1001");
-    exits_cleanly(&mut server).await;
+    server.exits_cleanly(WAIT).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -528,20 +504,14 @@ async fn a_second_signal_stops_at_once_with_tls_connections_open() {
         .up("drain_secs = 3600\nheader_timeout_secs = 3600")
         .await;
     let _held = hold_open(&server, &roots).await;
-    signal(&server, "TERM");
+    server.signal("TERM");
     // The first signal is taken once the listener is closed.
-    let addr = host(&server);
-    let mut refused = false;
-    for _ in 0..200 {
-        if TcpStream::connect(&addr).await.is_err() {
-            refused = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(refused, "the listener closes on the first signal");
-    signal(&server, "INT");
-    exits_cleanly(&mut server).await;
+    assert!(
+        server.listener_closes().await,
+        "the listener closes on the first signal"
+    );
+    server.signal("INT");
+    server.exits_cleanly(WAIT).await;
 }
 
 /// Runs `postmesh up` with `files`' configuration; it must fail to start.
@@ -618,6 +588,6 @@ async fn a_missing_or_bad_certificate_stops_the_start_with_a_message() {
     // With the right key it starts.
     std::fs::write(files.key(), &leaf.key_pem).unwrap();
     let mut server = files.up("").await;
-    signal(&server, "TERM");
-    exits_cleanly(&mut server).await;
+    server.signal("TERM");
+    server.exits_cleanly(WAIT).await;
 }
