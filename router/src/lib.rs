@@ -6,6 +6,8 @@
 //! - [`memory`]: the embedded implementation, an in-process topic exchange.
 //! - [`amqp`]: the distributed implementation on RabbitMQ, through `lapin`.
 //! - [`contract`]: the contract test suite, run against every implementation.
+//! - [`federation`]: the Rabbit Router, which joins regional brokers
+//!   through a hub broker as a federation star.
 //!
 //! The postoffice has two topic exchanges (see [`Exchange`]): `paths`, where
 //! cores distribute messages by path to the gateways whose devices
@@ -15,6 +17,7 @@
 pub mod amqp;
 pub mod backoff;
 pub mod contract;
+pub mod federation;
 pub mod memory;
 pub mod postoffice;
 pub mod rpc;
