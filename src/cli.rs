@@ -36,6 +36,9 @@ pub enum Command {
     History(HistoryArgs),
     /// Issue a token.
     Token(TokenArgs),
+    /// The Rabbit Router: join regional brokers through a hub as a
+    /// federation star (apply, run, status, plan).
+    Router(crate::router::RouterArgs),
 }
 
 /// Flags shared by the server roles. Each also reads `POSTMESH_*` variables
@@ -229,5 +232,6 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
         Command::Tail(args) => client::tail(args).await,
         Command::History(args) => client::history(args).await,
         Command::Token(args) => client::token(args),
+        Command::Router(args) => crate::router::run(args).await,
     }
 }

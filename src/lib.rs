@@ -7,8 +7,10 @@
 //!   `POSTMESH_*` environment variables and flags, in that order.
 //! - [`up`]: the whole mesh in one process on the embedded engines.
 //! - [`client`]: the client commands (`publish`, `tail`, `history`).
+//! - [`router`]: the Rabbit Router's commands (`postmesh router`).
 
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod router;
 pub mod up;
