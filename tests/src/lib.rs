@@ -6,8 +6,11 @@
 //! - [`Client`]: a WebSocket device speaking the JSON protocol.
 //! - [`binary`]: the `postmesh` executable, for CLI tests.
 //! - [`rabbit`]: a private RabbitMQ node per test binary.
+//! - [`star`]: three private RabbitMQ nodes (hub, east, west) per test
+//!   binary, for the Rabbit Router.
 
 pub mod rabbit;
+pub mod star;
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
