@@ -140,9 +140,9 @@ fn describe(plan: &Plan) -> String {
     let mut text = String::new();
     for b in &plan.brokers {
         text.push_str(&format!(
-            "{} ({:?}, vhost {}): exchanges {}\n",
+            "{} ({}, vhost {}): exchanges {}\n",
             b.broker.name,
-            b.role,
+            b.role.as_str(),
             b.broker.vhost,
             b.exchanges.join(", ")
         ));

@@ -56,6 +56,15 @@ pub enum Role {
     Region,
 }
 
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Hub => "hub",
+            Role::Region => "region",
+        }
+    }
+}
+
 /// The way messages flow over a link.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Direction {
