@@ -244,7 +244,7 @@ async fn published_in(node: &Rabbit, exchange: &str) -> u64 {
             .unwrap_or(0)
     };
     let mut last = read().await;
-    loop {
+    for _ in 0..20 {
         tokio::time::sleep(Duration::from_millis(1500)).await;
         let now = read().await;
         if now == last {
@@ -252,6 +252,7 @@ async fn published_in(node: &Rabbit, exchange: &str) -> u64 {
         }
         last = now;
     }
+    panic!("the statistics of {exchange} did not settle");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -559,6 +560,42 @@ async fn run_repairs_a_hub_that_lost_its_definitions() {
         .unwrap();
     assert!(status.success(), "{status}");
     eprintln!("router stopped {:.1?} after SIGTERM", stopped.elapsed());
+}
+
+/// Two brokers with one cluster name would drop each other's messages as
+/// loops: apply refuses them, names them, and still configures the hub.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn brokers_sharing_a_cluster_name_are_refused() {
+    let _owner = STAR.lock().await;
+    let star = the_star().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = star.write_config(dir.path(), "");
+    let rename = |node: &'static Rabbit, name: String| async move {
+        let res = reqwest::Client::new()
+            .put(format!("{}/api/cluster-name", node.mgmt_url))
+            .basic_auth("guest", Some("guest"))
+            .json(&serde_json::json!({ "name": name }))
+            .send()
+            .await
+            .unwrap();
+        assert!(res.status().is_success(), "{}", res.status());
+    };
+    rename(&star::shared().west, star.east.cluster_name().to_owned()).await;
+    let (code, out, err) = router(&config, &["apply"]).await;
+    rename(&star::shared().west, star.west.cluster_name().to_owned()).await;
+    assert_eq!(code, 1, "{out}{err}");
+    let expected = format!(
+        "cluster_name {:?} is shared by east, west",
+        star.east.cluster_name()
+    );
+    assert!(out.contains(&format!("east: error: {expected}")), "{out}");
+    assert!(out.contains(&format!("west: error: {expected}")), "{out}");
+    assert!(!out.contains("hub: error"), "the hub is configured: {out}");
+    assert!(
+        err.contains("2 of 3 brokers not brought in line with the plan: east, west"),
+        "{err}"
+    );
+    apply(&config).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
