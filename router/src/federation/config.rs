@@ -268,9 +268,15 @@ fn broker(key: &str, b: &BrokerConfig) -> Result<Broker, RouterConfigError> {
     };
     let management =
         Url::parse(&b.management).map_err(|e| bad_mgmt(format!("{:?}: {e}", b.management)))?;
-    if !matches!(management.scheme(), "http" | "https")
-        || management.host_str().is_none_or(str::is_empty)
-    {
+    if management.scheme() == "https" {
+        // The HTTP client is built without TLS (as for the rest of the
+        // workspace): say so rather than fail on the first call.
+        return Err(bad_mgmt(format!(
+            "{:?}: https is not supported by this build; use http (on a private network or through a local TLS proxy)",
+            b.management
+        )));
+    }
+    if management.scheme() != "http" || management.host_str().is_none_or(str::is_empty) {
         return Err(bad_mgmt(format!(
             "{:?} is not http://host:port",
             b.management
@@ -353,6 +359,10 @@ pub(crate) mod tests {
             (
                 Box::new(|c| c.hub.as_mut().unwrap().management = "nope".into()),
                 "router.hub.management",
+            ),
+            (
+                Box::new(|c| c.regions[0].management = "https://east:15671".into()),
+                "https is not supported",
             ),
             (
                 Box::new(|c| c.regions[1].management = c.regions[0].management.clone()),

@@ -176,9 +176,9 @@ pub struct Management {
 impl Management {
     /// A client for `broker`, giving up on every call after `timeout`.
     pub fn new(broker: &Broker, timeout: Duration) -> Management {
-        // Building fails only when the TLS backend cannot initialise, and
-        // this build has none: fall back to a default client rather than
-        // fail a command over it.
+        // Building fails only when a TLS backend cannot initialise, and
+        // this build has none (configuration refuses https): fall back to
+        // a default client rather than fail a command over it.
         let http = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(3)))
