@@ -36,6 +36,9 @@ pub enum Command {
     History(HistoryArgs),
     /// Issue a token.
     Token(TokenArgs),
+    /// The Rabbit Router: join regional brokers through a hub as a
+    /// federation star (apply, run, status, plan).
+    Router(crate::router::RouterArgs),
     /// Manage the CQL store's schema.
     #[command(subcommand)]
     Schema(SchemaCommand),
@@ -279,5 +282,6 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
             );
             Ok(ExitCode::SUCCESS)
         }
+        Command::Router(args) => crate::router::run(args).await,
     }
 }

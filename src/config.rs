@@ -32,6 +32,9 @@ pub struct Config {
     /// must agree: gateways refuse larger messages (`too_large`, HTTP 413)
     /// and size their writes for it, cores refuse them from any door.
     pub max_message_bytes: usize,
+    /// The Rabbit Router (`postmesh router`): the hub and regional brokers
+    /// it joins as a federation star. Other roles ignore it.
+    pub router: postmesh_router::federation::RouterConfig,
 }
 
 impl Default for Config {
@@ -43,6 +46,7 @@ impl Default for Config {
             node: NodeConfig::default(),
             gateway: GatewayConfig::default(),
             core: CoreConfig::default(),
+            router: Default::default(),
         }
     }
 }

@@ -8,9 +8,11 @@
 //! - [`store`]: opening the store the configuration names.
 //! - [`up`]: the whole mesh in one process on the embedded engines.
 //! - [`client`]: the client commands (`publish`, `tail`, `history`).
+//! - [`router`]: the Rabbit Router's commands (`postmesh router`).
 
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod router;
 pub mod store;
 pub mod up;

@@ -451,13 +451,13 @@ fn announce(lines: &[String]) {
 /// Ctrl-C and SIGTERM as one source, installed once for the whole run, so
 /// that a second signal during the shutdown is seen (and not left to a
 /// handler that no longer listens).
-struct Signals {
+pub(crate) struct Signals {
     #[cfg(unix)]
     unix: [Option<tokio::signal::unix::Signal>; 2],
 }
 
 impl Signals {
-    fn new() -> Signals {
+    pub(crate) fn new() -> Signals {
         #[cfg(unix)]
         {
             use tokio::signal::unix::{SignalKind, signal};
@@ -480,7 +480,7 @@ impl Signals {
     }
 
     /// Waits for the next signal.
-    async fn next(&mut self) {
+    pub(crate) async fn next(&mut self) {
         #[cfg(unix)]
         {
             let [int, term] = &mut self.unix;

@@ -6,6 +6,8 @@
 //! - [`memory`]: the embedded implementation, an in-process topic exchange.
 //! - [`amqp`]: the distributed implementation on RabbitMQ, through `lapin`.
 //! - [`contract`]: the contract test suite, run against every implementation.
+//! - [`federation`]: the Rabbit Router, which joins regional brokers
+//!   through a hub broker as a federation star.
 //! - [`reopen`]: declare, bind and consume a queue, again after every outage.
 //! - [`rpc`]: requests and their replies over the postoffice ([`rpc::RpcClient`]).
 //!
@@ -17,6 +19,7 @@
 pub mod amqp;
 pub mod backoff;
 pub mod contract;
+pub mod federation;
 pub mod memory;
 pub mod postoffice;
 pub mod reopen;

@@ -8,9 +8,12 @@
 //! - [`binary`]: the `postmesh` executable, for CLI tests.
 //! - [`rabbit`]: a private RabbitMQ node per test binary.
 //! - [`cql`]: the run's Cassandra node and a fresh keyspace per test binary.
+//! - [`star`]: three private RabbitMQ nodes (hub, east, west) per test
+//!   binary, for the Rabbit Router.
 
 pub mod cql;
 pub mod rabbit;
+pub mod star;
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;

@@ -61,6 +61,14 @@ fn free_port(ip: &str, taken: &[u16]) -> u16 {
 impl Rabbit {
     /// Starts a node named `name` and waits until it accepts AMQP.
     pub fn start(name: &str) -> Result<Rabbit, String> {
+        let mut nodes = Rabbit::start_all(&[name], "")?;
+        Ok(nodes.remove(0))
+    }
+
+    /// Starts nodes named `names` in parallel (a boot takes seconds, most
+    /// of it waiting) and waits until each accepts AMQP. `extra_conf` is
+    /// appended to each node's `rabbitmq.conf`.
+    pub fn start_all(names: &[&str], extra_conf: &str) -> Result<Vec<Rabbit>, String> {
         let server = Path::new(RABBITMQ_BIN).join("rabbitmq-server");
         if !server.exists() {
             return Err(format!(
@@ -68,42 +76,74 @@ impl Rabbit {
                 server.display()
             ));
         }
-        let base =
-            std::env::temp_dir().join(format!("postmesh-rabbit-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&base);
-        std::fs::create_dir_all(base.join("home")).map_err(|e| e.to_string())?;
-        let mut last = String::new();
-        for _attempt in 0..6 {
-            let amqp = free_port(NODE_IP, &[]);
-            let mgmt = free_port(NODE_IP, &[amqp]);
-            let dist = free_port("127.0.0.1", &[amqp, mgmt]);
-            let epmd = free_port("127.0.0.1", &[amqp, mgmt, dist]);
-            let node = Rabbit {
-                amqp_url: format!("amqp://guest:guest@{NODE_IP}:{amqp}/%2f"),
-                mgmt_url: format!("http://{NODE_IP}:{mgmt}"),
-                amqp_port: amqp,
-                name: format!("pm{}{name}", std::process::id()),
-                env: Vec::new(),
-                base: base.clone(),
-            };
-            let node = node.configure(mgmt, dist, epmd)?;
+        // Ports already handed to a node of this call: they are free until
+        // that node binds them, so `free_port` alone could hand them out twice.
+        let mut taken = Vec::new();
+        let mut nodes = Vec::with_capacity(names.len());
+        for name in names {
+            let node = Rabbit::prepare(name, extra_conf, &mut taken)?;
             node.launch()?;
-            match node.wait_ready(Duration::from_secs(90)) {
-                Ok(()) => return Ok(node),
-                Err(e) => {
-                    last = e;
-                    node.kill();
-                    let out = std::fs::read_to_string(base.join("server.out")).unwrap_or_default();
-                    if !(out.contains("eaddrinuse") || out.contains("already_used")) {
-                        return Err(format!("{last}\n{}", tail(&out, 30)));
+            nodes.push(node);
+        }
+        for (i, name) in names.iter().enumerate() {
+            let mut last = String::new();
+            let mut attempt = 0;
+            loop {
+                match nodes[i].wait_ready(Duration::from_secs(90)) {
+                    Ok(()) => break,
+                    Err(e) => {
+                        last = format!("{last}{e}; ");
+                        nodes[i].kill();
+                        let out = std::fs::read_to_string(nodes[i].base.join("server.out"))
+                            .unwrap_or_default();
+                        if !(out.contains("eaddrinuse") || out.contains("already_used")) {
+                            return Err(format!("{name}: {e}\n{}", tail(&out, 30)));
+                        }
+                        attempt += 1;
+                        if attempt >= 6 {
+                            return Err(format!("{name}: gave up after port clashes: {last}"));
+                        }
+                        nodes[i] = Rabbit::prepare(name, extra_conf, &mut taken)?;
+                        nodes[i].launch()?;
                     }
                 }
             }
         }
-        Err(format!("gave up after port clashes: {last}"))
+        Ok(nodes)
     }
 
-    fn configure(mut self, mgmt: u16, dist: u16, epmd: u16) -> Result<Rabbit, String> {
+    /// A node's directory and configuration on free ports, not started.
+    fn prepare(name: &str, extra_conf: &str, taken: &mut Vec<u16>) -> Result<Rabbit, String> {
+        let base =
+            std::env::temp_dir().join(format!("postmesh-rabbit-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        std::fs::create_dir_all(base.join("home")).map_err(|e| e.to_string())?;
+        let amqp = free_port(NODE_IP, taken);
+        taken.push(amqp);
+        let mgmt = free_port(NODE_IP, taken);
+        taken.push(mgmt);
+        let dist = free_port("127.0.0.1", taken);
+        taken.push(dist);
+        let epmd = free_port("127.0.0.1", taken);
+        taken.push(epmd);
+        let node = Rabbit {
+            amqp_url: format!("amqp://guest:guest@{NODE_IP}:{amqp}/%2f"),
+            mgmt_url: format!("http://{NODE_IP}:{mgmt}"),
+            amqp_port: amqp,
+            name: format!("pm{}{name}", std::process::id()),
+            env: Vec::new(),
+            base,
+        };
+        node.configure(mgmt, dist, epmd, extra_conf)
+    }
+
+    fn configure(
+        mut self,
+        mgmt: u16,
+        dist: u16,
+        epmd: u16,
+        extra_conf: &str,
+    ) -> Result<Rabbit, String> {
         let d = &self.base;
         let conf = format!(
             "listeners.tcp.default = {NODE_IP}:{amqp}\n\
@@ -112,7 +152,8 @@ impl Rabbit {
              cluster_name = {name}\n\
              loopback_users.guest = true\n\
              log.console = false\n\
-             log.file.level = warning\n",
+             log.file.level = warning\n\
+             {extra_conf}",
             amqp = self.amqp_port,
             name = self.name,
         );
@@ -248,6 +289,55 @@ impl Rabbit {
     pub fn restart(&self) -> Result<(), String> {
         self.launch()?;
         self.wait_ready(Duration::from_secs(90))
+    }
+
+    /// Deletes the node's data (definitions, messages), after
+    /// [`kill`](Self::kill): the next [`restart`](Self::restart) boots an
+    /// empty broker, as a replaced machine would.
+    pub fn wipe_data(&self) -> Result<(), String> {
+        match std::fs::remove_dir_all(self.base.join("mnesia")) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.to_string()),
+            _ => Ok(()),
+        }
+    }
+
+    /// The node's `cluster_name`, distinct per node (federation's loop
+    /// detection keys on it).
+    pub fn cluster_name(&self) -> &str {
+        &self.name
+    }
+
+    /// `GET /api/<path>` on the management API, as JSON (`Null` on 404).
+    pub async fn api_get(&self, path: &str) -> serde_json::Value {
+        let res = reqwest::Client::new()
+            .get(format!("{}/api/{path}", self.mgmt_url))
+            .basic_auth("guest", Some("guest"))
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"));
+        if res.status() == reqwest::StatusCode::NOT_FOUND {
+            return serde_json::Value::Null;
+        }
+        res.json()
+            .await
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"))
+    }
+
+    /// `DELETE /api/<path>` on the management API (404 is fine).
+    pub async fn api_delete(&self, path: &str) {
+        let res = reqwest::Client::new()
+            .delete(format!("{}/api/{path}", self.mgmt_url))
+            .basic_auth("guest", Some("guest"))
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("DELETE {path}: {e}"));
+        assert!(
+            res.status().is_success() || res.status() == reqwest::StatusCode::NOT_FOUND,
+            "DELETE {path}: {}",
+            res.status()
+        );
     }
 }
 
