@@ -26,7 +26,30 @@
 //!
 //! Catching up distributes peers' replicas stored meanwhile too; gateways
 //! drop those copies by UUID (their window of recent UUIDs).
+//!
+//! # On a shared store
+//! Cores sharing a store ([`Store::is_shared`]) each distribute what their
+//! own stamper inserted, and nothing else:
+//! - Each keeps its own checkpoint, named after its stamper
+//!   ([`checkpoint_name`]); catching up reads everything stored after it
+//!   and hands on only the messages whose cursor carries its stamper
+//!   ([`Cursor::stamper`]). Others' messages are their cores' to hand on.
+//!   A handle's stamper is new with each process, so a core that starts
+//!   has nothing of its own to catch up on.
+//! - A publish that is a duplicate of a message another stamper inserted
+//!   (a gold publish every core stores, or a resend after the core that
+//!   took it died) is handed on here unless that stamper's checkpoint
+//!   says its first copy went out; gateways drop a second copy by UUID.
+//!   So a core that died between storing and distributing leaves nothing
+//!   acknowledged undelivered: the publisher's resend reaches another
+//!   core, which distributes it before it answers.
+//! - A put that failed may still have claimed some of its UUIDs (a shared
+//!   engine writes row by row). Their resend is a duplicate with a cursor
+//!   this core's checkpoint may already cover, so the pipeline remembers
+//!   the UUIDs of failed puts ([`UNSURE`] of them) and hands such a
+//!   duplicate on.
 
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -35,7 +58,7 @@ use parking_lot::Mutex;
 use postmesh_router::backoff::Backoff;
 use postmesh_router::{Exchange, Outgoing, Postoffice, Properties};
 use postmesh_schema::protocol::msg_frame_at;
-use postmesh_schema::{Class, Cursor, Message, Pattern};
+use postmesh_schema::{Class, Cursor, Message, Pattern, Uuid};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
@@ -62,8 +85,45 @@ const STORED_QUEUE: usize = 4;
 const CATCH_UP_PAGE: usize = 1000;
 /// How often the `distributed` checkpoint is saved at most.
 const SAVE_EVERY: Duration = Duration::from_millis(100);
-/// The checkpoint's name in the store.
+/// The checkpoint's name in a private store; on a shared store it is
+/// followed by the stamper ([`checkpoint_name`]).
 pub const CHECKPOINT: &str = "distributed";
+/// UUIDs of failed puts remembered on a shared store (see the module
+/// documentation); the oldest are forgotten first.
+pub const UNSURE: usize = 65_536;
+
+/// The name of the `distributed` checkpoint of the core whose stamper is
+/// `stamper`: [`CHECKPOINT`] on a private store, which has one writer;
+/// `distributed.<stamper in hex>` on a shared one, where each core keeps
+/// its own.
+pub fn checkpoint_name(shared: bool, stamper: [u8; 8]) -> String {
+    if shared {
+        let hex: String = stamper.iter().map(|b| format!("{b:02x}")).collect();
+        format!("{CHECKPOINT}.{hex}")
+    } else {
+        CHECKPOINT.to_owned()
+    }
+}
+
+/// UUIDs whose put failed, at most [`UNSURE`].
+#[derive(Default)]
+struct Unsure {
+    set: HashSet<Uuid>,
+    order: VecDeque<Uuid>,
+}
+
+impl Unsure {
+    fn add(&mut self, uuid: Uuid) {
+        if self.set.insert(uuid) {
+            self.order.push_back(uuid);
+            while self.order.len() > UNSURE {
+                if let Some(old) = self.order.pop_front() {
+                    self.set.remove(&old);
+                }
+            }
+        }
+    }
+}
 /// The longest wait between two attempts to catch up.
 const MAX_RETRY: Duration = Duration::from_secs(5);
 
@@ -130,14 +190,18 @@ impl Pipeline {
         metrics: CoreMetrics,
         budget: u32,
     ) -> Result<Pipeline, StoreError> {
+        let shared = store.is_shared();
+        let own = store.stamper();
+        let name = checkpoint_name(shared, own);
         let newest = store.newest().await?;
-        let mut saved = store.checkpoint(CHECKPOINT).await?;
+        let mut saved = store.checkpoint(&name).await?;
         if saved.is_none() {
             // A store from before checkpoints (what it holds went out when
-            // it was stored), or a new one: start the checkpoint now, so
-            // that a crash before the first save still leaves one.
+            // it was stored), a new one, or (shared) a new stamper that has
+            // stored nothing yet: start the checkpoint now, so that a crash
+            // before the first save still leaves one.
             let start = newest.unwrap_or(Cursor::at_ticks(0));
-            store.set_checkpoint(CHECKPOINT, start).await?;
+            store.set_checkpoint(&name, start).await?;
             saved = Some(start);
         }
         let through = saved;
@@ -147,9 +211,20 @@ impl Pipeline {
         }
         let (jobs_tx, jobs_rx) = mpsc::channel(JOB_QUEUE);
         let (stored_tx, stored_rx) = mpsc::channel(STORED_QUEUE);
-        let sequencer = tokio::spawn(sequence(jobs_rx, stored_tx, store.clone(), metrics.clone()));
+        let unsure = Arc::new(Mutex::new(Unsure::default()));
+        let sequencer = tokio::spawn(sequence(
+            jobs_rx,
+            stored_tx,
+            store.clone(),
+            metrics.clone(),
+            shared.then(|| unsure.clone()),
+        ));
         let distributor = Distributor {
             store,
+            shared,
+            own,
+            name,
+            unsure,
             postoffice,
             metrics,
             through,
@@ -212,6 +287,7 @@ async fn sequence(
     stored: mpsc::Sender<Stored>,
     store: Arc<dyn Store>,
     metrics: CoreMetrics,
+    unsure: Option<Arc<Mutex<Unsure>>>,
 ) {
     while let Some(first) = jobs.recv().await {
         let (mut n, mut bytes) = (first.len, first.bytes.num_permits());
@@ -253,6 +329,12 @@ async fn sequence(
                 }
             }
             Err(e) => {
+                if let Some(unsure) = &unsure {
+                    let mut unsure = unsure.lock();
+                    for m in &messages {
+                        unsure.add(m.uuid);
+                    }
+                }
                 for j in group {
                     j.answer(Err(e.clone().into()));
                 }
@@ -264,6 +346,14 @@ async fn sequence(
 /// The distributor's state; see the module documentation.
 struct Distributor {
     store: Arc<dyn Store>,
+    /// The store is shared: hand on only what this stamper inserted.
+    shared: bool,
+    /// This core's stamper.
+    own: [u8; 8],
+    /// This core's checkpoint ([`checkpoint_name`]).
+    name: String,
+    /// UUIDs of failed puts (shared store only).
+    unsure: Arc<Mutex<Unsure>>,
     postoffice: Arc<dyn Postoffice>,
     metrics: CoreMetrics,
     /// Everything stored at or before it has been distributed.
@@ -305,19 +395,45 @@ impl Distributor {
     }
 
     async fn handle(&mut self, g: Stored) {
+        // Shared store: duplicates whose first copy is known to be out
+        // (`vouched`), and those this core hands on itself (`forward`).
+        let mut vouched: HashSet<usize> = HashSet::new();
+        let mut forward: HashSet<usize> = HashSet::new();
+        if self.shared && !self.behind {
+            let mut owners: HashMap<[u8; 8], Option<Cursor>> = HashMap::new();
+            let mut i = 0;
+            for job in &g.jobs {
+                for _ in 0..job.len {
+                    let (m, p) = (&g.messages[i], &g.puts[i]);
+                    if job.kind == Kind::Publish && p.outcome == PutOutcome::Duplicate {
+                        match self.first_copy_out(m.uuid, p.cursor, &mut owners).await {
+                            Some(true) => {
+                                vouched.insert(i);
+                            }
+                            Some(false) => {
+                                forward.insert(i);
+                            }
+                            // This core's own, judged by `through` below.
+                            None => {}
+                        }
+                    }
+                    i += 1;
+                }
+            }
+        }
         if !self.behind {
             let mut out = Vec::new();
             let mut i = 0;
             for job in &g.jobs {
                 for _ in 0..job.len {
                     let (m, p) = (&g.messages[i], &g.puts[i]);
-                    i += 1;
-                    if job.kind == Kind::Publish
+                    let inserted = job.kind == Kind::Publish
                         && p.outcome == PutOutcome::Inserted
-                        && Some(p.cursor) > self.through
-                    {
+                        && Some(p.cursor) > self.through;
+                    if inserted || forward.contains(&i) {
                         out.push(outgoing(m, p.cursor));
                     }
+                    i += 1;
                 }
             }
             let sent = out.len() as u64;
@@ -331,21 +447,44 @@ impl Distributor {
                         .map(|p| p.cursor)
                         .max();
                     self.through = self.through.max(newest);
+                    if self.shared {
+                        // Out now: no longer in doubt.
+                        let mut unsure = self.unsure.lock();
+                        for (m, p) in g.messages.iter().zip(&g.puts) {
+                            if p.outcome == PutOutcome::Inserted {
+                                unsure.set.remove(&m.uuid);
+                            }
+                        }
+                        for i in &forward {
+                            unsure.set.remove(&g.messages[*i].uuid);
+                        }
+                    }
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "distribution failed; catching up from the store");
                     self.behind = true;
+                    forward.clear();
                 }
             }
         }
         if self.behind {
             self.catch_up().await;
         }
+        let mut i = 0;
         let mut puts = g.puts.into_iter();
         for job in g.jobs {
             let mine: Vec<Put> = puts.by_ref().take(job.len).collect();
-            let out =
-                job.kind == Kind::Replica || mine.iter().all(|p| Some(p.cursor) <= self.through);
+            let out = job.kind == Kind::Replica
+                || mine.iter().enumerate().all(|(k, p)| {
+                    let at = i + k;
+                    vouched.contains(&at)
+                        || forward.contains(&at)
+                        || (self.is_own(p)
+                            && !(p.outcome == PutOutcome::Duplicate
+                                && self.is_unsure(&g.messages[at].uuid))
+                            && Some(p.cursor) <= self.through)
+                });
+            i += job.len;
             let answer = if out {
                 Ok(mine)
             } else {
@@ -353,6 +492,54 @@ impl Distributor {
             };
             job.answer(answer);
         }
+    }
+
+    /// Whether `p` is this core's to hand on: on a private store every
+    /// message is; on a shared one, those its own stamper inserted.
+    fn is_own(&self, p: &Put) -> bool {
+        !self.shared || p.cursor.stamper() == self.own
+    }
+
+    /// Whether a put of `uuid` failed here and it has not gone out since
+    /// (shared store).
+    fn is_unsure(&self, uuid: &Uuid) -> bool {
+        self.shared && self.unsure.lock().set.contains(uuid)
+    }
+
+    /// Whether the first copy of a duplicate (shared store) is known to
+    /// have gone out: not after a failed put of its UUID here (`false`);
+    /// `None` when this stamper inserted it (judged by `through`); else
+    /// whether its stamper's checkpoint reached it (read once per group and
+    /// stamper; a failed read counts as not out).
+    async fn first_copy_out(
+        &self,
+        uuid: Uuid,
+        cursor: Cursor,
+        owners: &mut HashMap<[u8; 8], Option<Cursor>>,
+    ) -> Option<bool> {
+        if self.is_unsure(&uuid) {
+            return Some(false);
+        }
+        let stamper = cursor.stamper();
+        if stamper == self.own {
+            return None;
+        }
+        let reached = match owners.get(&stamper) {
+            Some(c) => *c,
+            None => {
+                let c = self
+                    .store
+                    .checkpoint(&checkpoint_name(true, stamper))
+                    .await
+                    .unwrap_or_else(|e| {
+                        tracing::warn!(error = %e, "reading a peer's checkpoint failed");
+                        None
+                    });
+                owners.insert(stamper, c);
+                c
+            }
+        };
+        Some(reached.is_some_and(|r| cursor <= r))
     }
 
     /// Distributes what the store holds after `through`, in order, until
@@ -376,10 +563,13 @@ impl Distributor {
                 self.behind = false;
                 return;
             };
+            // On a shared store, only what this core's stamper inserted.
             let out: Vec<Outgoing> = page
                 .messages
                 .iter()
-                .filter_map(|m| m.cursor.map(|c| outgoing(m, c)))
+                .filter_map(|m| m.cursor.map(|c| (m, c)))
+                .filter(|(_, c)| !self.shared || c.stamper() == self.own)
+                .map(|(m, c)| outgoing(m, c))
                 .collect();
             let sent = out.len() as u64;
             if let Err(e) = self.postoffice.publish_all(Exchange::Paths, out).await {
@@ -405,7 +595,7 @@ impl Distributor {
         }
         // Tried again no sooner than SAVE_EVERY, whether it worked or not.
         self.saved_at = Instant::now();
-        match self.store.set_checkpoint(CHECKPOINT, through).await {
+        match self.store.set_checkpoint(&self.name, through).await {
             Ok(()) => self.saved = Some(through),
             Err(e) => tracing::warn!(error = %e, "saving the distribution checkpoint failed"),
         }

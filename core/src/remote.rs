@@ -31,8 +31,10 @@
 //! failure is a retryable error: the resend is a duplicate here and is
 //! replicated again), and a peer acks a replica only once it is stored.
 //! This is eventually consistent (a read right after a write may reach a
-//! peer that has not applied it yet); with a shared store (Cassandra,
-//! planned) it would be redundant and idempotent.
+//! peer that has not applied it yet). A core on a shared store
+//! ([`Store::is_shared`](crate::Store::is_shared), the CQL store) does not
+//! replicate: every core reads what any core stored as soon as its `put`
+//! returned, and a replica would only be the same write again.
 //!
 //! # Requests and replies
 //! A request carries a correlation id and the gateway's address in
@@ -629,8 +631,12 @@ impl CoreServer {
 
     /// Hands a stored publish or dismissal to the cores of every region
     /// (they skip their own). `Ok` once the postoffice has it; on an error
-    /// the caller has the request resent, which replicates again.
+    /// the caller has the request resent, which replicates again. Nothing
+    /// to do on a shared store: the peers read the same data.
     async fn replicate(&self, payload: Bytes, kind: &str) -> Result<(), CoreError> {
+        if self.core.store().is_shared() {
+            return Ok(());
+        }
         let cores = Address::any_of(ANY, &self.me.product, SERVICE).map_err(malformed)?;
         let out = Outgoing {
             routing_key: RoutingKey {

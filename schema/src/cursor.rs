@@ -147,6 +147,13 @@ impl Stamper {
         }
     }
 
+    /// Its identity, as [`Cursor::stamper`] reads it from every cursor it
+    /// makes: a core tells its own messages from others' in a shared store
+    /// by it.
+    pub fn identity(&self) -> [u8; 8] {
+        Cursor(v1_from_parts(0, self.clock_seq, self.node)).stamper()
+    }
+
     /// Never stamps at or below `cursor` from now on.
     pub fn observe(&self, cursor: Cursor) {
         self.last.fetch_max(cursor.ticks(), Ordering::Relaxed);
@@ -187,6 +194,14 @@ mod tests {
         assert_eq!(c.to_string().parse::<Cursor>().unwrap(), c);
         assert!(Cursor::at_ticks(c.ticks()) <= c);
         assert_eq!(c.earlier_by_millis(1).ticks(), c.ticks() - 10_000);
+    }
+
+    #[test]
+    fn a_cursor_names_its_stamper() {
+        let (s, t) = (Stamper::new(0), Stamper::new(0));
+        assert_eq!(s.next().stamper(), s.identity());
+        assert_eq!(t.next().stamper(), t.identity());
+        assert_ne!(s.identity(), t.identity());
     }
 
     #[test]

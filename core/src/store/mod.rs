@@ -139,8 +139,24 @@ pub struct HistoryQuery {
 /// - **Visibility.** What `put` stored is visible to every later query.
 /// - **Bounded.** One query examines a bounded number of rows whatever the
 ///   pattern; a page that stopped early says `more` with its `next`.
+/// - **Shared or private.** [`Store::is_shared`] says whether other
+///   processes' handles write to the same data. A private store (embedded)
+///   holds only what its own core put, so cores copy each other's messages
+///   (`replicate`); a shared store (CQL) holds every core's messages as
+///   soon as their `put` returned, so cores do not replicate, and each
+///   core tells its own messages from others' by [`Store::stamper`].
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
+    /// Whether handles of other processes write to the same data (see the
+    /// contract). A core on a shared store neither replicates to its peers
+    /// nor distributes what their stampers inserted.
+    fn is_shared(&self) -> bool;
+
+    /// The identity of this handle's stamper: [`Cursor::stamper`] of every
+    /// cursor it stamps. Unique per handle (random), so on a shared store
+    /// it names the core that inserted a message.
+    fn stamper(&self) -> [u8; 8];
+
     /// Stores messages durably; one outcome per message, in order.
     async fn put(&self, messages: Vec<Message>) -> Result<Vec<Put>, StoreError>;
 

@@ -819,6 +819,15 @@ impl CqlStore {
 
 #[async_trait]
 impl Store for CqlStore {
+    /// Shared: every core of a keyspace reads and writes the same tables.
+    fn is_shared(&self) -> bool {
+        true
+    }
+
+    fn stamper(&self) -> [u8; 8] {
+        self.stamper.identity()
+    }
+
     async fn put(&self, messages: Vec<Message>) -> Result<Vec<Put>, StoreError> {
         self.check_open()?;
         // Stamp in the order given; a UUID twice in one put is one message.

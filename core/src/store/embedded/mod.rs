@@ -144,6 +144,8 @@ pub struct EmbeddedStore {
     tables: Tables,
     writes: Mutex<Option<mpsc::Sender<Write>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
+    /// The writer's stamper's identity (the stamper lives in its thread).
+    stamper_id: [u8; 8],
 }
 
 impl EmbeddedStore {
@@ -217,6 +219,7 @@ impl EmbeddedStore {
         if let Some(newest) = tables.newest()? {
             stamper.observe(newest);
         }
+        let stamper_id = stamper.identity();
         let (tx, rx) = mpsc::channel(WRITE_QUEUE);
         let writer_tables = tables.clone();
         let sync = options.sync;
@@ -228,6 +231,7 @@ impl EmbeddedStore {
             tables,
             writes: Mutex::new(Some(tx)),
             writer: Mutex::new(Some(writer)),
+            stamper_id,
         })
     }
 
@@ -361,6 +365,15 @@ impl query::Reader<'_> {
 
 #[async_trait]
 impl Store for EmbeddedStore {
+    /// Private: the files are this process's alone.
+    fn is_shared(&self) -> bool {
+        false
+    }
+
+    fn stamper(&self) -> [u8; 8] {
+        self.stamper_id
+    }
+
     async fn put(&self, messages: Vec<Message>) -> Result<Vec<Put>, StoreError> {
         if messages.is_empty() {
             return Ok(Vec::new());
