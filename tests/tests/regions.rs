@@ -1,0 +1,235 @@
+//! Two regions joined through the Rabbit Router: each region has its own
+//! broker, core and gateway (real `postmesh` processes), and the brokers
+//! are federated as a star through a hub by `postmesh router apply`.
+//! Messages published in one region reach the devices of the other exactly
+//! once, in publish order per path; a device that moves to the other
+//! region's gateway resumes with `since` and misses nothing.
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use postmesh_tests::star::{self, Star};
+use postmesh_tests::{Client, Process, binary};
+use serde_json::{Value, json};
+
+/// The product every process of these tests shares (so that the cores of
+/// both regions are one service, addressed by region).
+const PRODUCT: &str = "regions";
+
+async fn the_star() -> &'static Star {
+    tokio::task::spawn_blocking(star::shared)
+        .await
+        .expect("star")
+}
+
+/// `postmesh <role>` in `region` on `amqp`.
+async fn node(role: &str, amqp: &str, region: &str, data: Option<&tempfile::TempDir>) -> Process {
+    let mut args = vec![role, "--amqp", amqp];
+    if role == "gateway" {
+        args.extend_from_slice(&["--listen", "127.0.0.1:0"]);
+    }
+    if let Some(d) = data {
+        args.extend_from_slice(&["--data", d.path().to_str().unwrap()]);
+    }
+    let instance = format!("{role}-{region}");
+    Process::start(
+        &args,
+        &[
+            ("POSTMESH_NODE__REGION", region),
+            ("POSTMESH_NODE__PRODUCT", PRODUCT),
+            ("POSTMESH_NODE__INSTANCE", instance.as_str()),
+        ],
+    )
+    .await
+}
+
+/// `postmesh router apply` for the star.
+async fn apply(star: &Star, dir: &tempfile::TempDir) {
+    let config = star.write_config(dir.path(), "");
+    let out = tokio::process::Command::new(binary())
+        .args(["router", "apply", "--config"])
+        .arg(&config)
+        .env("POSTMESH_LOG", "warn")
+        .output()
+        .await
+        .expect("postmesh router runs");
+    assert!(
+        out.status.success(),
+        "apply failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Polls `check` every 100 ms for at most 30 s.
+async fn wait_for<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(30) {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{what}: not within 30 s");
+}
+
+/// Whether `node`'s exchange `exchange` has a binding with `key` (a
+/// federated binding arrives on the upstream's exchange).
+async fn has_binding(node: &postmesh_tests::rabbit::Rabbit, exchange: &str, key: &str) -> bool {
+    match node
+        .api_get(&format!("exchanges/%2F/{exchange}/bindings/source"))
+        .await
+    {
+        Value::Array(b) => b.iter().any(|b| b["routing_key"] == key),
+        _ => false,
+    }
+}
+
+async fn publish(gw: &Process, path: &str, body: Value) -> Value {
+    let res = reqwest::Client::new()
+        .post(format!("{}/v1/publish", gw.http()))
+        .json(&json!({"path": path, "body": body}))
+        .send()
+        .await
+        .expect("publish");
+    assert_eq!(res.status(), 200, "publish to {path}");
+    res.json().await.unwrap()
+}
+
+/// Collects `n` messages from `device`, each UUID once on this connection.
+async fn receive(device: &mut Client, n: usize) -> Vec<Value> {
+    let msgs = device.msgs(n).await;
+    let uuids: HashSet<_> = msgs.iter().map(|m| m["uuid"].clone()).collect();
+    assert_eq!(uuids.len(), n, "no message twice on one connection");
+    msgs
+}
+
+/// In publish order per path.
+fn assert_order_per_path(got: &[Value], published: &[(String, Value)]) {
+    let mut want: HashMap<&str, Vec<&Value>> = HashMap::new();
+    for (path, uuid) in published {
+        want.entry(path).or_default().push(uuid);
+    }
+    let mut have: HashMap<&str, Vec<&Value>> = HashMap::new();
+    for m in got {
+        have.entry(m["path"].as_str().unwrap())
+            .or_default()
+            .push(&m["uuid"]);
+    }
+    assert_eq!(have, want, "every message once, in publish order per path");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_cross_regions_once_and_a_device_resumes_in_the_other_region() {
+    let star = the_star().await;
+    let dir = tempfile::tempdir().unwrap();
+    apply(star, &dir).await;
+    let (de, dw) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let _east_core = node("core", &star.east.amqp_url, "east", Some(&de)).await;
+    let _west_core = node("core", &star.west.amqp_url, "west", Some(&dw)).await;
+    let east = node("gateway", &star.east.amqp_url, "east", None).await;
+    let west = node("gateway", &star.west.amqp_url, "west", None).await;
+
+    // A device in east; its binding reaches west through the hub.
+    let mut device = east.ws(None).await;
+    device.sub("feeds.#").await;
+    wait_for("east's binding on west's paths exchange", || {
+        has_binding(&star.west, "postmesh.paths", "feeds.#")
+    })
+    .await;
+
+    // 200 messages published in west arrive in east once, in order per
+    // path.
+    let mut published = Vec::new();
+    for i in 0..200 {
+        let path = format!("feeds.{}.x", i % 5);
+        let r = publish(&west, &path, json!(i)).await;
+        published.push((path, r["uuid"].clone()));
+    }
+    let got = receive(&mut device, 200).await;
+    assert_order_per_path(&got, &published);
+    device.quiet(Duration::from_millis(500)).await;
+    let position = got.last().unwrap()["cursor"].clone();
+    device.close().await;
+
+    // While the device is away, west publishes 100 more. It comes back
+    // on west's gateway (it moved region) from its last cursor.
+    let mut missed = Vec::new();
+    for i in 0..100 {
+        let path = format!("feeds.{}.x", i % 5);
+        let r = publish(&west, &path, json!(1000 + i)).await;
+        missed.push((path, r["uuid"].clone()));
+    }
+    let mut moved = west.ws(None).await;
+    let r = moved
+        .request(json!({"op": "sub", "pattern": "feeds.#", "since": position}))
+        .await;
+    assert_eq!(r["op"], "ok", "{r}");
+    let replayed = r["replayed"].as_u64().expect("replayed") as usize;
+    let resumed = receive(&mut moved, replayed).await;
+    // What it already had (the resume overlap reads a little before its
+    // cursor) it drops by UUID, as every client does.
+    let had: HashSet<Value> = got.iter().map(|m| m["uuid"].clone()).collect();
+    let fresh: Vec<Value> = resumed
+        .into_iter()
+        .filter(|m| !had.contains(&m["uuid"]))
+        .collect();
+    assert_order_per_path(&fresh, &missed);
+
+    // Live again, now from the other region: east publishes, the device
+    // (now on west) receives each once.
+    wait_for("west's binding on east's paths exchange", || {
+        has_binding(&star.east, "postmesh.paths", "feeds.#")
+    })
+    .await;
+    let mut from_east = Vec::new();
+    for i in 0..50 {
+        let path = format!("feeds.{}.x", i % 5);
+        let r = publish(&east, &path, json!(2000 + i)).await;
+        from_east.push((path, r["uuid"].clone()));
+    }
+    let live = receive(&mut moved, 50).await;
+    assert_order_per_path(&live, &from_east);
+    moved.quiet(Duration::from_millis(500)).await;
+
+    // Each region's core holds what the other region published: history
+    // from east's gateway shows west's messages, and the other way round.
+    let history = |gw: &Process| {
+        let url = format!("{}/v1/history?pattern=feeds.%23&limit=1000", gw.http());
+        async move {
+            let v: Value = reqwest::get(url).await.unwrap().json().await.unwrap();
+            v["messages"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|m| m["uuid"].clone())
+                .collect::<HashSet<Value>>()
+        }
+    };
+    let all: HashSet<Value> = published
+        .iter()
+        .chain(&missed)
+        .chain(&from_east)
+        .map(|(_, u)| u.clone())
+        .collect();
+    for gw in [&east, &west] {
+        let mut seen = HashSet::new();
+        for _ in 0..100 {
+            seen = history(gw).await;
+            if seen == all {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(
+            seen.len(),
+            all.len(),
+            "history holds every region's messages"
+        );
+        assert_eq!(seen, all);
+    }
+}
