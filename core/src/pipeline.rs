@@ -612,7 +612,11 @@ pub fn priority(class: Class) -> u8 {
 }
 
 /// The `paths` message of a stored message: routing key = path, the frame
-/// devices receive (with its cursor), and the cursor for gateways.
+/// devices receive (with its cursor), and the cursor for gateways. Every
+/// class is persistent: a gateway's own queue is transient (persistence
+/// costs nothing there), but a message crossing regions waits in durable
+/// federation link queues, and a hub that crashes loses what is not
+/// persistent there, with no sign to the devices that would reread it.
 fn outgoing(m: &Message, cursor: Cursor) -> Outgoing {
     Outgoing {
         routing_key: m.path.as_str().to_owned(),
@@ -621,7 +625,7 @@ fn outgoing(m: &Message, cursor: Cursor) -> Outgoing {
             message_id: Some(m.uuid.to_string()),
             kind: Some("msg".into()),
             priority: Some(priority(m.class)),
-            persistent: m.class != Class::Bronze,
+            persistent: true,
             cursor: Some(cursor.to_string()),
             ..Properties::default()
         },
