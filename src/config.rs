@@ -255,6 +255,19 @@ mod tests {
         );
     }
 
+    /// The production examples in deploy/production load as they are.
+    #[test]
+    fn production_examples_load() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/production");
+        let c = load(Some(&dir.join("postmesh.toml")), serde_json::json!({}))
+            .expect("postmesh.toml loads");
+        assert_eq!(c.node.region, "eu");
+        assert!(c.gateway.validate().is_ok());
+        let r =
+            load(Some(&dir.join("router.toml")), serde_json::json!({})).expect("router.toml loads");
+        assert_eq!(r.router.regions.len(), 2);
+    }
+
     #[test]
     fn tls_is_a_section_of_the_gateway() {
         let dir = std::env::temp_dir().join(format!("postmesh-config-tls-{}", std::process::id()));
