@@ -24,32 +24,13 @@ use postmesh_schema::protocol::{
     DEFAULT_HISTORY_LIMIT, ErrorCode, FrameError, MAX_HISTORY_LIMIT, too_large,
 };
 use postmesh_schema::{Cursor, Message, Pattern};
-use prometheus_client::registry::Registry;
 use serde::Deserialize;
 use serde_json::json;
 use serde_json::value::RawValue;
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
+use crate::app::{App, error_response};
 use crate::auth::Grants;
 use crate::params::Params;
-use crate::session::Ctx;
-
-/// What the HTTP handlers share.
-pub struct App {
-    pub ctx: Arc<Ctx>,
-    pub registry: Arc<Registry>,
-    /// Cancelled on shutdown; sessions get child tokens.
-    pub shutdown: CancellationToken,
-    /// Cancelled at the shutdown deadline: sessions still open are dropped.
-    pub cut: CancellationToken,
-    /// Tracks connections and sessions, so shutdown can wait for them.
-    pub tracker: TaskTracker,
-    /// Upgrades beyond this many open connections are refused with 503.
-    pub max_connections: usize,
-    /// Largest HTTP request body.
-    pub max_body_bytes: usize,
-}
 
 /// The router: `/ws`, `/v1/*`, `/healthz`, `/metrics`.
 pub fn router(app: Arc<App>) -> Router {
@@ -82,18 +63,6 @@ async fn method_not_allowed(method: Method, uri: Uri) -> Response {
         ErrorCode::UnknownOp,
         &format!("{} does not take {method}", uri.path()),
     )
-}
-
-/// A JSON error response.
-pub fn error_response(status: StatusCode, code: ErrorCode, message: &str) -> Response {
-    let body = json!({ "code": code.as_str(), "message": message }).to_string();
-    let mut res = Response::new(Body::from(body));
-    *res.status_mut() = status;
-    res.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    res
 }
 
 fn frame_error(e: FrameError) -> Response {
