@@ -65,6 +65,10 @@ cargo build --workspace --bins
 # inputs so they cannot rot (their real runs are `cargo bench`).
 cargo test --workspace --all-targets --no-fail-fast
 
+# SockJS's public protocol suite against a real gateway with its test
+# services (Python 3 and a venv; see deploy/sockjs-protocol.sh).
+deploy/sockjs-protocol.sh
+
 # Fuzz targets, each for a bounded time (FUZZ_SECONDS, 20 s by default);
 # see deploy/fuzz.sh.
 deploy/fuzz.sh

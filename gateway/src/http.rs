@@ -34,14 +34,15 @@ use crate::params::Params;
 
 /// The router: `/ws`, `/v1/*`, `/healthz`, `/metrics`.
 pub fn router(app: Arc<App>) -> Router {
-    Router::new()
+    let routes = Router::new()
         .route("/", get(index))
         .route("/ws", get(crate::ws::upgrade))
         .route("/v1/publish", post(publish))
         .route("/v1/history", get(history))
         .route("/v1/latest", get(latest))
         .route("/healthz", get(healthz))
-        .route("/metrics", get(metrics))
+        .route("/metrics", get(metrics));
+    crate::sockjs::mount(routes, &app)
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found)
         .with_state(app)

@@ -10,6 +10,7 @@
 //! - [`http`]: the HTTP API and router (query strings are read strictly by
 //!   `params`); [`ws`]: the `/ws` upgrade and the WebSocket adapter, whose
 //!   text frames [`outgoing`] writes.
+//! - [`sockjs`]: SockJS 0.3 under `/sockjs`, another transport.
 //! - [`session`]: one connection's protocol loop, over any transport;
 //!   [`frame`]: the text frames it reads and writes.
 //! - [`hub`]: subscriptions, upstream bindings and the local fan-out.
@@ -30,6 +31,7 @@ pub mod outgoing;
 mod params;
 pub mod server;
 pub mod session;
+pub mod sockjs;
 pub mod tls;
 pub mod ws;
 
