@@ -65,6 +65,17 @@ cargo build --workspace --bins
 # inputs so they cannot rot (their real runs are `cargo bench`).
 cargo test --workspace --all-targets --no-fail-fast
 
+# The JavaScript client (clients/js): its build (TypeScript, esbuild) and
+# its tests in Node against a real `postmesh up`.
+if ! command -v npm >/dev/null 2>&1; then
+    echo "installing nodejs and npm (Debian packages) for the JavaScript client" >&2
+    SUDO=""
+    if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq nodejs npm >/dev/null
+fi
+(cd clients/js && npm ci --no-audit --no-fund && npm test)
+
 # SockJS's public protocol suite against a real gateway with its test
 # services (Python 3 and a venv; see deploy/sockjs-protocol.sh).
 deploy/sockjs-protocol.sh
