@@ -37,6 +37,8 @@ pub fn router(app: Arc<App>) -> Router {
     let routes = Router::new()
         .route("/", get(index))
         .route("/ws", get(crate::ws::upgrade))
+        .route("/live", get(crate::live::page))
+        .route("/live/postmesh.js", get(crate::live::bundle))
         .route("/v1/publish", post(publish))
         .route("/v1/history", get(history))
         .route("/v1/latest", get(latest))
@@ -139,7 +141,7 @@ fn page_json(page: &Page) -> Vec<u8> {
 }
 
 async fn index() -> &'static str {
-    "postmesh gateway\n\nWebSocket: /ws\nHTTP: POST /v1/publish, GET /v1/history?pattern=, GET /v1/latest?pattern=, GET /healthz, GET /metrics\n"
+    "postmesh gateway\n\nWebSocket: /ws\nSockJS: /sockjs\nLive page: /live\nHTTP: POST /v1/publish, GET /v1/history?pattern=, GET /v1/latest?pattern=, GET /healthz, GET /metrics\n"
 }
 
 #[derive(Deserialize)]

@@ -13,6 +13,7 @@
 //! - [`sockjs`]: SockJS 0.3 under `/sockjs`, another transport.
 //! - [`session`]: one connection's protocol loop, over any transport;
 //!   [`frame`]: the text frames it reads and writes.
+//! - `live`: the live page at `/live`, built on `clients/js`.
 //! - [`hub`]: subscriptions, upstream bindings and the local fan-out.
 //! - [`outbox`]: each connection's bounded outbound queue.
 //! - [`auth`]: tokens and grants. [`config`]: settings. [`metrics`].
@@ -25,6 +26,7 @@ pub mod config;
 pub mod frame;
 pub mod http;
 pub mod hub;
+mod live;
 pub mod metrics;
 pub mod outbox;
 pub mod outgoing;
