@@ -46,7 +46,8 @@ stop() {
 }
 trap stop EXIT
 for _ in $(seq 100); do
-    if curl -fsS "http://127.0.0.1:$port/healthz" >/dev/null 2>&1; then break; fi
+    if python3 -c "import urllib.request,sys; urllib.request.urlopen(sys.argv[1], timeout=1)" \
+        "http://127.0.0.1:$port/healthz" >/dev/null 2>&1; then break; fi
     if ! kill -0 "$pid" 2>/dev/null; then cat "$work/postmesh.log" >&2; exit 1; fi
     sleep 0.1
 done
