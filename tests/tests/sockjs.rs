@@ -244,3 +244,26 @@ async fn tokens_work_on_http_transports_and_websocket() {
     );
     mesh.stop().await;
 }
+
+#[tokio::test]
+async fn a_waiting_poll_carries_the_shutdown_close_frame() {
+    let mesh = Mesh::start().await;
+    let session = format!("{}/sockjs/000/bye1", mesh.url());
+    post(&format!("{session}/xhr"), "").await;
+    send(&session, &[json!({"op":"sub","id":1,"pattern":"feeds.#"})]).await;
+    poll(&session).await;
+    let waiting = tokio::spawn({
+        let url = format!("{session}/xhr");
+        async move { post(&url, "").await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = Instant::now();
+    mesh.stop().await;
+    let (status, body) = waiting.await.unwrap();
+    assert_eq!(status, 200);
+    assert!(body.starts_with("c[1001,"), "{body}");
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "the session closed at once, not after a close handshake timeout"
+    );
+}

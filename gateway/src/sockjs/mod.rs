@@ -122,7 +122,9 @@ pub(crate) fn mount(mut router: Router<Arc<App>>, app: &Arc<App>) -> Router<Arc<
 }
 
 /// Forgets HTTP sessions no request came for within the disconnect delay,
-/// which ends their loops (and releases their subscriptions).
+/// which ends their loops (and releases their subscriptions). At shutdown
+/// it leaves them to their loops, which close them with 1001 so that a
+/// waiting request carries the close frame to the device.
 fn spawn_sweeper(app: &Arc<App>, m: Arc<Mount>) {
     let delay = Duration::from_secs(m.config.disconnect_delay_secs.max(1));
     let shutdown = app.shutdown.clone();
@@ -134,9 +136,6 @@ fn spawn_sweeper(app: &Arc<App>, m: Arc<Mount>) {
                 _ = tick.tick() => {}
             }
             m.sessions.lock().retain(|_, s| !s.expired(delay));
-        }
-        for s in m.sessions.lock().drain() {
-            s.1.end();
         }
     });
 }

@@ -165,7 +165,7 @@ impl Shared {
         away
     }
 
-    /// Ends the session for its loop (shutdown of the registry).
+    /// Ends the session for its loop (its WebSocket closed).
     pub fn end(&self) {
         self.gone.cancel();
     }
@@ -190,8 +190,16 @@ impl Stream for SockjsTransport {
         if self.gone.as_mut().poll(cx).is_ready() {
             return Poll::Ready(None);
         }
-        if std::mem::take(&mut self.shared.state.lock().alive) {
-            return Poll::Ready(Some(Inbound::Alive));
+        {
+            let mut s = self.shared.state.lock();
+            // After its close frame a SockJS session reads nothing more, so
+            // a loop waiting for the device's answer to it stops at once.
+            if s.closed.is_some() {
+                return Poll::Ready(None);
+            }
+            if std::mem::take(&mut s.alive) {
+                return Poll::Ready(Some(Inbound::Alive));
+            }
         }
         self.inbound.poll_recv(cx)
     }
