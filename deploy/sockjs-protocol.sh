@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# Runs SockJS's public protocol suite (0.3.3, deploy/sockjs-protocol/)
-# against a `postmesh up` with the suite's test services mounted, and
-# fails if any test fails or errs. Python 3 with venv is required; the
+# Runs SockJS's public protocol suite (0.3.3) against a `postmesh up` with
+# the suite's test services mounted, and fails if any test fails or errs.
+# The suite is not shipped with postmesh (its repository carries no
+# licence): SOCKJS_PROTOCOL_DIR names a local Python 3 port of
+# sockjs-protocol-0.3.3.py and utils_03.py; deploy/sockjs-protocol/run.py
+# loads it and skips only what PROTOCOL.md says is left out. Python 3 with venv is required; the
 # suite's one dependency, websocket-client, goes into a venv of its own
 # (POSTMESH_SOCKJS_VENV, by default target/sockjs-venv).
 set -euo pipefail

@@ -86,10 +86,6 @@ if [ ! -x /usr/bin/chromium ]; then
 fi
 (cd clients/js && npm ci --no-audit --no-fund && npm test)
 
-# SockJS's public protocol suite against a real gateway with its test
-# services (Python 3 and a venv; see deploy/sockjs-protocol.sh).
-deploy/sockjs-protocol.sh
-
 # Fuzz targets, each for a bounded time (FUZZ_SECONDS, 20 s by default);
 # see deploy/fuzz.sh.
 deploy/fuzz.sh

@@ -15,10 +15,15 @@ LEFT_OUT = {
         'hixie-76 WebSocket handshake: left out (RFC 6455 only)',
 }
 
-here = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, here)
+# The suite is not shipped (its repository carries no licence): a local
+# Python 3 port of sockjs-protocol-0.3.3.py and its utils_03.py.
+suite_dir = os.environ.get('SOCKJS_PROTOCOL_DIR')
+if not suite_dir or not os.path.isfile(os.path.join(suite_dir, 'sockjs-protocol-0.3.3.py')):
+    sys.exit('SOCKJS_PROTOCOL_DIR must name a directory holding a Python 3 port of '
+             'sockjs-protocol-0.3.3.py and utils_03.py (github.com/sockjs/sockjs-protocol)')
+sys.path.insert(0, suite_dir)
 spec = importlib.util.spec_from_file_location(
-    'sockjs_protocol', os.path.join(here, 'sockjs-protocol-0.3.3.py'))
+    'sockjs_protocol', os.path.join(suite_dir, 'sockjs-protocol-0.3.3.py'))
 suite = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(suite)
 for (cls, test), why in LEFT_OUT.items():
