@@ -65,6 +65,27 @@ cargo build --workspace --bins
 # inputs so they cannot rot (their real runs are `cargo bench`).
 cargo test --workspace --all-targets --no-fail-fast
 
+# The JavaScript client (clients/js): its build (TypeScript, esbuild), its
+# tests in Node against a real `postmesh up`, the check that the bundle the
+# gateway serves is current, and the live page in Chromium (screenshots in
+# clients/js/artifacts/).
+if ! command -v npm >/dev/null 2>&1; then
+    echo "installing nodejs and npm (Debian packages) for the JavaScript client" >&2
+    SUDO=""
+    if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq nodejs npm >/dev/null
+fi
+# Its browser test drives Debian's Chromium (never a downloaded browser).
+if [ ! -x /usr/bin/chromium ]; then
+    echo "installing chromium (Debian package) for the live page's browser test" >&2
+    SUDO=""
+    if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
+fi
+(cd clients/js && npm ci --no-audit --no-fund && npm test)
+
 # Fuzz targets, each for a bounded time (FUZZ_SECONDS, 20 s by default);
 # see deploy/fuzz.sh.
 deploy/fuzz.sh

@@ -116,6 +116,59 @@ pub struct GatewayConfig {
     /// Seconds between keepalive pings to each device; a device silent for
     /// two intervals is closed with 4002. 0 turns keepalive off.
     pub keepalive_secs: u64,
+    /// SockJS under `/sockjs` (`[gateway.sockjs]`).
+    pub sockjs: SockjsConfig,
+}
+
+/// SockJS 0.3 (PROTOCOL.md, "SockJS"): the same client protocol as `/ws`
+/// for devices behind proxies that block WebSocket.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct SockjsConfig {
+    /// Serve `/sockjs` at all.
+    pub enabled: bool,
+    /// Origins a browser page may reach `/sockjs` from, as
+    /// `scheme://host[:port]`, or `"*"` for any. Empty (the default):
+    /// only the page's own origin (its `Origin` names the `Host` it asks),
+    /// so another site's page cannot drive a device's session. Requests
+    /// without `Origin` (not from a browser) are always served.
+    pub origins: Vec<String>,
+    /// Mount the SockJS protocol suite's test services (`echo`, `close`,
+    /// `disabled_websocket_echo`, `cookie_needed_echo`) under
+    /// `/sockjs-test`. Off: they are for running the suite, not for
+    /// devices.
+    pub test_services: bool,
+    /// Seconds between `h` frames on a receiving request with nothing else
+    /// to send (the protocol's 25).
+    pub heartbeat_secs: u64,
+    /// Seconds an HTTP session may go without a receiving request before
+    /// it is closed, with its subscriptions (the protocol's 5).
+    pub disconnect_delay_secs: u64,
+    /// Bytes a streaming response carries before it ends, so the browser
+    /// can free what it buffered; the client opens the next one.
+    pub response_limit: usize,
+    /// Bytes of frames a session holds for its next receiving request;
+    /// past it, writes wait, and a device that does not come for them
+    /// within `write_timeout_secs` is closed as a slow consumer (4000).
+    pub buffer_bytes: usize,
+    /// Where the iframe page loads `sockjs-client` from (the iframe-based
+    /// transports of old browsers).
+    pub client_url: String,
+}
+
+impl Default for SockjsConfig {
+    fn default() -> Self {
+        SockjsConfig {
+            enabled: true,
+            origins: Vec::new(),
+            test_services: false,
+            heartbeat_secs: 25,
+            disconnect_delay_secs: 5,
+            response_limit: 128 * 1024,
+            buffer_bytes: 256 * 1024,
+            client_url: "https://cdn.jsdelivr.net/npm/sockjs-client@1/dist/sockjs.min.js".into(),
+        }
+    }
 }
 
 /// The listener's certificate and key, as PEM files. Both are read at
@@ -177,6 +230,7 @@ impl Default for GatewayConfig {
             body_timeout_secs: 30,
             keepalive_secs: 30,
             core_region: None,
+            sockjs: SockjsConfig::default(),
         }
     }
 }

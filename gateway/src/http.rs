@@ -24,43 +24,27 @@ use postmesh_schema::protocol::{
     DEFAULT_HISTORY_LIMIT, ErrorCode, FrameError, MAX_HISTORY_LIMIT, too_large,
 };
 use postmesh_schema::{Cursor, Message, Pattern};
-use prometheus_client::registry::Registry;
 use serde::Deserialize;
 use serde_json::json;
 use serde_json::value::RawValue;
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
+use crate::app::{App, error_response};
 use crate::auth::Grants;
 use crate::params::Params;
-use crate::session::Ctx;
-
-/// What the HTTP handlers share.
-pub struct App {
-    pub ctx: Arc<Ctx>,
-    pub registry: Arc<Registry>,
-    /// Cancelled on shutdown; sessions get child tokens.
-    pub shutdown: CancellationToken,
-    /// Cancelled at the shutdown deadline: sessions still open are dropped.
-    pub cut: CancellationToken,
-    /// Tracks connections and sessions, so shutdown can wait for them.
-    pub tracker: TaskTracker,
-    /// Upgrades beyond this many open connections are refused with 503.
-    pub max_connections: usize,
-    /// Largest HTTP request body.
-    pub max_body_bytes: usize,
-}
 
 /// The router: `/ws`, `/v1/*`, `/healthz`, `/metrics`.
 pub fn router(app: Arc<App>) -> Router {
-    Router::new()
+    let routes = Router::new()
         .route("/", get(index))
         .route("/ws", get(crate::ws::upgrade))
+        .route("/live", get(crate::live::page))
+        .route("/live/postmesh.js", get(crate::live::bundle))
         .route("/v1/publish", post(publish))
         .route("/v1/history", get(history))
         .route("/v1/latest", get(latest))
         .route("/healthz", get(healthz))
-        .route("/metrics", get(metrics))
+        .route("/metrics", get(metrics));
+    crate::sockjs::mount(routes, &app)
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found)
         .with_state(app)
@@ -82,18 +66,6 @@ async fn method_not_allowed(method: Method, uri: Uri) -> Response {
         ErrorCode::UnknownOp,
         &format!("{} does not take {method}", uri.path()),
     )
-}
-
-/// A JSON error response.
-pub fn error_response(status: StatusCode, code: ErrorCode, message: &str) -> Response {
-    let body = json!({ "code": code.as_str(), "message": message }).to_string();
-    let mut res = Response::new(Body::from(body));
-    *res.status_mut() = status;
-    res.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    res
 }
 
 fn frame_error(e: FrameError) -> Response {
@@ -169,7 +141,7 @@ fn page_json(page: &Page) -> Vec<u8> {
 }
 
 async fn index() -> &'static str {
-    "postmesh gateway\n\nWebSocket: /ws\nHTTP: POST /v1/publish, GET /v1/history?pattern=, GET /v1/latest?pattern=, GET /healthz, GET /metrics\n"
+    "postmesh gateway\n\nWebSocket: /ws\nSockJS: /sockjs\nLive page: /live\nHTTP: POST /v1/publish, GET /v1/history?pattern=, GET /v1/latest?pattern=, GET /healthz, GET /metrics\n"
 }
 
 #[derive(Deserialize)]

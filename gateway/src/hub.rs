@@ -12,11 +12,11 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::frame::Frame;
 use parking_lot::RwLock;
 use postmesh_router::rpc::RpcClient;
 use postmesh_router::{Exchange, Postoffice, PostofficeError, QueueSpec, reopen};
 use postmesh_schema::{Cursor, Pattern, RecentSet, Trie, Uuid};
-use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -155,7 +155,7 @@ impl Hub {
                 if !fresh {
                     h.metrics.messages_duplicate.inc();
                 } else {
-                    match Utf8Bytes::try_from(delivery.payload.clone()) {
+                    match Frame::try_from(delivery.payload.clone()) {
                         Ok(frame) => {
                             let live = Arc::new(Live {
                                 uuid: uuid.unwrap_or_default(),
@@ -245,7 +245,7 @@ impl Hub {
             uuid: Uuid::nil(),
             cursor,
             path: String::new(),
-            frame: Utf8Bytes::from_static(""),
+            frame: Frame::from_static(""),
             kind,
         });
         let outboxes: Vec<Arc<Outbox>> = self

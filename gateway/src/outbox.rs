@@ -20,11 +20,11 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
 
+use crate::frame::Frame;
 use parking_lot::Mutex;
 use postmesh_schema::protocol::close;
 use postmesh_schema::{Cursor, Uuid};
 use tokio::sync::Notify;
-use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 /// A message on its way to devices, shared by every connection it goes to.
 #[derive(Debug)]
@@ -35,7 +35,7 @@ pub struct Live {
     pub cursor: Option<Cursor>,
     pub path: String,
     /// The encoded frame, shared (reference-counted) across connections.
-    pub frame: Utf8Bytes,
+    pub frame: Frame,
     pub kind: LiveKind,
 }
 
@@ -249,7 +249,7 @@ mod tests {
             uuid: postmesh_schema::message::new_v1(),
             cursor: None,
             path: "a".into(),
-            frame: Utf8Bytes::from("x".repeat(n)),
+            frame: Frame::from("x".repeat(n)),
             kind: LiveKind::Message,
         })
     }
@@ -315,7 +315,7 @@ mod tests {
             uuid: Uuid::nil(),
             cursor: None,
             path: String::new(),
-            frame: Utf8Bytes::from_static(""),
+            frame: Frame::from_static(""),
             kind: LiveKind::Keepalive,
         });
         assert_eq!(o.push(marker), Push::Queued);

@@ -11,7 +11,7 @@ use percent_encoding::percent_decode_str;
 use postmesh_schema::protocol::ErrorCode;
 use serde::de::DeserializeOwned;
 
-use crate::http::error_response;
+use crate::app::error_response;
 
 /// Query parameters deserialized into `T`. A refusal is a JSON error:
 /// `bad_pattern` for a `pattern` that is not UTF-8, `bad_frame` otherwise.

@@ -12,9 +12,11 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::accept::Acceptor;
+use crate::admission::Admission;
+use crate::app::App;
 use crate::auth::Authority;
 use crate::config::GatewayConfig;
-use crate::http::{App, router};
+use crate::http::router;
 use crate::hub::Hub;
 use crate::metrics::GatewayMetrics;
 use crate::session::Ctx;
@@ -124,7 +126,7 @@ impl Gateway {
             shutdown: self.shutdown.clone(),
             cut: cut.clone(),
             tracker: tracker.clone(),
-            max_connections: MAX_CONNECTIONS,
+            admission: Admission::new(MAX_CONNECTIONS),
             max_body_bytes: self.ctx.config.max_body_bytes,
         });
         Acceptor {

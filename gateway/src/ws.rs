@@ -20,8 +20,9 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
+use crate::app::{App, error_response};
 use crate::config::GatewayConfig;
-use crate::http::{App, error_response};
+use crate::frame::Frame;
 use crate::outgoing::Outgoing;
 use crate::params::Params;
 use crate::session::{self, Inbound, MAX_JOINED_BYTES, Outbound};
@@ -74,7 +75,14 @@ where
             return match Pin::new(&mut self.inner).poll_next(cx) {
                 Poll::Pending => Poll::Pending,
                 Poll::Ready(None) => Poll::Ready(None),
-                Poll::Ready(Some(Ok(Message::Text(t)))) => Poll::Ready(Some(Inbound::Text(t))),
+                Poll::Ready(Some(Ok(Message::Text(t)))) => {
+                    // tungstenite checked the UTF-8; the frame checks again
+                    // rather than trust it blindly.
+                    Poll::Ready(Some(match Frame::try_from(bytes::Bytes::from(t)) {
+                        Ok(f) => Inbound::Text(f),
+                        Err(_) => Inbound::ProtocolError(close::INVALID_DATA),
+                    }))
+                }
                 Poll::Ready(Some(Ok(Message::Binary(_)))) => Poll::Ready(Some(Inbound::Binary)),
                 // Pings are answered by tungstenite itself; both are signs of life.
                 Poll::Ready(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => {
@@ -123,7 +131,7 @@ where
 
     fn start_send(mut self: Pin<&mut Self>, item: Outbound) -> Result<(), WsError> {
         match item {
-            Outbound::Text(t) => self.out.text(t.into()),
+            Outbound::Text(t) => self.out.text(t.into_bytes()),
             Outbound::Close(code, reason) => self.out.control(Message::Close(Some(CloseFrame {
                 code: CloseCode::from(code),
                 reason: reason.into(),
@@ -225,23 +233,10 @@ pub(crate) async fn upgrade(
     };
     let accept = derive_accept_key(key.as_bytes());
     let ctx = app.ctx.clone();
-    let grants = match session::initial_grants(&ctx.authority, q.token.as_deref()) {
-        Ok(g) => g,
-        Err(e) => {
-            return error_response(
-                StatusCode::UNAUTHORIZED,
-                ErrorCode::Unauthorized,
-                &e.to_string(),
-            );
-        }
+    let admitted = match app.admission.admit(&ctx.authority, q.token.as_deref()) {
+        Ok(a) => a,
+        Err(refused) => return refused.into_response(),
     };
-    if ctx.metrics.connections.get() >= app.max_connections as i64 {
-        return error_response(
-            StatusCode::SERVICE_UNAVAILABLE,
-            ErrorCode::Unavailable,
-            "connection limit reached",
-        );
-    }
     let on_upgrade = hyper::upgrade::on(&mut req);
     let cancel = app.shutdown.child_token();
     let options = session::Options { batch: q.batch };
@@ -257,10 +252,12 @@ pub(crate) async fn upgrade(
                         Some(config),
                     )
                     .await;
-                    session::run(WsTransport::new(ws), ctx, grants, options, cancel).await;
+                    session::run(WsTransport::new(ws), ctx, admitted.grants, options, cancel).await;
                 }
                 Err(e) => tracing::debug!(error = %e, "upgrade failed"),
             }
+            // The connection's place is given back when its session ends.
+            drop(admitted.permit);
         };
         // At the shutdown deadline a session still closing is dropped: its
         // socket closes and its subscriptions are released.

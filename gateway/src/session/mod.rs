@@ -40,6 +40,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::frame::Frame;
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use postmesh_core::{CoreClient, CoreError, Page, Published};
 use postmesh_schema::protocol::{
@@ -48,7 +49,6 @@ use postmesh_schema::protocol::{
 };
 use postmesh_schema::{Cursor, Message, Pattern, idpath};
 use serde_json::json;
-use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::{Authority, Grants};
@@ -73,7 +73,7 @@ pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Debug)]
 pub enum Inbound {
     /// A text frame.
-    Text(Utf8Bytes),
+    Text(Frame),
     /// A binary frame: not part of the protocol.
     Binary,
     /// A frame over the size limit. The session closes with 1009.
@@ -90,7 +90,7 @@ pub enum Inbound {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outbound {
     /// A text frame.
-    Text(Utf8Bytes),
+    Text(Frame),
     /// Close with a code and a reason.
     Close(u16, String),
     /// A keepalive ping; the device answers with a pong.
@@ -325,7 +325,7 @@ pub async fn run<T>(
                 Some(Inbound::Text(text)) => {
                     outbox.touch();
                     let busy = publishing.is_some() || !s.publishes.is_empty();
-                    s.on_text(&text, &mut inflight, busy).await
+                    s.on_text(text.as_str(), &mut inflight, busy).await
                 }
                 Some(Inbound::Binary) => {
                     s.send_err(FrameError::new(None, ErrorCode::BadJson, "binary frames are not part of the protocol; send JSON text frames")).await
@@ -369,7 +369,7 @@ where
         tokio::time::Instant::now() + Duration::from_secs(self.ctx.config.write_timeout_secs.max(1))
     }
 
-    async fn send(&mut self, text: impl Into<Utf8Bytes>) -> Result<(), Stop> {
+    async fn send(&mut self, text: impl Into<Frame>) -> Result<(), Stop> {
         let deadline = self.write_deadline();
         self.write_by(deadline, Some(Outbound::Text(text.into())))
             .await?;
@@ -543,8 +543,7 @@ where
                         page.next,
                         MAX_REPLY_BYTES,
                     );
-                    self.send(Utf8Bytes::try_from(frame).map_err(|_| Stop)?)
-                        .await
+                    self.send(Frame::try_from(frame).map_err(|_| Stop)?).await
                 }
                 Err(e) => self.send_err(e).await,
             },
@@ -568,17 +567,6 @@ where
 /// adapter refusing an upgrade-time token, for example).
 pub fn refusal(code: ErrorCode, message: &str) -> String {
     err_frame(None, code, message)
-}
-
-/// The grants a new connection starts with: from its `?token=` if any.
-pub fn initial_grants(
-    authority: &Authority,
-    token: Option<&str>,
-) -> Result<Grants, crate::auth::AuthError> {
-    match token {
-        Some(t) => authority.verify(t),
-        None => Ok(authority.anonymous()),
-    }
 }
 
 #[cfg(test)]

@@ -248,7 +248,7 @@ where
         let fresh = self.merge.replay(messages, Instant::now());
         let deadline = self.write_deadline();
         for m in &fresh {
-            let frame = Utf8Bytes::try_from(msg_frame(m)).map_err(|_| Stop)?;
+            let frame = Frame::try_from(msg_frame(m)).map_err(|_| Stop)?;
             self.write_by(deadline, Some(Outbound::Text(frame))).await?;
         }
         Ok(fresh.len())

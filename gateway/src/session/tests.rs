@@ -93,14 +93,14 @@ pub(super) fn live(m: &Message) -> Arc<Live> {
         uuid: m.uuid,
         cursor: m.cursor,
         path: m.path.to_string(),
-        frame: Utf8Bytes::try_from(msg_frame(m)).unwrap(),
+        frame: Frame::try_from(msg_frame(m)).unwrap(),
         kind: LiveKind::Message,
     })
 }
 
 async fn next(out: &mut mpsc::UnboundedReceiver<Outbound>) -> Value {
     match tokio::time::timeout(Duration::from_secs(5), out.next()).await {
-        Ok(Some(Outbound::Text(t))) => serde_json::from_str(&t).unwrap(),
+        Ok(Some(Outbound::Text(t))) => serde_json::from_str(t.as_str()).unwrap(),
         other => panic!("expected a frame, got {other:?}"),
     }
 }
@@ -148,11 +148,7 @@ async fn replay_and_live_merge_without_duplicates() {
         Options::default(),
         cancel.clone(),
     ));
-    let send = |s: &str| {
-        in_tx
-            .unbounded_send(Inbound::Text(Utf8Bytes::from(s)))
-            .unwrap()
-    };
+    let send = |s: &str| in_tx.unbounded_send(Inbound::Text(Frame::from(s))).unwrap();
 
     send(r#"{"op":"sub","id":1,"pattern":"b.y"}"#);
     assert_eq!(next(&mut out).await["op"], "ok");
@@ -211,7 +207,7 @@ fn padded(path: &str, size: usize) -> Arc<Live> {
         uuid: m.uuid,
         cursor: None,
         path: path.to_owned(),
-        frame: Utf8Bytes::from(frame.to_string()),
+        frame: Frame::from(frame.to_string()),
         kind: LiveKind::Message,
     })
 }
@@ -274,7 +270,7 @@ async fn written_frames_release_their_bytes() {
     };
     let (hub, input, mut out, cancel) = session_with(config).await;
     input
-        .unbounded_send(Inbound::Text(Utf8Bytes::from(
+        .unbounded_send(Inbound::Text(Frame::from(
             r#"{"op":"sub","id":1,"pattern":"a.#"}"#,
         )))
         .unwrap();
