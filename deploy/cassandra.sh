@@ -24,6 +24,12 @@
 #   POSTMESH_CASSANDRA_CACHE    jar cache (~/.cache/postmesh/cassandra)
 #   POSTMESH_CASSANDRA_HEAP     JVM heap (768M)
 #   POSTMESH_CASSANDRA_WAIT     seconds to wait for CQL (180)
+#   POSTMESH_CASSANDRA_COMMITLOG_SYNC  periodic (default: the commit log is
+#                               synced every 10 s, so a kill -9 of the node
+#                               loses writes it acknowledged since the last
+#                               sync) or batch (synced before each write is
+#                               acknowledged: what a test that kills the
+#                               node and counts acknowledged messages needs)
 #
 # Ports are below 32768, outside the kernel's range for outgoing
 # connections, so no client socket can take them between runs.
@@ -50,6 +56,13 @@ cache=${POSTMESH_CASSANDRA_CACHE:-$HOME/.cache/postmesh/cassandra}
 lib=$cache/$version/lib
 heap=${POSTMESH_CASSANDRA_HEAP:-768M}
 wait_secs=${POSTMESH_CASSANDRA_WAIT:-180}
+commitlog_sync=${POSTMESH_CASSANDRA_COMMITLOG_SYNC:-periodic}
+case $commitlog_sync in
+periodic) commitlog_sync_lines=$'commitlog_sync: periodic\ncommitlog_sync_period: 10000ms' ;;
+# Cassandra refuses a sync period with batch.
+batch) commitlog_sync_lines='commitlog_sync: batch' ;;
+*) echo "POSTMESH_CASSANDRA_COMMITLOG_SYNC: expected periodic or batch, not $commitlog_sync" >&2; exit 2 ;;
+esac
 pidfile=$dir/cassandra.pid
 
 # Whether the pid in the pid file is alive and is our daemon (not a
@@ -104,8 +117,7 @@ hints_directory: $dir/data/hints
 cdc_raw_directory: $dir/data/cdc_raw
 # A fresh node with no 4.x sstables to read.
 storage_compatibility_mode: NONE
-commitlog_sync: periodic
-commitlog_sync_period: 10000ms
+$commitlog_sync_lines
 # Messages are at most 1 MiB; a mutation may be half a segment.
 commitlog_segment_size: 16MiB
 commitlog_total_space: 256MiB

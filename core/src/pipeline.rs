@@ -230,7 +230,8 @@ impl Pipeline {
             through,
             behind,
             saved,
-            saved_at: Instant::now(),
+            save_next: Instant::now() + SAVE_EVERY,
+            save_backoff: None,
             backoff: Backoff::new(MAX_RETRY),
         };
         let distributor = tokio::spawn(distributor.run(stored_rx));
@@ -361,7 +362,10 @@ struct Distributor {
     /// The postoffice refused: what was stored after `through` is owed.
     behind: bool,
     saved: Option<Cursor>,
-    saved_at: Instant,
+    /// The next save is tried no sooner.
+    save_next: Instant,
+    /// While saving fails (the store is down): how long until the next try.
+    save_backoff: Option<Backoff>,
     backoff: Backoff,
 }
 
@@ -370,7 +374,7 @@ impl Distributor {
         let mut retry = Duration::ZERO;
         loop {
             let unsaved = self.through != self.saved;
-            let save_at = tokio::time::Instant::from_std(self.saved_at + SAVE_EVERY);
+            let save_at = tokio::time::Instant::from_std(self.save_next);
             tokio::select! {
                 group = stored.recv() => match group {
                     Some(g) => self.handle(g).await,
@@ -590,14 +594,33 @@ impl Distributor {
         let Some(through) = self.through else {
             return;
         };
-        if self.saved == Some(through) || (!now && self.saved_at.elapsed() < SAVE_EVERY) {
+        if self.saved == Some(through) || (!now && Instant::now() < self.save_next) {
             return;
         }
-        // Tried again no sooner than SAVE_EVERY, whether it worked or not.
-        self.saved_at = Instant::now();
+        // Tried again no sooner than SAVE_EVERY after a save, and backing
+        // off (up to MAX_RETRY) while it fails, so that a store outage
+        // is neither hammered nor logged ten times a second.
         match self.store.set_checkpoint(&self.name, through).await {
-            Ok(()) => self.saved = Some(through),
-            Err(e) => tracing::warn!(error = %e, "saving the distribution checkpoint failed"),
+            Ok(()) => {
+                self.saved = Some(through);
+                self.save_next = Instant::now() + SAVE_EVERY;
+                if self.save_backoff.take().is_some() {
+                    tracing::info!("saving the distribution checkpoint works again");
+                }
+            }
+            Err(e) => {
+                let backoff = match &mut self.save_backoff {
+                    Some(b) => {
+                        tracing::debug!(error = %e, "saving the distribution checkpoint failed again");
+                        b
+                    }
+                    None => {
+                        tracing::warn!(error = %e, "saving the distribution checkpoint failed; retrying with backoff");
+                        self.save_backoff.insert(Backoff::new(MAX_RETRY))
+                    }
+                };
+                self.save_next = Instant::now() + backoff.next_delay();
+            }
         }
     }
 }
