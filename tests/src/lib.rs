@@ -423,6 +423,25 @@ fn request(url: &str) -> (Request, String, u16) {
     (request, host, port)
 }
 
+/// POSTs `messages` (each with its own UUID) to `base`'s `/v1/publish`
+/// until it is answered 200, every 100 ms: if in doubt, resend; the same
+/// UUIDs are the same messages.
+pub async fn publish_until_accepted(client: &reqwest::Client, base: &str, messages: &[Value]) {
+    loop {
+        let res = client
+            .post(format!("{base}/v1/publish"))
+            .json(&json!({ "messages": messages }))
+            .send()
+            .await;
+        if let Ok(r) = res
+            && r.status() == 200
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// The `postmesh` executable built next to the test binaries.
 pub fn binary() -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
@@ -578,6 +597,33 @@ impl Process {
             .expect("the process exits in time")
             .expect("wait");
         assert!(status.success(), "exit status {status:?}");
+    }
+
+    /// Every UUID in the history of `pattern` (URL-encoded: `a.%23`)
+    /// through this gateway, page after page by cursor.
+    pub async fn history_uuids(&self, pattern: &str) -> std::collections::HashSet<String> {
+        let mut stored = std::collections::HashSet::new();
+        let mut before = String::new();
+        loop {
+            let page = self
+                .get(
+                    &format!("/v1/history?pattern={pattern}&limit=1000{before}"),
+                    None,
+                )
+                .await;
+            let messages = page["messages"].as_array().expect("messages");
+            stored.extend(
+                messages
+                    .iter()
+                    .map(|m| m["uuid"].as_str().expect("a uuid").to_owned()),
+            );
+            match messages.last() {
+                Some(m) if page["more"] == true => {
+                    before = format!("&before={}", m["cursor"].as_str().expect("a cursor"));
+                }
+                _ => return stored,
+            }
+        }
     }
 
     /// Waits (10 s at most) until the gateway's listener refuses

@@ -151,28 +151,7 @@ async fn publishes_fail_cleanly_while_cassandra_is_down_and_resume_by_themselves
     device.quiet(Duration::from_millis(500)).await;
 
     // And every one is stored.
-    let mut stored = HashSet::new();
-    let mut before = String::new();
-    loop {
-        let page = up
-            .get(
-                &format!("/v1/history?pattern=out.%23&limit=1000{before}"),
-                None,
-            )
-            .await;
-        let messages = page["messages"].as_array().expect("messages");
-        stored.extend(
-            messages
-                .iter()
-                .map(|m| m["uuid"].as_str().unwrap().to_owned()),
-        );
-        match messages.last() {
-            Some(m) if page["more"] == true => {
-                before = format!("&before={}", m["cursor"].as_str().unwrap())
-            }
-            _ => break,
-        }
-    }
+    let stored = up.history_uuids("out.%23").await;
     let missing: Vec<(usize, &String)> = acked
         .iter()
         .enumerate()

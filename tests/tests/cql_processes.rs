@@ -64,32 +64,6 @@ async fn post(url: &str, body: &Value) -> Value {
     res.json().await.unwrap()
 }
 
-/// Every UUID in the history of `pattern` through `gw`, paging by cursor.
-async fn all_history(gw: &Process, pattern: &str) -> HashSet<String> {
-    let mut stored = HashSet::new();
-    let mut before = String::new();
-    loop {
-        let page = gw
-            .get(
-                &format!("/v1/history?pattern={pattern}&limit=1000{before}"),
-                None,
-            )
-            .await;
-        let messages = page["messages"].as_array().expect("messages");
-        stored.extend(
-            messages
-                .iter()
-                .map(|m| m["uuid"].as_str().unwrap().to_owned()),
-        );
-        match messages.last() {
-            Some(m) if page["more"] == true => {
-                before = format!("&before={}", m["cursor"].as_str().expect("a cursor"))
-            }
-            _ => return stored,
-        }
-    }
-}
-
 /// What one gateway publishes, the other reads at once: no replication
 /// between the cores, whichever core answers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -142,20 +116,7 @@ async fn a_core_killed_mid_stream_loses_nothing_acknowledged() {
                                  "uuid": postmesh_schema::message::new_v1().to_string()})
                 })
                 .collect();
-            // If in doubt, resend: the same UUIDs are the same messages.
-            loop {
-                let res = client
-                    .post(format!("{url}/v1/publish"))
-                    .json(&json!({"messages": messages}))
-                    .send()
-                    .await;
-                if let Ok(r) = res
-                    && r.status() == 200
-                {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
+            postmesh_tests::publish_until_accepted(&client, &url, &messages).await;
             acked.extend(
                 messages
                     .iter()
@@ -184,7 +145,7 @@ async fn a_core_killed_mid_stream_loses_nothing_acknowledged() {
     // A third core, alone now: the whole history at once.
     let _c3 = core(amqp, region, "k3").await;
     c2.kill().await;
-    let stored = all_history(&gw, "kill.%23").await;
+    let stored = gw.history_uuids("kill.%23").await;
     assert_eq!(stored.len(), total, "every acknowledged message is stored");
     assert!(acked.iter().all(|u| stored.contains(u)));
 }

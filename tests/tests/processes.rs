@@ -140,20 +140,7 @@ async fn gold_survives_a_core_killed_mid_stream() {
                 .map(|i| json!({"path": format!("gold.{}", i % 10), "class": "gold", "body": b * batch + i,
                                  "uuid": postmesh_schema::message::new_v1().to_string()}))
                 .collect();
-            // If in doubt, resend: the same UUIDs are the same messages.
-            loop {
-                let res = client
-                    .post(format!("{url}/v1/publish"))
-                    .json(&json!({"messages": messages}))
-                    .send()
-                    .await;
-                if let Ok(r) = res
-                    && r.status() == 200
-                {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
+            postmesh_tests::publish_until_accepted(&client, &url, &messages).await;
             uuids.extend(
                 messages
                     .iter()
@@ -181,32 +168,7 @@ async fn gold_survives_a_core_killed_mid_stream() {
     }
 
     // Every message is stored: page through the surviving core's history.
-    let mut stored = std::collections::HashSet::new();
-    let mut before: Option<String> = None;
-    loop {
-        let cursor = before
-            .as_ref()
-            .map(|b| format!("&before={b}"))
-            .unwrap_or_default();
-        let page = gw
-            .get(
-                &format!("/v1/history?pattern=gold.%23&limit=1000{cursor}"),
-                None,
-            )
-            .await;
-        let messages = page["messages"].as_array().expect("messages");
-        stored.extend(
-            messages
-                .iter()
-                .map(|m| m["uuid"].as_str().unwrap().to_owned()),
-        );
-        before = messages
-            .last()
-            .map(|m| m["uuid"].as_str().unwrap().to_owned());
-        if page["more"] != true {
-            break;
-        }
-    }
+    let stored = gw.history_uuids("gold.%23").await;
     assert_eq!(
         stored.len(),
         total,
