@@ -369,6 +369,20 @@ impl Client {
         out
     }
 
+    /// Takes `msg` frames until every UUID of `want` has arrived, asserting
+    /// that each arrives once and nothing else does, then that nothing
+    /// more comes for half a second.
+    pub async fn receive_each_once(&mut self, want: &std::collections::HashSet<&String>) {
+        let mut seen = std::collections::HashSet::new();
+        while seen.len() < want.len() {
+            let m = self.msg().await;
+            let u = m["uuid"].as_str().expect("a uuid").to_owned();
+            assert!(want.contains(&u), "unexpected {m}");
+            assert!(seen.insert(u), "delivered twice: {m}");
+        }
+        self.quiet(Duration::from_millis(500)).await;
+    }
+
     /// Asserts that no `msg` frame arrives within `wait`.
     pub async fn quiet(&mut self, wait: Duration) {
         assert!(

@@ -141,14 +141,7 @@ async fn publishes_fail_cleanly_while_cassandra_is_down_and_resume_by_themselves
     // Each acknowledged message reached the device once.
     let acked: Vec<String> = tally.acked.lock().unwrap().clone();
     let want: HashSet<&String> = acked.iter().collect();
-    let mut seen = HashSet::new();
-    while seen.len() < want.len() {
-        let m = device.msg().await;
-        let u = m["uuid"].as_str().unwrap().to_owned();
-        assert!(want.contains(&u), "unexpected {m}");
-        assert!(seen.insert(u), "delivered twice: {m}");
-    }
-    device.quiet(Duration::from_millis(500)).await;
+    device.receive_each_once(&want).await;
 
     // And every one is stored.
     let stored = up.history_uuids("out.%23").await;

@@ -132,14 +132,7 @@ async fn a_core_killed_mid_stream_loses_nothing_acknowledged() {
     assert_eq!(acked.len(), total);
     let want: HashSet<&String> = acked.iter().collect();
     for d in &mut devices {
-        let mut seen = HashSet::new();
-        while seen.len() < total {
-            let m = d.msg().await;
-            let u = m["uuid"].as_str().unwrap().to_owned();
-            assert!(want.contains(&u), "unexpected {m}");
-            assert!(seen.insert(u), "delivered twice: {m}");
-        }
-        d.quiet(Duration::from_millis(500)).await;
+        d.receive_each_once(&want).await;
     }
 
     // A third core, alone now: the whole history at once.

@@ -157,14 +157,7 @@ async fn gold_survives_a_core_killed_mid_stream() {
     let want: std::collections::HashSet<&String> = sent.iter().collect();
 
     for d in &mut devices {
-        let mut seen = std::collections::HashSet::new();
-        while seen.len() < total {
-            let m = d.msg().await;
-            let u = m["uuid"].as_str().unwrap().to_owned();
-            assert!(want.contains(&u), "unexpected {m}");
-            assert!(seen.insert(u), "delivered twice: {m}");
-        }
-        d.quiet(Duration::from_millis(500)).await;
+        d.receive_each_once(&want).await;
     }
 
     // Every message is stored: page through the surviving core's history.
