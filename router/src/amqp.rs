@@ -329,24 +329,7 @@ impl Postoffice for AmqpPostoffice {
     }
 
     async fn publish(&self, exchange: Exchange, message: Outgoing) -> Result<(), PostofficeError> {
-        let link = self.link().await?;
-        let confirm = link
-            .publish
-            .basic_publish(
-                short(exchange.name()),
-                short(&message.routing_key),
-                BasicPublishOptions::default(),
-                &message.payload,
-                properties(&message.props),
-            )
-            .await
-            .map_err(error)?
-            .await
-            .map_err(error)?;
-        match confirm {
-            Confirmation::Ack(_) | Confirmation::NotRequested => Ok(()),
-            Confirmation::Nack(_) => Err(PostofficeError::Rejected(message.routing_key)),
-        }
+        self.publish_all(exchange, vec![message]).await
     }
 
     async fn publish_all(
