@@ -98,6 +98,21 @@ pub(super) fn live(m: &Message) -> Arc<Live> {
     })
 }
 
+/// A hub on an in-process postoffice.
+async fn memory_hub(metrics: &GatewayMetrics, cancel: &CancellationToken) -> Arc<Hub> {
+    Hub::start(
+        Arc::new(MemoryPostoffice::new()),
+        "gw".into(),
+        1024,
+        metrics.clone(),
+        cancel.clone(),
+        None,
+        None,
+    )
+    .await
+    .unwrap()
+}
+
 async fn next(out: &mut mpsc::UnboundedReceiver<Outbound>) -> Value {
     match tokio::time::timeout(Duration::from_secs(5), out.next()).await {
         Ok(Some(Outbound::Text(t))) => serde_json::from_str(t.as_str()).unwrap(),
@@ -113,17 +128,7 @@ async fn next(out: &mut mpsc::UnboundedReceiver<Outbound>) -> Value {
 async fn replay_and_live_merge_without_duplicates() {
     let cancel = CancellationToken::new();
     let metrics = GatewayMetrics::default();
-    let hub = Hub::start(
-        Arc::new(MemoryPostoffice::new()),
-        "gw".into(),
-        1024,
-        metrics.clone(),
-        cancel.clone(),
-        None,
-        None,
-    )
-    .await
-    .unwrap();
+    let hub = memory_hub(&metrics, &cancel).await;
     let core = Arc::new(HeldCore {
         page: parking_lot::Mutex::new(None),
         release: Notify::new(),
@@ -223,17 +228,7 @@ async fn session_with(
 ) {
     let cancel = CancellationToken::new();
     let metrics = GatewayMetrics::default();
-    let hub = Hub::start(
-        Arc::new(MemoryPostoffice::new()),
-        "gw".into(),
-        1024,
-        metrics.clone(),
-        cancel.clone(),
-        None,
-        None,
-    )
-    .await
-    .unwrap();
+    let hub = memory_hub(&metrics, &cancel).await;
     let ctx = Arc::new(Ctx {
         hub: hub.clone(),
         core: Arc::new(HeldCore {
