@@ -8,7 +8,7 @@ use postmesh_bench::peer::mqtt::Mqtt;
 use postmesh_bench::peer::nats::Nats;
 use postmesh_bench::peer::socketio::SocketIo;
 use postmesh_bench::peer::{Peer, Postmesh, spread_sources};
-use postmesh_bench::{report, scenario, summary};
+use postmesh_bench::{report, scenario, store, summary};
 use serde::Serialize;
 
 /// The postmesh load harness.
@@ -148,6 +148,65 @@ enum Command {
         #[arg(long, default_value_t = 10.0)]
         seconds: f64,
     },
+    /// The message stores themselves, through the `Store` trait: the
+    /// embedded store in this process, or the CQL store on Cassandra.
+    Store {
+        /// `embedded:DIR` or `cql://HOST:PORT/KEYSPACE`. `ingest`, `load`
+        /// and `amplification` empty it first.
+        #[arg(long)]
+        store: String,
+        /// The Cassandra node's pid, for its CPU and peak memory.
+        #[arg(long)]
+        server_pid: Option<u32>,
+        #[command(subcommand)]
+        phase: StorePhase,
+    },
+}
+
+#[derive(Subcommand)]
+enum StorePhase {
+    /// Single-message puts, N in flight: messages/s persisted and
+    /// acknowledged.
+    Ingest {
+        #[arg(long, default_value_t = 100_000)]
+        messages: u64,
+        #[arg(long, default_value_t = 3)]
+        depth: usize,
+        #[arg(long, default_value_t = 64)]
+        in_flight: usize,
+    },
+    /// Fills the store with depth-3 messages (`feeds.cat<0..20>.<0..5000>`).
+    Load {
+        #[arg(long, default_value_t = 1_000_000)]
+        messages: u64,
+        #[arg(long, default_value_t = 100)]
+        batch: usize,
+        #[arg(long, default_value_t = 16)]
+        in_flight: usize,
+    },
+    /// History queries on the store as it is: latency per query.
+    History {
+        #[arg(long, default_value = "feeds.cat7.#")]
+        pattern: String,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        #[arg(long, default_value_t = 2000)]
+        queries: u64,
+        #[arg(long, default_value_t = 200)]
+        warmup: u64,
+        #[arg(long, default_value_t = 1)]
+        in_flight: usize,
+    },
+    /// Messages of one path depth into an empty store, then the rows each
+    /// table holds.
+    Amplification {
+        #[arg(long)]
+        depth: usize,
+        #[arg(long, default_value_t = 10_000)]
+        messages: u64,
+        #[arg(long, default_value_t = 64)]
+        in_flight: usize,
+    },
 }
 
 fn peer(t: &Target) -> Arc<dyn Peer> {
@@ -286,6 +345,50 @@ async fn main() -> anyhow::Result<()> {
             )
             .await?;
             print(&r, None)?;
+        }
+        Command::Store {
+            store: s,
+            server_pid,
+            phase,
+        } => {
+            let t = store::Target::parse(&s)?;
+            match phase {
+                StorePhase::Ingest {
+                    messages,
+                    depth,
+                    in_flight,
+                } => print(
+                    &store::ingest(&t, messages, depth, in_flight, server_pid).await?,
+                    None,
+                )?,
+                StorePhase::Load {
+                    messages,
+                    batch,
+                    in_flight,
+                } => print(
+                    &store::load(&t, messages, batch, in_flight, server_pid).await?,
+                    None,
+                )?,
+                StorePhase::History {
+                    pattern,
+                    limit,
+                    queries,
+                    warmup,
+                    in_flight,
+                } => print(
+                    &store::history(&t, &pattern, limit, queries, warmup, in_flight, server_pid)
+                        .await?,
+                    None,
+                )?,
+                StorePhase::Amplification {
+                    depth,
+                    messages,
+                    in_flight,
+                } => print(
+                    &store::amplification(&t, depth, messages, in_flight, server_pid).await?,
+                    None,
+                )?,
+            }
         }
     }
     Ok(())

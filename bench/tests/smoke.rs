@@ -89,3 +89,41 @@ async fn every_scenario_smoke() {
     .unwrap();
     assert!(r.queries > 0 && r.errors == 0, "{r:?}");
 }
+
+/// Every store phase on the embedded store (`bench/store.sh` runs them on
+/// Cassandra too).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_store_phase_smoke() {
+    use postmesh_bench::store::{Target, amplification, history, ingest, load};
+
+    let dir = tempfile::tempdir().unwrap();
+    let t = Target::parse(&format!("embedded:{}", dir.path().join("s").display())).unwrap();
+
+    let r = ingest(&t, 300, 3, 16, None).await.unwrap();
+    assert_eq!((r.messages, r.depth, r.batch), (300, 3, 1));
+    assert!(r.messages_per_s > 0.0);
+
+    let r = load(&t, 2000, 100, 4, None).await.unwrap();
+    assert_eq!(r.messages, 2000);
+    // 2000 messages over 20 categories: 100 under feeds.cat7.
+    let h = history(&t, "feeds.cat7.#", 50, 20, 2, 2, None)
+        .await
+        .unwrap();
+    assert_eq!(h.page_len, 50);
+    assert!(h.latency.p99_us >= h.latency.p50_us);
+
+    // Depth 1: the record, its ids row and its exact row per message, and
+    // one names row for `feeds`.
+    let a = amplification(&t, 1, 200, 16, None).await.unwrap();
+    let rows = |name: &str| a.tables.iter().find(|r| r.table == name).unwrap().rows;
+    assert_eq!(
+        (rows("timeline"), rows("ids"), rows("exact"), rows("below")),
+        (200, 200, 200, 0)
+    );
+    assert_eq!(rows("names"), 1);
+    // Depth 3: two `below` rows per message (feeds, feeds.catN).
+    let a = amplification(&t, 3, 200, 16, None).await.unwrap();
+    let below = a.tables.iter().find(|r| r.table == "below").unwrap();
+    assert_eq!(below.rows, 400);
+    assert!(a.tables.iter().all(|r| r.disk_bytes.is_some()));
+}
