@@ -33,6 +33,11 @@ pub enum StoreError {
     Closed,
     #[error("the store is overloaded: too many writes waiting")]
     Overloaded,
+    /// A query the store's layout cannot serve within its bounds (a CQL
+    /// category's minimum index depth): retrying will not help, a narrower
+    /// pattern will.
+    #[error("pattern too broad for this store: {0}")]
+    TooBroad(String),
 }
 
 impl StoreError {
