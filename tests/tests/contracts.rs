@@ -71,6 +71,45 @@ async fn cql_schema_is_versioned() {
     keyspace.drop_now().await;
 }
 
+/// The differential test of query plans (`store::contract`), on a
+/// keyspace of its own with the default layout.
+#[tokio::test]
+async fn cql_query_plans_agree_with_brute_force() {
+    let keyspace = postmesh_tests::cql::Keyspace::fresh("plans").await;
+    let store = keyspace.store().await;
+    postmesh_core::store::contract::query_plans_agree_with_brute_force(store.as_ref()).await;
+    postmesh_core::Store::close(store.as_ref()).await;
+    keyspace.drop_now().await;
+}
+
+/// The same with per-category layouts: one-second buckets (the test's two
+/// batches are seconds apart, so folders span several), and minimum index
+/// depths that leave the root and shallow folders out of the index.
+#[tokio::test]
+async fn cql_query_plans_agree_with_brute_force_under_category_layouts() {
+    use postmesh_core::store::cql::CategoryLayout;
+    let keyspace = postmesh_tests::cql::Keyspace::fresh("layouts").await;
+    let layout = |secs, min_index_depth| CategoryLayout {
+        bucket: Duration::from_secs(secs),
+        min_index_depth,
+    };
+    let store = keyspace
+        .store_with(|o| {
+            o.bucket = Duration::from_secs(1);
+            o.categories = [
+                ("a".to_owned(), layout(2, 2)),
+                ("b".to_owned(), layout(1, 1)),
+                ("a b".to_owned(), layout(1, 3)),
+                ("ab".to_owned(), layout(3, 0)),
+            ]
+            .into();
+        })
+        .await;
+    postmesh_core::store::contract::query_plans_agree_with_brute_force(store.as_ref()).await;
+    postmesh_core::Store::close(store.as_ref()).await;
+    keyspace.drop_now().await;
+}
+
 /// Rows of `folder` in `messages_by_folder`, bucket by bucket.
 async fn folder_rows(keyspace: &postmesh_tests::cql::Keyspace, folder: &str) -> Vec<(i64, usize)> {
     let session = postmesh_core::store::cql::connect(&keyspace.hosts)
