@@ -8,13 +8,22 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use postmesh_core::store::cql::{CategoryLayout, Consistency, CqlOptions, CqlStore, Speculative};
 use postmesh_core::store::embedded::{EmbeddedOptions, EmbeddedStore};
+use postmesh_core::store::{Measured, StoreMetrics};
 use postmesh_core::{Store, retention};
+use prometheus_client::registry::Registry;
 
 use crate::config::{CoreConfig, StoreKind};
 
 /// Opens the store of `config.store` (the embedded one in `data/store`)
 /// and applies the configured retentions to it.
-pub async fn open_store(config: &CoreConfig, data: &Path) -> anyhow::Result<Arc<dyn Store>> {
+///
+/// The store is measured ([`Measured`]): every operation's latency and
+/// errors go to `registry` as `postmesh_store_*`, whatever the engine.
+pub async fn open_store(
+    config: &CoreConfig,
+    data: &Path,
+    registry: &mut Registry,
+) -> anyhow::Result<Arc<dyn Store>> {
     let store: Arc<dyn Store> = match config.store.kind {
         StoreKind::Embedded => {
             let dir = data.join("store");
@@ -45,6 +54,7 @@ pub async fn open_store(config: &CoreConfig, data: &Path) -> anyhow::Result<Arc<
             )
         }
     };
+    let store: Arc<dyn Store> = Arc::new(Measured::new(store, StoreMetrics::register(registry)));
     if let Err(e) = retention::apply(store.as_ref(), &config.retention()).await {
         store.close().await;
         return Err(e).context("applying retention");

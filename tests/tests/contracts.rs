@@ -481,3 +481,90 @@ async fn cql_local_datacenter_and_connection_errors() {
     }
     keyspace.drop_now().await;
 }
+
+/// The store's health in `/healthz` and its latency in `/metrics`, over
+/// HTTP from a real `postmesh up`: on the embedded store, and on a CQL
+/// keyspace, which is then dropped under it: `/healthz` turns to 503 and
+/// says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_health_and_latency_over_http() {
+    use postmesh::config::StoreKind;
+    use postmesh_tests::Mesh;
+
+    async fn check(mesh: &Mesh, kind: &str) {
+        mesh.publish("health.a", serde_json::json!({"n": 1})).await;
+        let (status, _) = mesh.get("/v1/history?pattern=health.%23", None).await;
+        assert_eq!(status, 200);
+        // The probe has 2 s: on a machine loaded enough, one can miss it,
+        // and the next answer says so. A store that works answers again.
+        let mut tries = 0;
+        let health = loop {
+            let (status, health) = mesh.get("/healthz", None).await;
+            tries += 1;
+            if status == 200 || tries == 10 {
+                assert_eq!(status, 200, "{health}");
+                break health;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        };
+        assert_eq!(health["status"], "ok");
+        assert_eq!(health["store"]["kind"], kind);
+        assert_eq!(health["store"]["status"], "ok");
+        assert!(health["store"]["latency_ms"].as_f64().unwrap() >= 0.0);
+        let metrics = reqwest::get(format!("{}/metrics", mesh.url()))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        for op in ["put", "history", "probe"] {
+            let line = metrics
+                .lines()
+                .find(|l| {
+                    l.starts_with("postmesh_store_operation_seconds_count")
+                        && l.contains(&format!("op=\"{op}\""))
+                })
+                .unwrap_or_else(|| panic!("no {op} latency in:\n{metrics}"));
+            let n: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+            assert!(n >= 1.0, "{line}");
+        }
+        assert!(metrics.contains("postmesh_store_operation_seconds_bucket{"));
+    }
+
+    let embedded = Mesh::start().await;
+    check(&embedded, "embedded").await;
+    embedded.stop().await;
+
+    let keyspace = postmesh_tests::cql::Keyspace::fresh("health").await;
+    let (hosts, name) = (keyspace.hosts.clone(), keyspace.name.clone());
+    let cql = Mesh::start_with(|c| {
+        c.core.store.kind = StoreKind::Cql;
+        c.core.store.hosts = hosts;
+        c.core.store.keyspace = name;
+    })
+    .await;
+    check(&cql, "cql").await;
+    // The keyspace gone: the probe's read fails.
+    keyspace.drop_now().await;
+    let (status, health) = cql.get("/healthz", None).await;
+    assert_eq!(status, 503, "{health}");
+    assert_eq!(health["status"], "unavailable");
+    assert_eq!(health["store"]["status"], "unavailable");
+    assert!(
+        !health["store"]["error"].as_str().unwrap().is_empty(),
+        "{health}"
+    );
+    let metrics = reqwest::get(format!("{}/metrics", cql.url()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("postmesh_store_operation_errors_total{op=\"probe\"} ")),
+        "{metrics}"
+    );
+    cql.stop().await;
+}

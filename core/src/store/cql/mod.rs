@@ -272,6 +272,7 @@ struct Statements {
     set_checkpoint: PreparedStatement,
     delete_folder_row: PreparedStatement,
     delete_by_id: PreparedStatement,
+    probe: PreparedStatement,
 }
 
 /// The store on a CQL keyspace.
@@ -466,6 +467,7 @@ impl CqlStore {
             set_checkpoint: prep(format!("INSERT INTO {ks}.checkpoints (name, cursor) VALUES (?, ?)"), false, true).await?,
             delete_folder_row: prep(format!("DELETE FROM {ks}.messages_by_folder WHERE folder = ? AND bucket = ? AND cursor = ?"), false, true).await?,
             delete_by_id: prep(format!("DELETE FROM {ks}.messages_by_id WHERE uuid = ?"), false, true).await?,
+            probe: prep(format!("SELECT version FROM {ks}.schema_version WHERE id = ?"), true, true).await?,
         };
         let store = CqlStore {
             session,
@@ -1083,6 +1085,21 @@ impl Store for CqlStore {
     /// Shared: every core of a keyspace reads and writes the same tables.
     fn is_shared(&self) -> bool {
         true
+    }
+
+    fn kind(&self) -> &'static str {
+        "cql"
+    }
+
+    /// One read of the keyspace's schema version, at the read consistency:
+    /// it answers when enough replicas of one partition do.
+    async fn probe(&self) -> Result<(), StoreError> {
+        self.check_open()?;
+        self.session
+            .execute_unpaged(&self.st.probe, ("postmesh",))
+            .await
+            .map_err(engine)?;
+        Ok(())
     }
 
     fn stamper(&self) -> [u8; 8] {

@@ -366,8 +366,21 @@ impl query::Reader<'_> {
 #[async_trait]
 impl Store for EmbeddedStore {
     /// Private: the files are this process's alone.
+    fn kind(&self) -> &'static str {
+        "embedded"
+    }
+
     fn is_shared(&self) -> bool {
         false
+    }
+
+    /// The writer takes requests, and a read answers.
+    async fn probe(&self) -> Result<(), StoreError> {
+        let writer_runs = self.writes.lock().as_ref().is_some_and(|w| !w.is_closed());
+        if !writer_runs {
+            return Err(StoreError::Closed);
+        }
+        self.read(|t| t.newest()).await.map(|_| ())
     }
 
     fn stamper(&self) -> [u8; 8] {
