@@ -117,11 +117,34 @@ pub struct StoreConfig {
     /// The keyspace (made by `postmesh schema apply`).
     pub keyspace: String,
     /// CQL consistency of every read and write: `LOCAL_QUORUM` (the
-    /// default), `QUORUM`, `LOCAL_ONE`, `ONE`, `ALL` or `EACH_QUORUM`.
+    /// default), `QUORUM`, `EACH_QUORUM`, `LOCAL_ONE`, `ONE`, `TWO`,
+    /// `THREE` or `ALL`.
     pub consistency: String,
-    /// Width of a folder's partition in time, seconds. Fixed for the life
-    /// of a keyspace: reads find rows by it.
+    /// The consistency of reads, when not `consistency`.
+    pub read_consistency: Option<String>,
+    /// The consistency of writes, when not `consistency`.
+    pub write_consistency: Option<String>,
+    /// Speculative executions of a read (0: none): after
+    /// `speculative_delay_ms` without an answer, the read also goes to the
+    /// next replica, and the first answer wins.
+    pub speculative_reads: usize,
+    pub speculative_delay_ms: u64,
+    /// The datacenter of this core's region (the driver keeps to its
+    /// nodes, and `LOCAL_QUORUM` counts its replicas). Unset: every node.
+    pub local_datacenter: Option<String>,
+    /// Width of a folder's partition in time, seconds, for the root and
+    /// every category `category_bucket_secs` does not name. Fixed for the
+    /// life of a keyspace: reads find rows by it.
     pub bucket_secs: u64,
+    /// Width of a category's partitions in time, seconds, by category:
+    /// `{ feeds = 600 }`. Fixed for the life of a keyspace, like
+    /// `bucket_secs`, and the same on every core.
+    pub category_bucket_secs: HashMap<String, u64>,
+    /// The shallowest folder that indexes a category's messages, by
+    /// category: `{ id = 2 }` leaves the root and the folder `id` out of
+    /// the index of `id.*` messages (ARCHITECTURE.md, "The CQL store").
+    /// Fixed for the life of a keyspace.
+    pub min_index_depth: HashMap<String, usize>,
 }
 
 impl Default for StoreConfig {
@@ -131,7 +154,14 @@ impl Default for StoreConfig {
             hosts: Vec::new(),
             keyspace: "postmesh".into(),
             consistency: "LOCAL_QUORUM".into(),
+            read_consistency: None,
+            write_consistency: None,
+            speculative_reads: 1,
+            speculative_delay_ms: 100,
+            local_datacenter: None,
             bucket_secs: 3600,
+            category_bucket_secs: HashMap::new(),
+            min_index_depth: HashMap::new(),
         }
     }
 }

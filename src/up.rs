@@ -114,7 +114,7 @@ pub async fn start_roles(config: Config, roles: Roles) -> anyhow::Result<Running
     let mut store: Option<Arc<dyn Store>> = None;
     let mut core: Option<Arc<Core>> = None;
     if roles != Roles::Gateway {
-        let s = open_store(&config.core, &config.data).await?;
+        let s = open_store(&config.core, &config.data, &mut registry).await?;
         let c = match Core::start(
             s.clone(),
             postoffice.clone(),
@@ -145,9 +145,14 @@ pub async fn start_roles(config: Config, roles: Roles) -> anyhow::Result<Running
     )
     .await
     {
-        Ok(gateway) => Ok(serve(
-            gateway, registry, store, core, &config, shutdown, tasks,
-        )?),
+        Ok(mut gateway) => {
+            if let (Some(g), Some(s)) = (gateway.as_mut(), &store) {
+                g.report_store(s.clone());
+            }
+            Ok(serve(
+                gateway, registry, store, core, &config, shutdown, tasks,
+            )?)
+        }
         Err(e) => {
             // Release the data directory before saying why.
             shutdown.cancel();

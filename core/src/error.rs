@@ -35,6 +35,7 @@ impl CoreError {
     pub fn code(&self) -> ErrorCode {
         match self {
             CoreError::TooLarge { .. } => ErrorCode::TooLarge,
+            CoreError::Store(StoreError::TooBroad(_)) => ErrorCode::BadPattern,
             e if e.is_retryable() => ErrorCode::Unavailable,
             _ => ErrorCode::Internal,
         }

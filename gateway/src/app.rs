@@ -20,6 +20,8 @@ use crate::session::Ctx;
 /// What the HTTP handlers share.
 pub struct App {
     pub ctx: Arc<Ctx>,
+    /// The store of the core in this process, if any: `/healthz` probes it.
+    pub store: Option<Arc<dyn postmesh_core::Store>>,
     pub registry: Arc<Registry>,
     /// Cancelled on shutdown; sessions get child tokens.
     pub shutdown: CancellationToken,

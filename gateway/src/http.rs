@@ -374,15 +374,37 @@ async fn latest(
     }
 }
 
+/// `{"status", "connections"}`, and with a core in this process
+/// `"store": {"kind", "status", "latency_ms", "error"?}` from a probe of its
+/// store. A store that does not answer makes the whole `unavailable`, with
+/// 503: this process cannot serve publishes or history.
 async fn healthz(State(app): State<Arc<App>>) -> Response {
-    json_response(
-        json!({
-            "status": "ok",
-            "connections": app.ctx.metrics.connections.get(),
-        })
-        .to_string()
-        .into_bytes(),
-    )
+    let mut body = json!({
+        "status": "ok",
+        "connections": app.ctx.metrics.connections.get(),
+    });
+    let mut healthy = true;
+    if let Some(store) = &app.store {
+        let h = postmesh_core::store::measured::health(store.as_ref()).await;
+        healthy = h.ok;
+        let mut s = json!({
+            "kind": h.kind,
+            "status": if h.ok { "ok" } else { "unavailable" },
+            "latency_ms": h.latency.as_secs_f64() * 1000.0,
+        });
+        if let Some(e) = h.error {
+            s["error"] = json!(e);
+        }
+        body["store"] = s;
+    }
+    if !healthy {
+        body["status"] = json!("unavailable");
+    }
+    let mut res = json_response(body.to_string().into_bytes());
+    if !healthy {
+        *res.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+    }
+    res
 }
 
 async fn metrics(State(app): State<Arc<App>>) -> Response {

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use postmesh_core::CoreClient;
+use postmesh_core::{CoreClient, Store};
 use postmesh_router::Postoffice;
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
@@ -42,6 +42,9 @@ pub struct Gateway {
     tls: Option<Tls>,
     ctx: Arc<Ctx>,
     shutdown: CancellationToken,
+    /// The store of the core in this process, whose health `/healthz`
+    /// reports.
+    store: Option<Arc<dyn Store>>,
 }
 
 /// How long connections get to end once they are cut: dropping a task's
@@ -99,7 +102,14 @@ impl Gateway {
             tls,
             ctx,
             shutdown,
+            store: None,
         })
+    }
+
+    /// Reports `store`'s health in `/healthz` (the store of the core in
+    /// this process).
+    pub fn report_store(&mut self, store: Arc<dyn Store>) {
+        self.store = Some(store);
     }
 
     /// The bound address (useful with port 0).
@@ -121,6 +131,7 @@ impl Gateway {
     pub async fn serve(self, registry: Arc<Registry>, cut: CancellationToken) {
         let tracker = TaskTracker::new();
         let app = Arc::new(App {
+            store: self.store.clone(),
             ctx: self.ctx.clone(),
             registry,
             shutdown: self.shutdown.clone(),

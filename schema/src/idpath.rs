@@ -2,8 +2,9 @@
 //!
 //! Millions of users with numeric ids would make one trie node with millions
 //! of children if the id were one element (`id.prefs.09067832`). Instead the
-//! id is written in base62 (alphabet `0-9A-Za-z`), one character per element
-//! (`id.prefs.c.2.x.M`), so routing tries stay shallow and share prefixes.
+//! id is written in base62 (alphabet `0-9A-Za-z`, the `base62` crate's
+//! standard alphabet), one character per element (`id.prefs.c.2.x.M`), so
+//! routing tries stay shallow and share prefixes.
 //!
 //! # Leading zeros and zero
 //! Ids are unsigned 64-bit numbers. The decimal form may carry leading zeros
@@ -13,8 +14,6 @@
 //! has exactly one split form and one routing key.
 
 use crate::path::{Path, PathError};
-
-const ALPHABET: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 
 /// Why an id or an id path could not be converted.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -48,18 +47,9 @@ pub fn parse_decimal(s: &str) -> Result<u64, IdError> {
 /// `9067832` gives `c.2.x.M`.
 pub fn split_id(id: u64) -> String {
     let mut digits = [0u8; 11]; // 62^11 > 2^64
-    let mut n = id;
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = ALPHABET[(n % 62) as usize];
-        n /= 62;
-        if n == 0 {
-            break;
-        }
-    }
-    let mut out = String::with_capacity((digits.len() - i) * 2);
-    for (k, d) in digits[i..].iter().enumerate() {
+    let n = base62::encode_bytes(id, &mut digits).expect("11 digits hold any u64");
+    let mut out = String::with_capacity(n * 2);
+    for (k, d) in digits[..n].iter().enumerate() {
         if k > 0 {
             out.push('.');
         }
@@ -68,41 +58,27 @@ pub fn split_id(id: u64) -> String {
     out
 }
 
-fn digit_value(c: u8) -> Option<u64> {
-    match c {
-        b'0'..=b'9' => Some(u64::from(c - b'0')),
-        b'A'..=b'Z' => Some(u64::from(c - b'A') + 10),
-        b'a'..=b'z' => Some(u64::from(c - b'a') + 36),
-        _ => None,
-    }
-}
-
 /// The id spelled by split elements (`["c","2","x","M"]` gives 9067832).
 pub fn join_id<'a>(elements: impl IntoIterator<Item = &'a str>) -> Result<u64, IdError> {
-    let mut n: u64 = 0;
-    let mut first_is_zero = false;
-    let mut count = 0usize;
+    let mut digits = String::new();
     for elem in elements {
-        let v = match elem.as_bytes() {
-            [c] => digit_value(*c),
-            _ => None,
+        match elem.as_bytes() {
+            [c] if c.is_ascii_alphanumeric() => {}
+            _ => return Err(IdError::NotBase62(elem.to_owned())),
         }
-        .ok_or_else(|| IdError::NotBase62(elem.to_owned()))?;
-        if count == 0 {
-            first_is_zero = v == 0;
-        } else if first_is_zero {
+        if digits == "0" {
             return Err(IdError::LeadingZero);
         }
-        n = n
-            .checked_mul(62)
-            .and_then(|n| n.checked_add(v))
-            .ok_or(IdError::Overflow)?;
-        count += 1;
+        digits.push_str(elem);
     }
-    if count == 0 {
+    if digits.is_empty() {
         return Err(IdError::Empty);
     }
-    Ok(n)
+    match base62::decode(&digits) {
+        Ok(n) => u64::try_from(n).map_err(|_| IdError::Overflow),
+        Err(base62::DecodeError::ArithmeticOverflow) => Err(IdError::Overflow),
+        Err(e) => Err(IdError::NotBase62(format!("{digits}: {e}"))),
+    }
 }
 
 /// The pattern suffix that addresses one user: the split id. A user's own
@@ -166,6 +142,19 @@ mod tests {
         assert_eq!(join_id(["0", "7"]).unwrap_err(), IdError::LeadingZero);
         assert_eq!(split_id(61), "z");
         assert_eq!(split_id(62), "1.0");
+    }
+
+    /// The `base62` crate's standard alphabet is ours, digit for digit:
+    /// `0-9`, then `A-Z`, then `a-z`.
+    #[test]
+    fn alphabet_order() {
+        let ours = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+        for (value, digit) in ours.chars().enumerate() {
+            let d = digit.to_string();
+            assert_eq!(split_id(value as u64), d);
+            assert_eq!(join_id([d.as_str()]).unwrap(), value as u64);
+        }
+        assert_eq!(split_id(62 * 62 - 1), "z.z");
     }
 
     #[test]

@@ -65,6 +65,17 @@ impl Keyspace {
         )
     }
 
+    /// A store on this keyspace with options of the test's own.
+    pub async fn store_with(&self, options: impl FnOnce(&mut CqlOptions)) -> Arc<CqlStore> {
+        let mut o = CqlOptions {
+            hosts: self.hosts.clone(),
+            keyspace: self.name.clone(),
+            ..CqlOptions::default()
+        };
+        options(&mut o);
+        Arc::new(CqlStore::open(o).await.expect("opening the CQL store"))
+    }
+
     /// Drops the keyspace.
     pub async fn drop_now(self) {
         let session = cql::connect(&self.hosts)

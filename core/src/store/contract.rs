@@ -368,3 +368,236 @@ pub async fn retention<S: Store + ?Sized>(store: &S, cat: &str) {
         "swept messages are gone for good"
     );
 }
+
+/// How long the differential test's retention is: its first batch of
+/// messages is stored longer ago than this, its second one not (at first).
+const PLAN_TTL: Duration = Duration::from_secs(4);
+
+/// Milliseconds since the epoch of a cursor's stamp.
+fn cursor_ms(c: &Cursor) -> u64 {
+    postmesh_schema::message::v1_unix_millis(c.as_uuid())
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Every query plan against a brute-force filter of everything stored:
+/// history of random patterns (`*` anywhere, `#` anywhere, exact paths),
+/// `before` paging, `since`, `latest`, dismissals, and a retention
+/// (queries skip what it expired, `sweep` deletes it). Paths are built
+/// from elements that prefix each other (`a`, `ab`, `a-b`, `a b`), and
+/// are stored in two batches further apart than the retention.
+///
+/// The patterns reach the root (`#`, `*.a`), so the store must hold
+/// nothing else. Takes about `PLAN_TTL` plus the queries.
+pub async fn query_plans_agree_with_brute_force<S: Store + ?Sized>(store: &S) {
+    let words = ["a", "b", "a-b", "ab", "a b"];
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let mut batches = [Vec::new(), Vec::new()];
+    for i in 0..400u16 {
+        let depth = 1 + (next() % 4) as usize;
+        let path: Vec<&str> = (0..depth)
+            .map(|_| words[(next() % words.len() as u64) as usize])
+            .collect();
+        // UUID times disagree with the order stored.
+        let m = msg(
+            &path.join("."),
+            uuid_at(100_000 - u64::from(i) * 7 - next() % 5, i),
+            i64::from(i),
+        );
+        batches[usize::from(i >= 200)].push(m);
+    }
+    // One put per batch: cursors follow the order given, and the second
+    // batch is stored after the first has outlived the retention.
+    let first = put_all(store, &batches[0]).await;
+    tokio::time::sleep(PLAN_TTL + Duration::from_millis(500)).await;
+    let second = put_all(store, &batches[1]).await;
+    // Newest first.
+    let by_time: Vec<Message> = first.iter().chain(&second).rev().cloned().collect();
+    let elems = ["a", "b", "a-b", "ab", "*", "#"];
+    let mut random_pattern = || {
+        let len = 1 + (next() % 4) as usize;
+        let p: Vec<&str> = (0..len)
+            .map(|_| elems[(next() % elems.len() as u64) as usize])
+            .collect();
+        pat(&p.join("."))
+    };
+    for _ in 0..300 {
+        let pattern = random_pattern();
+        check_plans(store, &pattern, &by_time).await;
+    }
+
+    // Dismissals, per user, against a set.
+    let mut dismissed = std::collections::HashSet::new();
+    for (i, m) in by_time.iter().enumerate().filter(|(i, _)| i % 3 == 0) {
+        let user = 7 + (i % 2) as u64;
+        assert!(
+            store.dismiss(user, m.uuid).await.unwrap(),
+            "first dismissal"
+        );
+        dismissed.insert((user, m.uuid));
+    }
+    for user in [7, 8, 9] {
+        let uuids: Vec<Uuid> = by_time.iter().map(|m| m.uuid).collect();
+        let want: Vec<bool> = uuids
+            .iter()
+            .map(|u| dismissed.contains(&(user, *u)))
+            .collect();
+        assert_eq!(
+            store.dismissed(user, uuids).await.unwrap(),
+            want,
+            "dismissed by {user}"
+        );
+    }
+
+    // A retention on one category: what it expired is skipped by every
+    // query. A message whose expiry falls while a query runs may or may
+    // not be returned, so a pattern matching one is not compared.
+    store
+        .set_retention("ab".to_owned(), Some(PLAN_TTL))
+        .await
+        .unwrap();
+    let ttl_ms = PLAN_TTL.as_millis() as u64;
+    let expires = |m: &Message| {
+        (m.path.as_str() == "ab" || m.path.as_str().starts_with("ab."))
+            .then(|| cursor_ms(&m.cursor.expect("stored")) + ttl_ms)
+    };
+    let mut compared = 0;
+    for _ in 0..40 {
+        let pattern = random_pattern();
+        let start = now_ms();
+        let alive: Vec<Message> = by_time
+            .iter()
+            .filter(|m| expires(m).is_none_or(|e| e > start))
+            .cloned()
+            .collect();
+        let got = store
+            .history(HistoryQuery {
+                pattern: pattern.clone(),
+                limit: 1000,
+                before: None,
+            })
+            .await
+            .unwrap();
+        let end = now_ms();
+        let unsure = by_time.iter().any(|m| {
+            pattern.matches(&m.path) && expires(m).is_some_and(|e| e > start && e <= end + 1)
+        });
+        if unsure {
+            continue;
+        }
+        compared += 1;
+        let want: Vec<Uuid> = alive
+            .iter()
+            .filter(|m| pattern.matches(&m.path))
+            .map(|m| m.uuid)
+            .collect();
+        assert_eq!(
+            got.messages.iter().map(|m| m.uuid).collect::<Vec<_>>(),
+            want,
+            "history {pattern} under a retention"
+        );
+    }
+    assert!(compared >= 20, "only {compared} patterns compared");
+    // The sweep deletes at least the first batch's messages of `ab`, and
+    // nothing outside it.
+    let expired_first: Vec<Uuid> = first
+        .iter()
+        .filter(|m| expires(m).is_some())
+        .map(|m| m.uuid)
+        .collect();
+    assert!(!expired_first.is_empty());
+    let swept = store.sweep().await.unwrap();
+    assert!(swept >= expired_first.len(), "swept {swept}");
+    store.set_retention("ab".to_owned(), None).await.unwrap();
+    let all = store
+        .history(HistoryQuery {
+            pattern: pat("#"),
+            limit: 1000,
+            before: None,
+        })
+        .await
+        .unwrap();
+    let got: std::collections::HashSet<Uuid> = all.messages.iter().map(|m| m.uuid).collect();
+    for m in &by_time {
+        if expires(m).is_none() {
+            assert!(got.contains(&m.uuid), "{} kept", m.path);
+        }
+    }
+    for u in &expired_first {
+        assert!(!got.contains(u), "swept for good");
+    }
+}
+
+/// One pattern's history (whole, paged with `before`), `since` and
+/// `latest` against `visible` (newest first) filtered by brute force.
+async fn check_plans<S: Store + ?Sized>(store: &S, pattern: &Pattern, visible: &[Message]) {
+    let cursor_of = |u: &Uuid| visible.iter().find(|m| m.uuid == *u).unwrap().cursor;
+    let want: Vec<Uuid> = visible
+        .iter()
+        .filter(|m| pattern.matches(&m.path))
+        .map(|m| m.uuid)
+        .collect();
+    let page = store
+        .history(HistoryQuery {
+            pattern: pattern.clone(),
+            limit: 1000,
+            before: None,
+        })
+        .await
+        .unwrap();
+    let got: Vec<Uuid> = page.messages.iter().map(|m| m.uuid).collect();
+    assert_eq!(got, want, "history {pattern}");
+    if want.len() > 3 {
+        let page = store
+            .history(HistoryQuery {
+                pattern: pattern.clone(),
+                limit: 2,
+                before: cursor_of(&want[1]),
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            page.messages.iter().map(|m| m.uuid).collect::<Vec<_>>(),
+            want[2..4],
+            "paged {pattern}"
+        );
+        let page = store
+            .since(pattern.clone(), cursor_of(&want[3]).unwrap(), 2)
+            .await
+            .unwrap();
+        assert_eq!(
+            page.messages.iter().map(|m| m.uuid).collect::<Vec<_>>(),
+            [want[2], want[1]],
+            "since {pattern}"
+        );
+        assert!(page.more);
+    }
+    let mut newest: std::collections::HashMap<&str, &Message> = Default::default();
+    for m in visible.iter().rev() {
+        if pattern.matches(&m.path) {
+            newest.insert(m.path.as_str(), m);
+        }
+    }
+    let mut want_latest: Vec<Uuid> = newest.values().map(|m| m.uuid).collect();
+    want_latest.sort_by_key(|u| std::cmp::Reverse(cursor_of(u)));
+    let got: Vec<Uuid> = store
+        .latest(pattern.clone(), 1000)
+        .await
+        .unwrap()
+        .messages
+        .iter()
+        .map(|m| m.uuid)
+        .collect();
+    assert_eq!(got, want_latest, "latest {pattern}");
+}

@@ -12,6 +12,7 @@
 pub mod contract;
 pub mod cql;
 pub mod embedded;
+pub mod measured;
 
 use std::time::Duration;
 
@@ -20,6 +21,7 @@ use postmesh_schema::{Cursor, Message, Pattern, Uuid};
 
 pub use cql::{CqlError, CqlOptions, CqlStore};
 pub use embedded::{EmbeddedOptions, EmbeddedStore};
+pub use measured::{Health, Measured, StoreMetrics};
 
 /// Why a store operation failed.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -33,6 +35,11 @@ pub enum StoreError {
     Closed,
     #[error("the store is overloaded: too many writes waiting")]
     Overloaded,
+    /// A query the store's layout cannot serve within its bounds (a CQL
+    /// category's minimum index depth): retrying will not help, a narrower
+    /// pattern will.
+    #[error("pattern too broad for this store: {0}")]
+    TooBroad(String),
 }
 
 impl StoreError {
@@ -147,6 +154,14 @@ pub struct HistoryQuery {
 ///   core tells its own messages from others' by [`Store::stamper`].
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
+    /// The engine's name (`embedded`, `cql`), for health reports.
+    fn kind(&self) -> &'static str;
+
+    /// Checks that the store answers: one small read (and, for an engine
+    /// with a writer of its own, that the writer runs). What `/healthz`
+    /// reports.
+    async fn probe(&self) -> Result<(), StoreError>;
+
     /// Whether handles of other processes write to the same data (see the
     /// contract). A core on a shared store neither replicates to its peers
     /// nor distributes what their stampers inserted.

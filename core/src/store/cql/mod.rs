@@ -32,6 +32,7 @@
 pub mod schema;
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
@@ -41,9 +42,12 @@ use parking_lot::{Mutex, RwLock};
 use postmesh_schema::message::v1_unix_millis;
 use postmesh_schema::pattern::PatternElem;
 use postmesh_schema::{Cursor, Limits, Message, Pattern, Stamper, Uuid};
+use scylla::client::execution_profile::ExecutionProfile;
 use scylla::client::session::Session;
 use scylla::client::session_builder::SessionBuilder;
 use scylla::errors::ExecutionError;
+use scylla::policies::load_balancing::DefaultPolicy;
+use scylla::policies::speculative_execution::SimpleSpeculativeExecutionPolicy;
 use scylla::response::query_result::QueryResult;
 pub use scylla::statement::Consistency;
 use scylla::statement::SerialConsistency;
@@ -64,6 +68,9 @@ pub const MAX_LATEST_PATHS: usize = 10_000;
 const LATEST_READS: usize = 64;
 /// Most buckets one request lists.
 const BUCKETS_PER_READ: i32 = 64;
+/// Most folders a sweep (or `newest`) reads for one category whose
+/// shallow folders are not indexed.
+const SWEEP_EXPANSION: usize = 100_000;
 /// Most messages one sweep round deletes.
 const SWEEP_ROUND: usize = 1000;
 
@@ -73,6 +80,11 @@ const SWEEP_ROUND: usize = 1000;
 pub enum CqlError {
     #[error("cannot connect to the CQL nodes {hosts:?}: {message}")]
     Connect { hosts: Vec<String>, message: String },
+    #[error("local datacenter {datacenter:?} has no node; the cluster's datacenters are {found:?}")]
+    NoLocalDatacenter {
+        datacenter: String,
+        found: Vec<String>,
+    },
     #[error("not a keyspace name: {0:?} (letters, digits and _, at most 48)")]
     Keyspace(String),
     #[error(
@@ -101,11 +113,28 @@ pub struct CqlOptions {
     /// Contact points, `host:port`.
     pub hosts: Vec<String>,
     pub keyspace: String,
-    /// Consistency of every read and write (`LOCAL_QUORUM` by default).
-    pub consistency: Consistency,
+    /// Consistency of every read (`LOCAL_QUORUM` by default).
+    pub read_consistency: Consistency,
+    /// Consistency of every write (`LOCAL_QUORUM` by default). The claim
+    /// of a UUID, a lightweight transaction, is serialised at
+    /// `LOCAL_SERIAL` whatever this says.
+    pub write_consistency: Consistency,
+    /// Speculative execution of reads: after this delay without an
+    /// answer, the same read goes to the next replica too (the first
+    /// answer wins); `None` turns it off. Only idempotent statements are
+    /// ever run speculatively, and every read is.
+    pub speculative_read: Option<Speculative>,
+    /// The datacenter of this core's region: the driver sends requests to
+    /// its nodes only, and `LOCAL_*` consistency counts its replicas.
+    /// `None`: every node is local, which is right for a keyspace in one
+    /// datacenter only.
+    pub local_datacenter: Option<String>,
     /// Bucket width: a folder's partition holds the messages stored in one
     /// such window. Must stay the same for the life of a keyspace.
     pub bucket: Duration,
+    /// Per-category layouts, by category (the first path element); the
+    /// categories not named use `bucket` and index every folder.
+    pub categories: HashMap<String, CategoryLayout>,
     /// Path limits used when decoding stored messages.
     pub limits: Limits,
     /// How far the stamping clock runs ahead of the wall clock, ms (tests).
@@ -114,13 +143,49 @@ pub struct CqlOptions {
     pub max_scan: usize,
 }
 
+/// Speculative execution: at most `max_extra` more executions of a read,
+/// one every `delay` while none has answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Speculative {
+    pub max_extra: usize,
+    pub delay: Duration,
+}
+
+/// How one category's messages are laid out in `messages_by_folder`.
+/// Fixed for the life of a keyspace, and the same on every core of it:
+/// reads find a folder's rows by its bucket window and by which folders
+/// are indexed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CategoryLayout {
+    /// The bucket window of the category's folders (the category's own
+    /// folder and every folder below it).
+    pub bucket: Duration,
+    /// The shallowest folder depth that indexes every message below it.
+    /// The root has depth 0, the category's folder 1, `category.x` 2.
+    /// With `min_index_depth = d`, the category's messages have no row in
+    /// the folders shallower than `d` (the root included once `d >= 1`),
+    /// except in the folder of their own path. A history of a shallower
+    /// pattern is read from the folders at depth `d` below it (found
+    /// through `children`), as long as there are at most
+    /// [`MAX_EXPANSION`]; beyond, it is refused with
+    /// [`StoreError::TooBroad`].
+    pub min_index_depth: usize,
+}
+
 impl Default for CqlOptions {
     fn default() -> Self {
         CqlOptions {
             hosts: vec!["127.0.0.1:9042".into()],
             keyspace: "postmesh".into(),
-            consistency: Consistency::LocalQuorum,
+            read_consistency: Consistency::LocalQuorum,
+            write_consistency: Consistency::LocalQuorum,
+            speculative_read: Some(Speculative {
+                max_extra: 1,
+                delay: Duration::from_millis(100),
+            }),
+            local_datacenter: None,
             bucket: Duration::from_secs(3600),
+            categories: HashMap::new(),
             limits: Limits {
                 max_elements: usize::MAX,
                 max_bytes: usize::MAX,
@@ -132,15 +197,56 @@ impl Default for CqlOptions {
 }
 
 /// Connects to CQL nodes. Start-up failures are one clear error.
+///
+/// The driver's default load balancing is token-aware (a request goes to
+/// a replica of its partition first); `local_datacenter` keeps it to that
+/// datacenter's nodes.
 pub async fn connect(hosts: &[String]) -> Result<Session, CqlError> {
-    SessionBuilder::new()
+    connect_in(hosts, None).await
+}
+
+/// [`connect`], with requests kept to the nodes of `local_datacenter`
+/// when given. Refuses a datacenter none of the cluster's nodes is in.
+pub async fn connect_in(
+    hosts: &[String],
+    local_datacenter: Option<&str>,
+) -> Result<Session, CqlError> {
+    let mut balancing = DefaultPolicy::builder().token_aware(true);
+    if let Some(dc) = local_datacenter {
+        balancing = balancing
+            .prefer_datacenter(dc.to_owned())
+            .permit_dc_failover(false);
+    }
+    let profile = ExecutionProfile::builder()
+        .load_balancing_policy(balancing.build())
+        .build();
+    let session = SessionBuilder::new()
         .known_nodes(hosts)
+        .default_execution_profile_handle(profile.into_handle())
         .build()
         .await
         .map_err(|e| CqlError::Connect {
             hosts: hosts.to_vec(),
             message: e.to_string(),
-        })
+        })?;
+    if let Some(dc) = local_datacenter {
+        let found: Vec<String> = session
+            .get_cluster_state()
+            .get_nodes_info()
+            .iter()
+            .filter_map(|n| n.datacenter.clone())
+            .collect();
+        if !found.iter().any(|d| d == dc) {
+            let mut found = found;
+            found.sort();
+            found.dedup();
+            return Err(CqlError::NoLocalDatacenter {
+                datacenter: dc.to_owned(),
+                found,
+            });
+        }
+    }
+    Ok(session)
 }
 
 struct Statements {
@@ -166,6 +272,7 @@ struct Statements {
     set_checkpoint: PreparedStatement,
     delete_folder_row: PreparedStatement,
     delete_by_id: PreparedStatement,
+    probe: PreparedStatement,
 }
 
 /// The store on a CQL keyspace.
@@ -173,7 +280,10 @@ pub struct CqlStore {
     session: Session,
     st: Statements,
     stamper: Stamper,
+    /// The bucket window of the root and of categories without a layout.
     bucket_ms: i64,
+    /// Per-category bucket window (ms) and minimum index depth.
+    layouts: HashMap<String, (i64, usize)>,
     limits: Limits,
     max_scan: usize,
     ttl: RwLock<HashMap<String, Duration>>,
@@ -215,6 +325,20 @@ fn folders(path: &str) -> Vec<&str> {
     out
 }
 
+/// The category (first element) of a path or folder.
+fn category(path: &str) -> &str {
+    path.split('.').next().unwrap_or(path)
+}
+
+/// The depth of a folder: 0 for the root, 1 for a category.
+fn depth(folder: &str) -> usize {
+    if folder == ROOT {
+        0
+    } else {
+        folder.split('.').count()
+    }
+}
+
 /// The parent folder of a path or folder ([`ROOT`] for a category).
 fn parent(path: &str) -> &str {
     path.rfind('.').map(|i| &path[..i]).unwrap_or(ROOT)
@@ -254,7 +378,7 @@ impl CqlStore {
     /// Opens the store on an existing keyspace (`postmesh schema apply`
     /// makes it), checking its schema version.
     pub async fn open(options: CqlOptions) -> Result<CqlStore, CqlError> {
-        let session = connect(&options.hosts).await?;
+        let session = connect_in(&options.hosts, options.local_datacenter.as_deref()).await?;
         Self::with_session(session, options).await
     }
 
@@ -284,49 +408,82 @@ impl CqlStore {
             }
             Some(_) => {}
         }
-        let c = options.consistency;
-        let prep = |cql: String, idempotent: bool| {
+        // Reads may run speculatively; writes never do (the claim is not
+        // idempotent, and a speculative write gains nothing).
+        let mut read_profile = session
+            .get_default_execution_profile_handle()
+            .pointee_to_builder();
+        if let Some(sp) = options.speculative_read {
+            read_profile = read_profile.speculative_execution_policy(Some(Arc::new(
+                SimpleSpeculativeExecutionPolicy {
+                    max_retry_count: sp.max_extra,
+                    retry_interval: sp.delay,
+                },
+            )));
+        }
+        let read_profile = read_profile.build().into_handle();
+        let (rc, wc) = (options.read_consistency, options.write_consistency);
+        let read_profile = &read_profile;
+        // `read`: a read (idempotent, at the read consistency, perhaps
+        // speculative); otherwise a write at the write consistency.
+        let prep = |cql: String, read: bool, idempotent: bool| {
             let session = &session;
             async move {
                 let mut p = session
                     .prepare(cql.clone())
                     .await
                     .map_err(|e| CqlError::Prepare(format!("{cql}: {e}")))?;
-                p.set_consistency(c);
                 p.set_serial_consistency(Some(SerialConsistency::LocalSerial));
                 p.set_is_idempotent(idempotent);
+                if read {
+                    p.set_consistency(rc);
+                    p.set_execution_profile_handle(Some(read_profile.clone()));
+                } else {
+                    p.set_consistency(wc);
+                }
                 Ok::<_, CqlError>(p)
             }
         };
         let st = Statements {
-            claim: prep(format!("INSERT INTO {ks}.messages_by_id (uuid, cursor, path, message) VALUES (?, ?, ?, ?) IF NOT EXISTS USING TTL ?"), false).await?,
-            by_id: prep(format!("SELECT cursor, path, message FROM {ks}.messages_by_id WHERE uuid = ?"), true).await?,
-            folder_row: prep(format!("INSERT INTO {ks}.messages_by_folder (folder, bucket, cursor, path, message) VALUES (?, ?, ?, ?, ?) USING TTL ?"), true).await?,
-            bucket_row: prep(format!("INSERT INTO {ks}.folder_buckets (folder, bucket) VALUES (?, ?) USING TTL ?"), true).await?,
-            child_row: prep(format!("INSERT INTO {ks}.children (folder, child) VALUES (?, ?) USING TTL ?"), true).await?,
-            latest_row: prep(format!("INSERT INTO {ks}.latest (parent, path, cursor, message) VALUES (?, ?, ?, ?) USING TTL ? AND TIMESTAMP ?"), true).await?,
-            buckets_down: prep(format!("SELECT bucket FROM {ks}.folder_buckets WHERE folder = ? AND bucket <= ? ORDER BY bucket DESC LIMIT {BUCKETS_PER_READ}"), true).await?,
-            buckets_up: prep(format!("SELECT bucket FROM {ks}.folder_buckets WHERE folder = ? AND bucket >= ? ORDER BY bucket ASC LIMIT {BUCKETS_PER_READ}"), true).await?,
-            rows_down: prep(format!("SELECT cursor, path, message FROM {ks}.messages_by_folder WHERE folder = ? AND bucket = ? LIMIT ?"), true).await?,
-            rows_down_before: prep(format!("SELECT cursor, path, message FROM {ks}.messages_by_folder WHERE folder = ? AND bucket = ? AND cursor < ? LIMIT ?"), true).await?,
-            rows_up_after: prep(format!("SELECT cursor, path, message FROM {ks}.messages_by_folder WHERE folder = ? AND bucket = ? AND cursor > ? ORDER BY cursor ASC LIMIT ?"), true).await?,
-            children: prep(format!("SELECT child FROM {ks}.children WHERE folder = ? LIMIT ?"), true).await?,
-            latest_of: prep(format!("SELECT cursor, message FROM {ks}.latest WHERE parent = ? AND path = ?"), true).await?,
-            dismiss: prep(format!("INSERT INTO {ks}.dismissed (user, uuid) VALUES (?, ?) IF NOT EXISTS"), false).await?,
-            dismissed: prep(format!("SELECT uuid FROM {ks}.dismissed WHERE user = ? AND uuid = ?"), true).await?,
-            set_retention: prep(format!("INSERT INTO {ks}.retention (category, seconds) VALUES (?, ?)"), true).await?,
-            clear_retention: prep(format!("DELETE FROM {ks}.retention WHERE category = ?"), true).await?,
-            retentions: prep(format!("SELECT category, seconds FROM {ks}.retention LIMIT 10000"), true).await?,
-            checkpoint: prep(format!("SELECT cursor FROM {ks}.checkpoints WHERE name = ?"), true).await?,
-            set_checkpoint: prep(format!("INSERT INTO {ks}.checkpoints (name, cursor) VALUES (?, ?)"), true).await?,
-            delete_folder_row: prep(format!("DELETE FROM {ks}.messages_by_folder WHERE folder = ? AND bucket = ? AND cursor = ?"), true).await?,
-            delete_by_id: prep(format!("DELETE FROM {ks}.messages_by_id WHERE uuid = ?"), true).await?,
+            claim: prep(format!("INSERT INTO {ks}.messages_by_id (uuid, cursor, path, message) VALUES (?, ?, ?, ?) IF NOT EXISTS USING TTL ?"), false, false).await?,
+            by_id: prep(format!("SELECT cursor, path, message FROM {ks}.messages_by_id WHERE uuid = ?"), true, true).await?,
+            folder_row: prep(format!("INSERT INTO {ks}.messages_by_folder (folder, bucket, cursor, path, message) VALUES (?, ?, ?, ?, ?) USING TTL ?"), false, true).await?,
+            bucket_row: prep(format!("INSERT INTO {ks}.folder_buckets (folder, bucket) VALUES (?, ?) USING TTL ?"), false, true).await?,
+            child_row: prep(format!("INSERT INTO {ks}.children (folder, child) VALUES (?, ?) USING TTL ?"), false, true).await?,
+            latest_row: prep(format!("INSERT INTO {ks}.latest (parent, path, cursor, message) VALUES (?, ?, ?, ?) USING TTL ? AND TIMESTAMP ?"), false, true).await?,
+            buckets_down: prep(format!("SELECT bucket FROM {ks}.folder_buckets WHERE folder = ? AND bucket <= ? ORDER BY bucket DESC LIMIT {BUCKETS_PER_READ}"), true, true).await?,
+            buckets_up: prep(format!("SELECT bucket FROM {ks}.folder_buckets WHERE folder = ? AND bucket >= ? ORDER BY bucket ASC LIMIT {BUCKETS_PER_READ}"), true, true).await?,
+            rows_down: prep(format!("SELECT cursor, path, message FROM {ks}.messages_by_folder WHERE folder = ? AND bucket = ? LIMIT ?"), true, true).await?,
+            rows_down_before: prep(format!("SELECT cursor, path, message FROM {ks}.messages_by_folder WHERE folder = ? AND bucket = ? AND cursor < ? LIMIT ?"), true, true).await?,
+            rows_up_after: prep(format!("SELECT cursor, path, message FROM {ks}.messages_by_folder WHERE folder = ? AND bucket = ? AND cursor > ? ORDER BY cursor ASC LIMIT ?"), true, true).await?,
+            children: prep(format!("SELECT child FROM {ks}.children WHERE folder = ? LIMIT ?"), true, true).await?,
+            latest_of: prep(format!("SELECT cursor, message FROM {ks}.latest WHERE parent = ? AND path = ?"), true, true).await?,
+            dismiss: prep(format!("INSERT INTO {ks}.dismissed (user, uuid) VALUES (?, ?) IF NOT EXISTS"), false, false).await?,
+            dismissed: prep(format!("SELECT uuid FROM {ks}.dismissed WHERE user = ? AND uuid = ?"), true, true).await?,
+            set_retention: prep(format!("INSERT INTO {ks}.retention (category, seconds) VALUES (?, ?)"), false, true).await?,
+            clear_retention: prep(format!("DELETE FROM {ks}.retention WHERE category = ?"), false, true).await?,
+            retentions: prep(format!("SELECT category, seconds FROM {ks}.retention LIMIT 10000"), true, true).await?,
+            checkpoint: prep(format!("SELECT cursor FROM {ks}.checkpoints WHERE name = ?"), true, true).await?,
+            set_checkpoint: prep(format!("INSERT INTO {ks}.checkpoints (name, cursor) VALUES (?, ?)"), false, true).await?,
+            delete_folder_row: prep(format!("DELETE FROM {ks}.messages_by_folder WHERE folder = ? AND bucket = ? AND cursor = ?"), false, true).await?,
+            delete_by_id: prep(format!("DELETE FROM {ks}.messages_by_id WHERE uuid = ?"), false, true).await?,
+            probe: prep(format!("SELECT version FROM {ks}.schema_version WHERE id = ?"), true, true).await?,
         };
         let store = CqlStore {
             session,
             st,
             stamper: Stamper::new(options.clock_offset_ms),
             bucket_ms: options.bucket.as_millis().max(1) as i64,
+            layouts: options
+                .categories
+                .iter()
+                .map(|(c, l)| {
+                    (
+                        c.clone(),
+                        (l.bucket.as_millis().max(1) as i64, l.min_index_depth),
+                    )
+                })
+                .collect(),
             limits: options.limits,
             max_scan: options.max_scan.max(1),
             ttl: RwLock::new(HashMap::new()),
@@ -340,8 +497,107 @@ impl CqlStore {
         Ok(store)
     }
 
-    fn bucket_of(&self, c: &Cursor) -> i64 {
-        v1_unix_millis(c.as_uuid()) as i64 / self.bucket_ms
+    /// The bucket window of `folder`'s partitions, ms: its category's, or
+    /// the default (the root's).
+    fn window_ms(&self, folder: &str) -> i64 {
+        if folder == ROOT {
+            return self.bucket_ms;
+        }
+        self.layouts
+            .get(category(folder))
+            .map_or(self.bucket_ms, |l| l.0)
+    }
+
+    /// The bucket of `folder` that a message stored at `c` is in.
+    fn bucket_of(&self, folder: &str, c: &Cursor) -> i64 {
+        v1_unix_millis(c.as_uuid()) as i64 / self.window_ms(folder)
+    }
+
+    /// The minimum index depth of `category` (0: every folder).
+    fn min_depth(&self, category: &str) -> usize {
+        self.layouts.get(category).map_or(0, |l| l.1)
+    }
+
+    /// The folders that hold a row of a message at `path`: those at its
+    /// category's minimum index depth or deeper, and its own.
+    fn index_folders<'p>(&self, path: &'p str) -> Vec<&'p str> {
+        let min = self.min_depth(category(path));
+        folders(path)
+            .into_iter()
+            .filter(|f| *f == path || depth(f) >= min)
+            .collect()
+    }
+
+    /// Whether `folder` holds a row of every message at or below it.
+    fn complete(&self, folder: &str) -> bool {
+        if folder == ROOT {
+            self.layouts.values().all(|l| l.1 == 0)
+        } else {
+            depth(folder) >= self.min_depth(category(folder))
+        }
+    }
+
+    /// Replaces each source whose folder is not [`complete`] by that
+    /// folder (for the messages at exactly its path) and the folders below
+    /// it, down to the depth that indexes everything: at most `max`
+    /// folders in all, else [`StoreError::TooBroad`].
+    ///
+    /// [`complete`]: CqlStore::complete
+    async fn completed(
+        &self,
+        pattern: &Pattern,
+        sources: Vec<Source>,
+        max: usize,
+    ) -> Result<Vec<Source>, StoreError> {
+        let mut out = Vec::new();
+        let mut todo = sources;
+        while let Some(src) = todo.pop() {
+            if out.len() + todo.len() >= max {
+                return Err(self.too_broad(pattern, &src.folder, max));
+            }
+            if self.complete(&src.folder) {
+                out.push(src);
+                continue;
+            }
+            let below: Vec<String> = if src.folder == ROOT {
+                // The root holds the categories that index it; the others
+                // are read from their own folders.
+                self.layouts
+                    .iter()
+                    .filter(|(_, l)| l.1 > 0)
+                    .map(|(c, _)| c.clone())
+                    .collect()
+            } else {
+                let children = self.children(&src.folder, max + 1).await?;
+                if children.len() > max {
+                    return Err(self.too_broad(pattern, &src.folder, max));
+                }
+                children
+                    .into_iter()
+                    .map(|c| join(&src.folder, &c))
+                    .collect()
+            };
+            for folder in below {
+                todo.push(Source {
+                    folder,
+                    filter: src.filter.clone(),
+                    expired_too: src.expired_too,
+                });
+            }
+            // The folder itself still holds the messages of its own path
+            // (and, for the root, of the categories that index it).
+            out.push(src);
+        }
+        Ok(out)
+    }
+
+    fn too_broad(&self, pattern: &Pattern, folder: &str, max: usize) -> StoreError {
+        let cat = if folder == ROOT { "" } else { category(folder) };
+        let min = self.min_depth(cat);
+        StoreError::TooBroad(format!(
+            "{pattern}: the folder {:?} is not indexed (category {cat:?} indexes from depth {min}) and is read through the folders below it, which are more than {max}: name a deeper pattern",
+            if folder == ROOT { "" } else { folder },
+        ))
     }
 
     fn check_open(&self) -> Result<(), StoreError> {
@@ -386,20 +642,21 @@ impl CqlStore {
     /// Writes every row that indexes one stored message.
     async fn index(&self, c: Cursor, path: &str, json: &str) -> Result<(), StoreError> {
         let ttl = self.ttl_secs(path);
-        let bucket = self.bucket_of(&c);
         // Bucket and children rows outlive the messages they lead to.
         let ttl_long = if ttl == 0 {
             0
         } else {
-            ttl.saturating_add((self.bucket_ms / 1000) as i32 + 60)
+            ttl.saturating_add((self.window_ms(path) / 1000) as i32 + 60)
         };
         let s = &self.session;
         type Write<'a> = BoxFuture<'a, Result<QueryResult, ExecutionError>>;
         let mut once = Vec::new();
         let mut writes: Vec<Write<'_>> = Vec::new();
-        for f in folders(path) {
+        let indexed = self.index_folders(path);
+        for f in &indexed {
+            let bucket = self.bucket_of(f, &c);
             writes.push(
-                s.execute_unpaged(&self.st.folder_row, (f, bucket, tu(&c), path, json, ttl))
+                s.execute_unpaged(&self.st.folder_row, (*f, bucket, tu(&c), path, json, ttl))
                     .boxed(),
             );
         }
@@ -409,21 +666,24 @@ impl CqlStore {
                 written.clear();
             }
             for f in folders(path) {
-                if written.insert((f.to_owned(), String::new(), bucket)) {
-                    once.push((f.to_owned(), None));
+                let bucket = self.bucket_of(f, &c);
+                if indexed.contains(&f) && written.insert((f.to_owned(), String::new(), bucket)) {
+                    once.push((f.to_owned(), None, bucket));
                 }
+                // Every folder's children, indexed or not: the plan walks
+                // them to expand `*` and to read below unindexed folders.
                 if f != ROOT {
                     let (p, child) = (parent(f), last(f));
                     if written.insert((p.to_owned(), child.to_owned(), bucket)) {
-                        once.push((p.to_owned(), Some(child.to_owned())));
+                        once.push((p.to_owned(), Some(child.to_owned()), bucket));
                     }
                 }
             }
         }
-        for (f, child) in &once {
+        for (f, child, bucket) in &once {
             match child {
                 None => writes.push(
-                    s.execute_unpaged(&self.st.bucket_row, (f.as_str(), bucket, ttl_long))
+                    s.execute_unpaged(&self.st.bucket_row, (f.as_str(), *bucket, ttl_long))
                         .boxed(),
                 ),
                 Some(ch) => writes.push(
@@ -444,7 +704,7 @@ impl CqlStore {
             // Written again by the next bucket's first message, or never:
             // forget them, so a retry writes them.
             let mut written = self.written.lock();
-            for (f, child) in once {
+            for (f, child, bucket) in once {
                 written.remove(&(f, child.unwrap_or_default(), bucket));
             }
             return Err(engine(e));
@@ -540,31 +800,34 @@ impl CqlStore {
                     }
                     if next.len() > MAX_EXPANSION {
                         // Too many: read the folders reached so far, filtered.
-                        return Ok(prefixes
+                        let sources = prefixes
                             .into_iter()
                             .map(|folder| Source {
                                 folder,
                                 filter: Some(pattern.clone()),
                                 expired_too: false,
                             })
-                            .collect());
+                            .collect();
+                        return self.completed(pattern, sources, MAX_EXPANSION).await;
                     }
                     prefixes = next;
                 }
                 PatternElem::Hash => {
                     let trailing = i + 1 == elems.len();
-                    return Ok(prefixes
+                    let sources = prefixes
                         .into_iter()
                         .map(|folder| Source {
                             folder,
                             filter: (!trailing).then(|| pattern.clone()),
                             expired_too: false,
                         })
-                        .collect());
+                        .collect();
+                    return self.completed(pattern, sources, MAX_EXPANSION).await;
                 }
             }
         }
-        // No `#`: exact paths, read from their folders without descendants.
+        // No `#`: exact paths, read from their folders without descendants
+        // (a path's own folder always holds its messages).
         Ok(prefixes
             .into_iter()
             .map(|folder| Source {
@@ -614,7 +877,7 @@ impl CqlStore {
         };
         let mut position = bound;
         let mut from_bucket = match (bound, down) {
-            (Some(b), _) => self.bucket_of(&b),
+            (Some(b), _) => self.bucket_of(&src.folder, &b),
             (None, true) => i64::MAX,
             (None, false) => i64::MIN,
         };
@@ -639,7 +902,7 @@ impl CqlStore {
                     };
                     let limit = wanted.min(PAGE).min(*budget) as i32;
                     // The bound applies in its own bucket only.
-                    let at = position.filter(|p| self.bucket_of(p) == bucket);
+                    let at = position.filter(|p| self.bucket_of(&src.folder, p) == bucket);
                     let f = src.folder.as_str();
                     let res = match (down, at) {
                         (true, Some(p)) => {
@@ -824,6 +1087,21 @@ impl Store for CqlStore {
         true
     }
 
+    fn kind(&self) -> &'static str {
+        "cql"
+    }
+
+    /// One read of the keyspace's schema version, at the read consistency:
+    /// it answers when enough replicas of one partition do.
+    async fn probe(&self) -> Result<(), StoreError> {
+        self.check_open()?;
+        self.session
+            .execute_unpaged(&self.st.probe, ("postmesh",))
+            .await
+            .map_err(engine)?;
+        Ok(())
+    }
+
     fn stamper(&self) -> [u8; 8] {
         self.stamper.identity()
     }
@@ -917,9 +1195,29 @@ impl Store for CqlStore {
             filter: None,
             expired_too: true,
         };
-        let mut budget = PAGE;
-        let scan = self.scan(&root, None, true, 1, &mut budget).await?;
-        Ok(scan.found.first().and_then(|m| m.cursor))
+        // With categories that leave the root out of their index, their
+        // folders too (as many as a sweep reads); past that bound, the
+        // newest of the folders that index the root only.
+        let all = Pattern::parse("#").expect("a pattern");
+        let sources = match self.completed(&all, vec![root], SWEEP_EXPANSION).await {
+            Ok(s) => s,
+            Err(StoreError::TooBroad(why)) => {
+                tracing::warn!(%why, "newest cursor: reading the root folder only");
+                vec![Source {
+                    folder: ROOT.to_owned(),
+                    filter: None,
+                    expired_too: true,
+                }]
+            }
+            Err(e) => return Err(e),
+        };
+        let mut newest = None;
+        for src in &sources {
+            let mut budget = PAGE;
+            let scan = self.scan(src, None, true, 1, &mut budget).await?;
+            newest = newest.max(scan.found.first().and_then(|m| m.cursor));
+        }
+        Ok(newest)
     }
 
     async fn checkpoint(&self, name: &str) -> Result<Option<Cursor>, StoreError> {
@@ -1058,39 +1356,49 @@ impl Store for CqlStore {
                 filter: None,
                 expired_too: true,
             };
-            loop {
-                let mut budget = SWEEP_ROUND * 2;
-                // Oldest first from the beginning: everything up to the cutoff.
-                let scan = self
-                    .scan(&src, None, false, SWEEP_ROUND, &mut budget)
-                    .await?;
-                let old: Vec<&Message> = scan
-                    .found
-                    .iter()
-                    .filter(|m| m.cursor.is_some_and(|c| c <= cutoff))
-                    .collect();
-                if old.is_empty() {
-                    break;
-                }
-                for m in &old {
-                    let c = m.cursor.expect("read with a cursor");
-                    let bucket = self.bucket_of(&c);
-                    let mut deletes = Vec::new();
-                    for f in folders(m.path.as_str()) {
-                        deletes.push(
-                            self.session
-                                .execute_unpaged(&self.st.delete_folder_row, (f, bucket, tu(&c))),
-                        );
+            let everything = Pattern::parse(&format!("{category}.#")).map_err(|e| {
+                StoreError::Corrupt(format!("retention category {category:?}: {e}"))
+            })?;
+            for src in self
+                .completed(&everything, vec![src], SWEEP_EXPANSION)
+                .await?
+            {
+                loop {
+                    let mut budget = SWEEP_ROUND * 2;
+                    // Oldest first from the beginning: everything up to the cutoff.
+                    let scan = self
+                        .scan(&src, None, false, SWEEP_ROUND, &mut budget)
+                        .await?;
+                    let old: Vec<&Message> = scan
+                        .found
+                        .iter()
+                        .filter(|m| m.cursor.is_some_and(|c| c <= cutoff))
+                        .collect();
+                    if old.is_empty() {
+                        break;
                     }
-                    try_join_all(deletes).await.map_err(engine)?;
-                    self.session
-                        .execute_unpaged(&self.st.delete_by_id, (m.uuid,))
-                        .await
-                        .map_err(engine)?;
-                }
-                total += old.len();
-                if old.len() < scan.found.len() || !scan.more {
-                    break;
+                    for m in &old {
+                        let c = m.cursor.expect("read with a cursor");
+                        let mut deletes = Vec::new();
+                        for f in self.index_folders(m.path.as_str()) {
+                            let bucket = self.bucket_of(f, &c);
+                            deletes.push(
+                                self.session.execute_unpaged(
+                                    &self.st.delete_folder_row,
+                                    (f, bucket, tu(&c)),
+                                ),
+                            );
+                        }
+                        try_join_all(deletes).await.map_err(engine)?;
+                        self.session
+                            .execute_unpaged(&self.st.delete_by_id, (m.uuid,))
+                            .await
+                            .map_err(engine)?;
+                    }
+                    total += old.len();
+                    if old.len() < scan.found.len() || !scan.more {
+                        break;
+                    }
                 }
             }
         }

@@ -366,8 +366,21 @@ impl query::Reader<'_> {
 #[async_trait]
 impl Store for EmbeddedStore {
     /// Private: the files are this process's alone.
+    fn kind(&self) -> &'static str {
+        "embedded"
+    }
+
     fn is_shared(&self) -> bool {
         false
+    }
+
+    /// The writer takes requests, and a read answers.
+    async fn probe(&self) -> Result<(), StoreError> {
+        let writer_runs = self.writes.lock().as_ref().is_some_and(|w| !w.is_closed());
+        if !writer_runs {
+            return Err(StoreError::Closed);
+        }
+        self.read(|t| t.newest()).await.map(|_| ())
     }
 
     fn stamper(&self) -> [u8; 8] {
@@ -551,109 +564,12 @@ mod tests {
 
     /// Every query plan (exact paths, expanded `*`, folders with and
     /// without a filter, the fallback scan) against a brute-force filter of
-    /// everything stored, on paths whose elements prefix each other.
+    /// everything stored: the differential test every store runs.
     #[tokio::test]
     async fn query_plans_agree_with_brute_force() {
-        use crate::store::contract::uuid_at;
         let dir = tempfile::tempdir().unwrap();
         let store = EmbeddedStore::open(dir.path(), EmbeddedOptions::default()).unwrap();
-        let words = ["a", "b", "a-b", "ab", "a b"];
-        let mut seed = 0x2545_f491_4f6c_dd1du64;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
-        let mut all = Vec::new();
-        for i in 0..400u16 {
-            let depth = 1 + (next() % 4) as usize;
-            let path: Vec<&str> = (0..depth)
-                .map(|_| words[(next() % words.len() as u64) as usize])
-                .collect();
-            let m = Message {
-                uuid: uuid_at(100_000 - u64::from(i) * 7 - next() % 5, i),
-                ..bare(&path.join("."))
-            };
-            all.push(m);
-        }
-        // One put: cursors follow the order given, whatever the UUIDs say.
-        let puts = store.put(all.clone()).await.unwrap();
-        let by_time: Vec<Message> = all
-            .iter()
-            .zip(puts)
-            .map(|(m, p)| Message {
-                cursor: Some(p.cursor),
-                ..m.clone()
-            })
-            .rev()
-            .collect();
-        let cursor_of = |u: &Uuid| by_time.iter().find(|m| m.uuid == *u).unwrap().cursor;
-        let elems = ["a", "b", "a-b", "ab", "*", "#"];
-        for _ in 0..300 {
-            let len = 1 + (next() % 4) as usize;
-            let p: Vec<&str> = (0..len)
-                .map(|_| elems[(next() % elems.len() as u64) as usize])
-                .collect();
-            let pattern = Pattern::parse(&p.join(".")).unwrap();
-            let want: Vec<Uuid> = by_time
-                .iter()
-                .filter(|m| pattern.matches(&m.path))
-                .map(|m| m.uuid)
-                .collect();
-            let page = store
-                .history(HistoryQuery {
-                    pattern: pattern.clone(),
-                    limit: 1000,
-                    before: None,
-                })
-                .await
-                .unwrap();
-            let got: Vec<Uuid> = page.messages.iter().map(|m| m.uuid).collect();
-            assert_eq!(got, want, "history {pattern}");
-            if want.len() > 3 {
-                let page = store
-                    .history(HistoryQuery {
-                        pattern: pattern.clone(),
-                        limit: 2,
-                        before: cursor_of(&want[1]),
-                    })
-                    .await
-                    .unwrap();
-                assert_eq!(
-                    page.messages.iter().map(|m| m.uuid).collect::<Vec<_>>(),
-                    want[2..4],
-                    "paged {pattern}"
-                );
-                let page = store
-                    .since(pattern.clone(), cursor_of(&want[3]).unwrap(), 2)
-                    .await
-                    .unwrap();
-                assert_eq!(
-                    page.messages.iter().map(|m| m.uuid).collect::<Vec<_>>(),
-                    [want[2], want[1]],
-                    "since {pattern}"
-                );
-                assert!(page.more);
-            }
-            let mut newest: HashMap<&str, &Message> = HashMap::new();
-            for m in by_time.iter().rev() {
-                if pattern.matches(&m.path) {
-                    newest.insert(m.path.as_str(), m);
-                }
-            }
-            let mut want_latest: Vec<Uuid> = newest.values().map(|m| m.uuid).collect();
-            want_latest.sort_by_key(|u| std::cmp::Reverse(cursor_of(u)));
-            let got: Vec<Uuid> = store
-                .latest(pattern.clone(), 1000)
-                .await
-                .unwrap()
-                .messages
-                .iter()
-                .map(|m| m.uuid)
-                .collect();
-            assert_eq!(got, want_latest, "latest {pattern}");
-        }
+        crate::store::contract::query_plans_agree_with_brute_force(&store).await;
     }
 
     #[test]
