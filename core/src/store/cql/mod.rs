@@ -38,6 +38,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use futures_util::FutureExt as _;
 use futures_util::future::{BoxFuture, try_join_all};
+use futures_util::stream::{self, StreamExt as _, TryStreamExt as _};
 use parking_lot::{Mutex, RwLock};
 use postmesh_schema::message::v1_unix_millis;
 use postmesh_schema::pattern::PatternElem;
@@ -66,6 +67,9 @@ pub const MAX_EXPANSION: usize = 256;
 pub const MAX_LATEST_PATHS: usize = 10_000;
 /// Point reads of `latest` in flight at once.
 const LATEST_READS: usize = 64;
+/// Most claims (lightweight transactions) one put has in flight.
+const CLAIMS_IN_FLIGHT: usize = 32;
+
 /// Most buckets one request lists.
 const BUCKETS_PER_READ: i32 = 64;
 /// Most folders a sweep (or `newest`) reads for one category whose
@@ -1126,10 +1130,17 @@ impl Store for CqlStore {
             .map_err(|e| StoreError::Corrupt(e.to_string()))?;
             jobs.push((i, self.stamper.next(), json));
         }
-        let claims = try_join_all(jobs.iter().map(|(i, c, json)| {
-            self.claim(messages[*i].uuid, *c, messages[*i].path.as_str(), json)
-        }))
-        .await?;
+        // Claims are lightweight transactions, four round trips each for
+        // the replicas: a bounded number in flight, in order, so that a
+        // pipeline group of thousands does not overload the nodes at once.
+        let claims: Vec<_> = jobs
+            .iter()
+            .map(|(i, c, json)| self.claim(messages[*i].uuid, *c, messages[*i].path.as_str(), json))
+            .collect();
+        let claims: Vec<_> = stream::iter(claims)
+            .buffered(CLAIMS_IN_FLIGHT)
+            .try_collect()
+            .await?;
         let mut puts: Vec<Option<Put>> = vec![None; messages.len()];
         // Rows one message after another, in cursor order.
         for ((i, c, json), claim) in jobs.iter().zip(claims) {
