@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# deploy/local-mesh.sh up | down | status
+# deploy/local-mesh.sh up | down | status | kill <node> | start <node>
 #
 # A whole global mesh on one machine: three private RabbitMQ nodes (a hub
 # and the regions east and west, on 127.0.0.2), the Rabbit Router joining
@@ -11,6 +11,9 @@
 #     region <name> ws=<ws url> http=<http base url>
 # and returns with everything running in the background. `down` stops what
 # `up` started (by pid) and removes its directory; `status` says what runs.
+# `kill <node>` crashes one RabbitMQ node (hub, east or west) with kill -9,
+# and `start <node>` starts it again on its ports and data, returning once
+# it accepts AMQP: an outage, by hand or from a benchmark.
 #
 # Environment:
 #   POSTMESH_MESH_DIR  where everything lives (default $TMPDIR/postmesh-local-mesh)
@@ -145,6 +148,13 @@ up() {
         pick "MGMT[$n]"
         pick "DIST[$n]"
     done
+    # Kept for `kill` and `start`, which bring one node back on its ports.
+    {
+        for n in "${NODES[@]}"; do
+            echo "AMQP[$n]=${AMQP[$n]} MGMT[$n]=${MGMT[$n]} DIST[$n]=${DIST[$n]}"
+        done
+        echo "EPMD_PORT=$EPMD_PORT"
+    } >"$BASE/ports"
     # A private epmd, never the machine's on 4369.
     ERL_EPMD_ADDRESS=127.0.0.1 ERL_EPMD_PORT=$EPMD_PORT epmd -daemon
     echo "$EPMD_PORT" >"$BASE/epmd.port"
@@ -219,6 +229,36 @@ down() {
     say "stopped"
 }
 
+# Checks that $1 names a node of a running mesh and loads its ports.
+mesh_node() {
+    [[ " ${NODES[*]} " == *" ${1:-} "* ]] || die "no node '${1:-}': one of ${NODES[*]}"
+    [[ -s $BASE/ports ]] || die "no local mesh runs in $BASE"
+    declare -gA AMQP MGMT DIST
+    # shellcheck disable=SC1091
+    . "$BASE/ports"
+}
+
+# A crash: the node's whole process group gets kill -9 at once.
+kill_node() {
+    mesh_node "$1"
+    local f=$BASE/pids/rabbit-$1 i
+    [[ -s $f ]] || die "node $1 does not run"
+    kill -KILL -- "-$(<"$f")" 2>/dev/null || true
+    rm -f "$f"
+    for ((i = 0; i < 100; i++)); do
+        [[ -z $(ss -Htanl "( sport = :${AMQP[$1]} )") ]] && return 0
+        sleep 0.1
+    done
+    die "node $1 still listens on ${AMQP[$1]}"
+}
+
+restart_node() {
+    mesh_node "$1"
+    alive "$BASE/pids/rabbit-$1" && die "node $1 already runs"
+    start_node "$1"
+    wait_node "$1"
+}
+
 status() {
     [[ -d $BASE/pids ]] || { say "nothing runs in $BASE"; return 1; }
     local f rc=0
@@ -236,8 +276,10 @@ case "${1:-}" in
 up) up ;;
 down) down ;;
 status) status ;;
+kill) kill_node "${2:-}" ;;
+start) restart_node "${2:-}" ;;
 *)
-    echo "usage: $0 up | down | status" >&2
+    echo "usage: $0 up | down | status | kill <node> | start <node>" >&2
     exit 2
     ;;
 esac

@@ -79,6 +79,14 @@ enum Command {
         /// subscriber left. Subscribers stay connected until all are done.
         #[arg(long)]
         memory: bool,
+        /// Publishers connect here instead of --url (postmesh: another
+        /// region's gateway, so every message crosses regions).
+        #[arg(long)]
+        publish_url: Option<String>,
+        /// Milliseconds between the last subscription and the first
+        /// publish (time for bindings to reach other regions' brokers).
+        #[arg(long, default_value_t = 0)]
+        settle_ms: u64,
     },
     /// N idle connections: the server's memory per connection.
     Idle {
@@ -250,6 +258,8 @@ async fn main() -> anyhow::Result<()> {
             rate,
             publishers,
             memory,
+            publish_url,
+            settle_ms,
         } => {
             if memory && target.server_pid.is_none() {
                 anyhow::bail!("--memory needs --server-pid");
@@ -262,9 +272,16 @@ async fn main() -> anyhow::Result<()> {
                 publishers,
                 idle: Duration::from_secs(10),
                 memory,
+                settle: Duration::from_millis(settle_ms),
             };
             let p = peer(&target);
-            let mut r = scenario::fanout(p.clone(), &o, target.server_pid).await?;
+            let publish_to = publish_url.map(|url| {
+                peer(&Target {
+                    url,
+                    ..target.clone()
+                })
+            });
+            let mut r = scenario::fanout(p.clone(), publish_to, &o, target.server_pid).await?;
             r.system = label(&target, &p);
             print(&r, target.markdown.then(|| report::fanout_row(&r)))?;
         }

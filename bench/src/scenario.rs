@@ -27,6 +27,10 @@ pub struct FanoutOptions {
     /// Follow the server's memory through the burst ([`BurstMemory`]):
     /// subscribers stay connected until every one is done, then all leave.
     pub memory: bool,
+    /// How long to wait between the last subscription and the first
+    /// publish (a subscription on one region's gateway takes a moment to
+    /// reach the brokers of other regions).
+    pub settle: Duration,
 }
 
 /// The server's resident memory around a fan-out burst, in KiB: before the
@@ -121,8 +125,11 @@ pub struct FanoutResult {
 
 /// Runs the fan-out scenario against `peer`; `server` is the server's pid
 /// for CPU and memory figures.
+/// Publishers connect to `publish_to` when it is given (another gateway of
+/// the same system: another region's), else to `peer`.
 pub async fn fanout(
     peer: Arc<dyn Peer>,
+    publish_to: Option<Arc<dyn Peer>>,
     o: &FanoutOptions,
     server: Option<u32>,
 ) -> anyhow::Result<FanoutResult> {
@@ -139,7 +146,9 @@ pub async fn fanout(
             subs.push(s?);
         }
     }
-    let pubs = open_publishers(peer.as_ref(), o.publishers).await?;
+    let pubs =
+        open_publishers(publish_to.as_deref().unwrap_or(peer.as_ref()), o.publishers).await?;
+    tokio::time::sleep(o.settle).await;
     if let (Some(m), Some(pid)) = (memory.as_mut(), watch) {
         tokio::time::sleep(Duration::from_secs(1)).await;
         m.server_rss_connected_kib = rss_kib(pid);

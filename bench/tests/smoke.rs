@@ -20,8 +20,9 @@ async fn every_scenario_smoke() {
         publishers: 2,
         idle: Duration::from_secs(10),
         memory: true,
+        settle: Duration::ZERO,
     };
-    let r = fanout(peer.clone(), &o, Some(std::process::id()))
+    let r = fanout(peer.clone(), None, &o, Some(std::process::id()))
         .await
         .unwrap();
     let m = r.memory.expect("memory followed");
@@ -43,12 +44,18 @@ async fn every_scenario_smoke() {
     let line = postmesh_bench::report::fanout_row(&r);
     assert!(line.starts_with("| postmesh | 100 | 10 | 256 |"), "{line}");
 
+    // Paced, with the publishers on a connection of their own peer (as
+    // another region's gateway would be).
     let paced = FanoutOptions {
         rate: Some(200.0),
         memory: false,
+        settle: Duration::from_millis(50),
         ..o
     };
-    let r = fanout(peer.clone(), &paced, None).await.unwrap();
+    let publish_to: Arc<dyn Peer> = Arc::new(Postmesh::new(format!("ws://{}/ws", mesh.addr)));
+    let r = fanout(peer.clone(), Some(publish_to), &paced, None)
+        .await
+        .unwrap();
     assert_eq!(r.deliveries, 1000);
     assert!(
         r.elapsed_s >= 0.04,

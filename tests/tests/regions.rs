@@ -3,7 +3,9 @@
 //! are federated as a star through a hub by `postmesh router apply`.
 //! Messages published in one region reach the devices of the other exactly
 //! once, in publish order per path; a device that moves to the other
-//! region's gateway resumes with `since` and misses nothing.
+//! region's gateway resumes with `since` and misses nothing. The hub, or
+//! one region's broker, killed mid-stream loses and duplicates nothing;
+//! dismissal and login sync work for a user with devices in both regions.
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -31,10 +33,23 @@ async fn node(
     region: &str,
     data: Option<&tempfile::TempDir>,
 ) -> Process {
+    node_with(product, role, amqp, region, data, &[]).await
+}
+
+/// [`node`] with `extra` arguments.
+async fn node_with(
+    product: &str,
+    role: &str,
+    amqp: &str,
+    region: &str,
+    data: Option<&tempfile::TempDir>,
+    extra: &[&str],
+) -> Process {
     let mut args = vec![role, "--amqp", amqp];
     if role == "gateway" {
         args.extend_from_slice(&["--listen", "127.0.0.1:0"]);
     }
+    args.extend_from_slice(extra);
     if let Some(d) = data {
         args.extend_from_slice(&["--data", d.path().to_str().unwrap()]);
     }
@@ -314,4 +329,273 @@ async fn a_hub_killed_mid_stream_loses_nothing_and_duplicates_nothing() {
         published
     );
     device.quiet(Duration::from_secs(1)).await;
+}
+
+/// Messages of `n` (from `from` on) for paths under `down.`, each with a
+/// UUID of its own, as `publish_until_accepted` sends them.
+fn batch(from: usize, n: usize) -> Vec<Value> {
+    (from..from + n)
+        .map(|i| {
+            json!({"path": format!("down.{}", i % 4), "body": i,
+                   "uuid": postmesh_schema::message::new_v1().to_string()})
+        })
+        .collect()
+}
+
+fn uuids(messages: &[Value]) -> Vec<String> {
+    messages
+        .iter()
+        .map(|m| m["uuid"].as_str().expect("a uuid").to_owned())
+        .collect()
+}
+
+/// East's broker killed with kill -9 during a stream of 1 000 messages
+/// published in both regions, and restarted. Meanwhile west keeps serving
+/// its own device, which keeps receiving what west publishes; east's
+/// gateway keeps its device connected, and east's publishes are resent
+/// until east accepts them again. Every device of both regions ends with
+/// every message exactly once (what crossed while east was away reaches
+/// east's device live once the links are back, or by its reread).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_regional_broker_killed_mid_stream_loses_nothing_and_duplicates_nothing() {
+    let _owner = STAR.lock().await;
+    let star = the_star().await;
+    let dir = tempfile::tempdir().unwrap();
+    apply(star, &dir).await;
+    let (de, dw) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let p = "regionout";
+    let _east_core = node(p, "core", &star.east.amqp_url, "east", Some(&de)).await;
+    let _west_core = node(p, "core", &star.west.amqp_url, "west", Some(&dw)).await;
+    let east = node(p, "gateway", &star.east.amqp_url, "east", None).await;
+    let west = node(p, "gateway", &star.west.amqp_url, "west", None).await;
+    let mut in_east = east.ws(None).await;
+    in_east.sub("down.#").await;
+    let mut in_west = west.ws(None).await;
+    in_west.sub("down.#").await;
+    wait_for("east's binding on west's paths exchange", || {
+        has_binding(&star.west, "postmesh.paths", "down.#")
+    })
+    .await;
+    wait_for("west's binding on east's paths exchange", || {
+        has_binding(&star.east, "postmesh.paths", "down.#")
+    })
+    .await;
+
+    let client = reqwest::Client::new();
+    let batch_size = 10;
+    let (mut before, mut during, mut after) = (Vec::new(), Vec::new(), Vec::new());
+    // 300 before the outage, a batch each from west and east in turn.
+    for b in 0..30 {
+        let gw = if b % 2 == 0 { &west } else { &east };
+        let messages = batch(b * batch_size, batch_size);
+        postmesh_tests::publish_until_accepted(&client, &gw.http(), &messages).await;
+        before.extend(uuids(&messages));
+    }
+
+    tokio::task::spawn_blocking(|| star.east.kill())
+        .await
+        .unwrap();
+    // East cannot accept while its broker is away: its batch is resent
+    // until it is back.
+    let stalled = batch(300, batch_size);
+    let east_url = east.http();
+    let resend = {
+        let (client, messages) = (client.clone(), stalled.clone());
+        tokio::spawn(async move {
+            postmesh_tests::publish_until_accepted(&client, &east_url, &messages).await
+        })
+    };
+    // 300 in west during the outage.
+    for b in 0..30 {
+        let messages = batch(310 + b * batch_size, batch_size);
+        postmesh_tests::publish_until_accepted(&client, &west.http(), &messages).await;
+        during.extend(uuids(&messages));
+    }
+    // West's device has received everything so far, east or no east.
+    let so_far: Vec<String> = before.iter().chain(&during).cloned().collect();
+    in_west
+        .receive_each_once(&so_far.iter().collect::<HashSet<_>>())
+        .await;
+    assert!(!resend.is_finished(), "east accepted nothing while down");
+
+    tokio::task::spawn_blocking(|| star.east.restart())
+        .await
+        .unwrap()
+        .expect("east's broker restarts");
+    // 390 more from both regions, as east comes back.
+    for b in 0..39 {
+        let gw = if b % 2 == 0 { &west } else { &east };
+        let messages = batch(610 + b * batch_size, batch_size);
+        postmesh_tests::publish_until_accepted(&client, &gw.http(), &messages).await;
+        after.extend(uuids(&messages));
+    }
+    resend.await.unwrap();
+    after.extend(uuids(&stalled));
+    let all: Vec<String> = so_far.iter().chain(&after).cloned().collect();
+    assert_eq!(all.len(), 1000);
+
+    in_west
+        .receive_each_once(&after.iter().collect::<HashSet<_>>())
+        .await;
+    in_east
+        .receive_each_once(&all.iter().collect::<HashSet<_>>())
+        .await;
+}
+
+const SECRET: &str = "regions-secret";
+/// The user of the design's example: its id paths are `id.*.c.2.x.M`.
+const USER: u64 = 9067832;
+const PREFS: &str = "id.prefs.c.2.x.M";
+
+/// `POST /v1/publish` of `message` with `token`; the answer.
+async fn publish_with(gw: &Process, token: &str, message: Value) -> Value {
+    let res = reqwest::Client::new()
+        .post(format!("{}/v1/publish", gw.http()))
+        .bearer_auth(token)
+        .json(&message)
+        .send()
+        .await
+        .expect("publish");
+    assert_eq!(res.status(), 200, "publish {message}");
+    res.json().await.unwrap()
+}
+
+/// The UUIDs of `pattern`'s history (URL-encoded) read through `gw` with
+/// `token`.
+async fn history_with(gw: &Process, token: &str, pattern: &str) -> Vec<Value> {
+    gw.get(&format!("/v1/history?pattern={pattern}"), Some(token))
+        .await["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .map(|m| m["uuid"].clone())
+        .collect()
+}
+
+/// Waits until `key` is bound on each region's paths exchange (bound by
+/// the other region's gateway, through the hub).
+async fn bound_in_both(star: &Star, key: &str) {
+    for (name, node) in [("east", &star.east), ("west", &star.west)] {
+        wait_for(&format!("{key} bound on {name}'s paths exchange"), || {
+            has_binding(node, "postmesh.paths", key)
+        })
+        .await;
+    }
+}
+
+/// A user with a phone on east's gateway and a laptop on west's. Login
+/// sync in either region reads the preferences stored through the other
+/// (each region's core holds them); a dismissal on the phone reaches the
+/// laptop and leaves the message out of the user's history and login sync
+/// in both regions; preferences changed through one region re-sync the
+/// devices of both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dismiss_and_login_sync_for_a_user_with_devices_in_two_regions() {
+    let _owner = STAR.lock().await;
+    let star = the_star().await;
+    let dir = tempfile::tempdir().unwrap();
+    apply(star, &dir).await;
+    let (de, dw) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let p = "twouser";
+    let secret = ["--secret", SECRET];
+    let _east_core = node(p, "core", &star.east.amqp_url, "east", Some(&de)).await;
+    let _west_core = node(p, "core", &star.west.amqp_url, "west", Some(&dw)).await;
+    let east = node_with(p, "gateway", &star.east.amqp_url, "east", None, &secret).await;
+    let west = node_with(p, "gateway", &star.west.amqp_url, "west", None, &secret).await;
+    let admin = postmesh_tests::token(SECRET, None, &["#"], &["#"]);
+    let user = postmesh_tests::token(SECRET, Some(USER), &["alerts.#", "sports.#"], &[]);
+
+    // Preferences stored through east, and held by west's core too.
+    let prefs = publish_with(
+        &east,
+        &admin,
+        json!({"path": PREFS, "body": {"subscribe": ["alerts.#"]}}),
+    )
+    .await;
+    wait_for("west's core holds the preferences", || {
+        let (west, admin, uuid) = (&west, &admin, prefs["uuid"].clone());
+        async move { history_with(west, admin, PREFS).await == [uuid] }
+    })
+    .await;
+
+    // Login sync on both sides: the stored preferences, then `synced`.
+    let mut phone = east.ws(Some(&user)).await;
+    let mut laptop = west.ws(Some(&user)).await;
+    for (name, device) in [("east", &mut phone), ("west", &mut laptop)] {
+        let synced = device.expect("synced", None).await;
+        assert_eq!(synced["user"], USER.to_string());
+        assert_eq!(
+            synced["patterns"],
+            json!(["alerts.#"]),
+            "login sync in {name}"
+        );
+        assert_eq!(device.msg().await["uuid"], prefs["uuid"], "{name}");
+    }
+    bound_in_both(star, "alerts.#").await;
+    bound_in_both(star, "id.*.c.2.x.M").await;
+
+    // An alert published in west reaches both devices, and is in the
+    // user's history in both regions.
+    let alert = publish_with(&west, &admin, json!({"path": "alerts.1", "body": "x"})).await;
+    assert_eq!(phone.msg().await["uuid"], alert["uuid"]);
+    assert_eq!(laptop.msg().await["uuid"], alert["uuid"]);
+    for gw in [&east, &west] {
+        wait_for("the alert in the user's history", || {
+            let (user, uuid) = (&user, alert["uuid"].clone());
+            async move { history_with(gw, user, "alerts.%23").await == [uuid] }
+        })
+        .await;
+    }
+
+    // Dismissed on the phone, in east: every device of the user is told,
+    // the laptop in west too.
+    let r = phone
+        .request(json!({"op": "dismiss", "uuid": alert["uuid"]}))
+        .await;
+    assert_eq!(r["op"], "ok", "{r}");
+    for device in [&mut phone, &mut laptop] {
+        let d = device.expect("dismissed", None).await;
+        assert_eq!(d["uuid"], alert["uuid"]);
+    }
+    // Both regions' cores leave it out of the user's history, but not
+    // out of anyone else's.
+    for gw in [&east, &west] {
+        wait_for("the dismissal in the user's history", || {
+            let user = &user;
+            async move { history_with(gw, user, "alerts.%23").await.is_empty() }
+        })
+        .await;
+        assert_eq!(
+            history_with(gw, &admin, "alerts.%23").await,
+            [alert["uuid"].clone()]
+        );
+    }
+    // A tablet logging in through west: login sync leaves it out too.
+    let mut tablet = west.ws(Some(&user)).await;
+    let synced = tablet.expect("synced", None).await;
+    assert_eq!(synced["patterns"], json!(["alerts.#"]));
+    assert_eq!(tablet.msg().await["uuid"], prefs["uuid"]);
+    tablet.quiet(Duration::from_millis(500)).await;
+    tablet.close().await;
+
+    // Preferences changed through west: both devices re-sync.
+    publish_with(
+        &west,
+        &admin,
+        json!({"path": PREFS, "body": {"subscribe": ["sports.#"]}}),
+    )
+    .await;
+    for (name, device) in [("east", &mut phone), ("west", &mut laptop)] {
+        assert_eq!(device.msg().await["path"], PREFS, "{name}");
+        let synced = device.expect("synced", None).await;
+        assert_eq!(synced["patterns"], json!(["sports.#"]), "re-sync in {name}");
+    }
+    bound_in_both(star, "sports.#").await;
+    // The old preference is dropped, the new one live, on both sides.
+    publish_with(&east, &admin, json!({"path": "alerts.2"})).await;
+    let goal = publish_with(&east, &admin, json!({"path": "sports.1", "body": "goal"})).await;
+    for device in [&mut phone, &mut laptop] {
+        assert_eq!(device.msg().await["uuid"], goal["uuid"]);
+        device.quiet(Duration::from_millis(500)).await;
+    }
 }
