@@ -13,7 +13,7 @@
 //! - [`sockjs`]: SockJS 0.3 under `/sockjs`, another transport.
 //! - [`session`]: one connection's protocol loop, over any transport;
 //!   [`frame`]: the text frames it reads and writes.
-//! - `live`: the live page at `/live`, built on `clients/js`.
+//! - `live`: the live page at `/`, built on `clients/js`.
 //! - [`hub`]: subscriptions, upstream bindings and the local fan-out.
 //! - [`outbox`]: each connection's bounded outbound queue.
 //! - [`auth`]: tokens and grants. [`config`]: settings. [`metrics`].
