@@ -6,7 +6,8 @@
 //!   timeout and cuts connections at the shutdown deadline.
 //! - [`tls`]: TLS on the listener (rustls) and the certificate reload.
 //! - [`app`]: the state handlers and transports share;
-//!   [`admission`]: every transport's token check and connection limit.
+//!   [`admission`]: every transport's token check and connection limit;
+//!   [`origin`]: every transport's `Origin` rule.
 //! - [`http`]: the HTTP API and router (query strings are read strictly by
 //!   `params`); [`ws`]: the `/ws` upgrade and the WebSocket adapter, whose
 //!   text frames [`outgoing`] writes.
@@ -28,6 +29,7 @@ pub mod http;
 pub mod hub;
 mod live;
 pub mod metrics;
+pub mod origin;
 pub mod outbox;
 pub mod outgoing;
 mod params;
