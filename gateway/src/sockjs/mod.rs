@@ -514,7 +514,10 @@ fn query_param(req: &Request, name: &str) -> Option<String> {
 
 /// Starts a session of `m`'s service on a task of its own.
 fn start(app: &Arc<App>, m: &Mount, admitted: Admitted) -> Arc<Shared> {
-    let (shared, transport) = Shared::new(m.config.buffer_bytes);
+    let (shared, transport) = Shared::new(
+        m.config.buffer_bytes,
+        app.ctx.metrics.sockjs_sessions.clone(),
+    );
     let ctx = app.ctx.clone();
     let cancel = app.shutdown.child_token();
     let cut = app.cut.clone();
