@@ -218,12 +218,21 @@ impl Subscriber for Session {
             if let Some(t) = self.ready.pop_front() {
                 return Ok(Some(t));
             }
-            let Some(line) = self.line(idle).await? else {
-                return Ok(None);
+            let line = match self.line(idle).await {
+                Ok(Some(line)) => line,
+                Ok(None) => return Ok(None),
+                Err(e) => {
+                    eprintln!("sockjs subscriber failed: {e:#}");
+                    return Err(e);
+                }
             };
             match classify(&line) {
                 Line::Messages => escaped_sent_ats(&line, &mut self.ready),
-                Line::Close(c) => bail!("closed by the server: {c}"),
+                Line::Close(c) => {
+                    // The scenario stops counting this subscriber: say why.
+                    eprintln!("sockjs subscriber closed by the server: {c}");
+                    bail!("closed by the server: {c}")
+                }
                 Line::Other => {}
             }
         }
