@@ -244,6 +244,11 @@ impl Sink<Outbound> for SockjsTransport {
         // One frame larger than the bound passes when nothing else waits.
         if s.pending_bytes >= self.shared.buffer_bytes {
             s.writer = Some(cx.waker().clone());
+            drop(s);
+            // The loop is between flushes: tell the receiving request what
+            // is already there, or neither would move until a timeout.
+            self.shared.changed.notify_waiters();
+            self.shared.changed.notify_one();
             return Poll::Pending;
         }
         Poll::Ready(Ok(()))
@@ -317,6 +322,32 @@ mod tests {
         assert!(blocked.is_err(), "over the bound, a write waits");
         assert!(matches!(shared.take(), Taken::Messages(m) if m.len() == 1));
         t.send(Outbound::Text(Frame::from("6"))).await.unwrap();
+    }
+
+    /// A loop that fills the buffer between two flushes wakes the
+    /// receiving request, which takes the frames and makes room.
+    #[tokio::test]
+    async fn a_full_buffer_wakes_the_receiver_without_a_flush() {
+        let (shared, mut t) = Shared::new(4, Gauge::default());
+        let receiver = tokio::spawn({
+            let shared = shared.clone();
+            async move {
+                shared.changed().await;
+                shared.take()
+            }
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        t.feed(Outbound::Text(Frame::from("12345"))).await.unwrap();
+        let more = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            t.feed(Outbound::Text(Frame::from("6"))),
+        );
+        assert!(more.await.is_ok(), "the receiver made room");
+        let taken = tokio::time::timeout(std::time::Duration::from_secs(5), receiver)
+            .await
+            .expect("the receiver was woken")
+            .unwrap();
+        assert_eq!(taken, Taken::Messages(vec![Frame::from("12345")]));
     }
 
     #[tokio::test]
