@@ -34,9 +34,9 @@ cat > "$work/postmesh.toml" <<TOML
 data = "$work/data"
 [gateway]
 listen = "127.0.0.1:$port"
+origins = ["*"]
 [gateway.sockjs]
 test_services = true
-origins = ["*"]
 # The suite checks that a streaming response ends after 4 KiB.
 response_limit = 4096
 TOML

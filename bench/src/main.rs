@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use postmesh_bench::peer::mqtt::Mqtt;
 use postmesh_bench::peer::nats::Nats;
 use postmesh_bench::peer::socketio::SocketIo;
+use postmesh_bench::peer::sockjs::SockjsXhrStreaming;
 use postmesh_bench::peer::{Peer, Postmesh, spread_sources};
 use postmesh_bench::{report, scenario, store, summary};
 use serde::Serialize;
@@ -23,6 +24,9 @@ struct Cli {
 #[derive(Clone, Copy, ValueEnum)]
 enum System {
     Postmesh,
+    /// postmesh, subscribers over SockJS xhr-streaming (`--sockjs-url`),
+    /// publishers over WebSocket (`--url`).
+    Sockjs,
     Nats,
     Mqtt,
     Socketio,
@@ -36,6 +40,10 @@ struct Target {
     /// WebSocket URL of the system under test.
     #[arg(long, default_value = "ws://127.0.0.1:7400/ws")]
     url: String,
+    /// `--system sockjs`: the SockJS base URL (default: `--url`'s host
+    /// with `http://` and `/sockjs`).
+    #[arg(long)]
+    sockjs_url: Option<String>,
     /// The server's pid, for its CPU and memory.
     #[arg(long)]
     server_pid: Option<u32>,
@@ -227,6 +235,26 @@ fn peer(t: &Target) -> Arc<dyn Peer> {
             label: t.label.clone().unwrap_or_else(|| "postmesh".into()),
             batch: !t.unbatched,
         }),
+        System::Sockjs => {
+            let base = t.sockjs_url.clone().unwrap_or_else(|| {
+                let http = url.replacen("ws://", "http://", 1);
+                match http.strip_suffix("/ws") {
+                    Some(host) => format!("{host}/sockjs"),
+                    None => format!("{}/sockjs", http.trim_end_matches('/')),
+                }
+            });
+            let publish = Postmesh {
+                url,
+                class: t.class.clone(),
+                label: "postmesh".into(),
+                batch: true,
+            };
+            let label = t
+                .label
+                .clone()
+                .unwrap_or_else(|| "postmesh sockjs xhr-streaming".into());
+            Arc::new(SockjsXhrStreaming::new(base, publish, label))
+        }
         System::Nats => Arc::new(Nats { url }),
         System::Mqtt => Arc::new(Mqtt { url }),
         System::Socketio => Arc::new(SocketIo { url }),

@@ -134,3 +134,45 @@ async fn every_store_phase_smoke() {
     assert_eq!(below.rows, 400);
     assert!(a.tables.iter().all(|r| r.disk_bytes.is_some()));
 }
+
+/// The SockJS xhr-streaming subscribers: every message arrives, across the
+/// receiving requests the gateway ends at `response_limit` (500 messages
+/// of 256 B are more than its 128 KiB), and sessions end when their
+/// subscribers leave.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sockjs_xhr_streaming_smoke() {
+    use postmesh_bench::peer::sockjs::SockjsXhrStreaming;
+    let mesh = Mesh::start().await;
+    let peer: Arc<dyn Peer> = Arc::new(SockjsXhrStreaming::new(
+        format!("http://{}/sockjs", mesh.addr),
+        Postmesh::new(format!("ws://{}/ws", mesh.addr)),
+        "sockjs",
+    ));
+    let o = FanoutOptions {
+        subscribers: 20,
+        messages: 500,
+        size: 256,
+        rate: None,
+        publishers: 2,
+        idle: Duration::from_secs(10),
+        memory: false,
+        settle: Duration::ZERO,
+    };
+    let r = fanout(peer.clone(), None, &o, None).await.unwrap();
+    assert_eq!(r.deliveries, 10_000, "{r:?}");
+    assert_eq!(r.refused, 0);
+    let r = idle(peer.clone(), 50, 0, std::process::id()).await.unwrap();
+    assert_eq!(r.connections, 50);
+    // Subscribers that left took their sessions with them.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, metrics) = mesh.get("/metrics", None).await;
+        let metrics = metrics.as_str().unwrap_or_default().to_owned();
+        if metrics.contains("postmesh_gateway_sockjs_sessions 0\n") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{metrics}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    mesh.stop().await;
+}

@@ -116,6 +116,14 @@ pub struct GatewayConfig {
     /// Seconds between keepalive pings to each device; a device silent for
     /// two intervals is closed with 4002. 0 turns keepalive off.
     pub keepalive_secs: u64,
+    /// Origins whose browser pages may connect devices, over `/ws` and
+    /// `/sockjs` alike, as `scheme://host[:port]`, or `"*"` for any. Empty
+    /// (the default): only the gateway's own pages (their `Origin` names
+    /// the `Host` they ask), so another site's page cannot drive a device
+    /// connection through a visitor's browser. Others are refused with
+    /// 403. Requests without `Origin` (not from a browser) are always
+    /// served.
+    pub origins: Vec<String>,
     /// SockJS under `/sockjs` (`[gateway.sockjs]`).
     pub sockjs: SockjsConfig,
 }
@@ -125,14 +133,9 @@ pub struct GatewayConfig {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(default, deny_unknown_fields)]
 pub struct SockjsConfig {
-    /// Serve `/sockjs` at all.
+    /// Serve `/sockjs` at all. Which pages may use it is
+    /// `gateway.origins`, as for `/ws`.
     pub enabled: bool,
-    /// Origins a browser page may reach `/sockjs` from, as
-    /// `scheme://host[:port]`, or `"*"` for any. Empty (the default):
-    /// only the page's own origin (its `Origin` names the `Host` it asks),
-    /// so another site's page cannot drive a device's session. Requests
-    /// without `Origin` (not from a browser) are always served.
-    pub origins: Vec<String>,
     /// Mount the SockJS protocol suite's test services (`echo`, `close`,
     /// `disabled_websocket_echo`, `cookie_needed_echo`) under
     /// `/sockjs-test`. Off: they are for running the suite, not for
@@ -160,7 +163,6 @@ impl Default for SockjsConfig {
     fn default() -> Self {
         SockjsConfig {
             enabled: true,
-            origins: Vec::new(),
             test_services: false,
             heartbeat_secs: 25,
             disconnect_delay_secs: 5,
@@ -230,6 +232,7 @@ impl Default for GatewayConfig {
             body_timeout_secs: 30,
             keepalive_secs: 30,
             core_region: None,
+            origins: Vec::new(),
             sockjs: SockjsConfig::default(),
         }
     }
@@ -255,6 +258,11 @@ pub enum ConfigError {
          one batch publish would otherwise close every device of its path"
     )]
     BurstOverBound { outbound: usize, body: usize },
+    #[error(
+        "origins: {0:?} is not an origin; write \"*\" or scheme://host[:port], \
+         as a browser sends it (no path, no trailing /)"
+    )]
+    Origin(String),
 }
 
 impl GatewayConfig {
@@ -295,6 +303,9 @@ impl GatewayConfig {
         }
         if let Some(r) = &self.core_region {
             postmesh_schema::RegionTarget::parse(r)?;
+        }
+        if let Some(bad) = self.origins.iter().find(|o| !crate::origin::valid_entry(o)) {
+            return Err(ConfigError::Origin(bad.clone()));
         }
         if self.outbound_bytes < self.max_body_bytes.saturating_mul(2) {
             return Err(ConfigError::BurstOverBound {
@@ -348,6 +359,20 @@ mod tests {
             c.validate(),
             Err(ConfigError::ExposedWithoutSecret(_))
         ));
+    }
+
+    #[test]
+    fn origins_are_checked_before_start() {
+        let mut c = GatewayConfig {
+            origins: vec!["https://app.example".into(), "*".into()],
+            ..GatewayConfig::default()
+        };
+        assert!(c.validate().is_ok());
+        c.origins.push("app.example/".into());
+        assert_eq!(
+            c.validate(),
+            Err(ConfigError::Origin("app.example/".into()))
+        );
     }
 
     #[test]

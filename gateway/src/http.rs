@@ -32,13 +32,15 @@ use crate::app::{App, error_response};
 use crate::auth::Grants;
 use crate::params::Params;
 
-/// The router: `/ws`, `/v1/*`, `/healthz`, `/metrics`.
+/// The router: the live page at `/`, `/ws`, `/sockjs`, `/v1/*`,
+/// `/healthz`, `/metrics`.
 pub fn router(app: Arc<App>) -> Router {
     let routes = Router::new()
-        .route("/", get(index))
+        .route("/", get(crate::live::page))
+        .route("/postmesh.js", get(crate::live::bundle))
+        .route("/live", get(crate::live::moved))
+        .route("/live/postmesh.js", get(crate::live::moved))
         .route("/ws", get(crate::ws::upgrade))
-        .route("/live", get(crate::live::page))
-        .route("/live/postmesh.js", get(crate::live::bundle))
         .route("/v1/publish", post(publish))
         .route("/v1/history", get(history))
         .route("/v1/latest", get(latest))
@@ -55,7 +57,7 @@ async fn not_found(uri: Uri) -> Response {
     error_response(
         StatusCode::NOT_FOUND,
         ErrorCode::UnknownOp,
-        &format!("no endpoint at {}; GET / lists them", uri.path()),
+        &format!("no endpoint at {}; the page at / lists them", uri.path()),
     )
 }
 
@@ -138,10 +140,6 @@ fn page_json(page: &Page) -> Vec<u8> {
     }
     out.push(b'}');
     out
-}
-
-async fn index() -> &'static str {
-    "postmesh gateway\n\nWebSocket: /ws\nSockJS: /sockjs\nLive page: /live\nHTTP: POST /v1/publish, GET /v1/history?pattern=, GET /v1/latest?pattern=, GET /healthz, GET /metrics\n"
 }
 
 #[derive(Deserialize)]

@@ -6,14 +6,15 @@
 //!   timeout and cuts connections at the shutdown deadline.
 //! - [`tls`]: TLS on the listener (rustls) and the certificate reload.
 //! - [`app`]: the state handlers and transports share;
-//!   [`admission`]: every transport's token check and connection limit.
+//!   [`admission`]: every transport's token check and connection limit;
+//!   [`origin`]: every transport's `Origin` rule.
 //! - [`http`]: the HTTP API and router (query strings are read strictly by
 //!   `params`); [`ws`]: the `/ws` upgrade and the WebSocket adapter, whose
 //!   text frames [`outgoing`] writes.
 //! - [`sockjs`]: SockJS 0.3 under `/sockjs`, another transport.
 //! - [`session`]: one connection's protocol loop, over any transport;
 //!   [`frame`]: the text frames it reads and writes.
-//! - `live`: the live page at `/live`, built on `clients/js`.
+//! - `live`: the live page at `/`, built on `clients/js`.
 //! - [`hub`]: subscriptions, upstream bindings and the local fan-out.
 //! - [`outbox`]: each connection's bounded outbound queue.
 //! - [`auth`]: tokens and grants. [`config`]: settings. [`metrics`].
@@ -28,6 +29,7 @@ pub mod http;
 pub mod hub;
 mod live;
 pub mod metrics;
+pub mod origin;
 pub mod outbox;
 pub mod outgoing;
 mod params;

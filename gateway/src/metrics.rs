@@ -7,8 +7,13 @@ use prometheus_client::registry::Registry;
 /// Counters and gauges of one gateway.
 #[derive(Clone, Default)]
 pub struct GatewayMetrics {
-    /// Open WebSocket connections.
+    /// Open device connections, over every transport (a SockJS session
+    /// is one).
     pub connections: Gauge,
+    /// SockJS sessions the gateway holds, open or closed and not yet
+    /// forgotten (a closed HTTP session is kept for the disconnect delay,
+    /// so its device can read the close frame).
+    pub sockjs_sessions: Gauge,
     /// Subscriptions held by connections.
     pub subscriptions: Gauge,
     /// Distinct patterns bound upstream on the postoffice.
@@ -43,8 +48,13 @@ impl GatewayMetrics {
         let r = registry.sub_registry_with_prefix("postmesh_gateway");
         r.register(
             "connections",
-            "Open WebSocket connections",
+            "Open device connections, over every transport",
             m.connections.clone(),
+        );
+        r.register(
+            "sockjs_sessions",
+            "SockJS sessions held, open or closed and not yet forgotten",
+            m.sockjs_sessions.clone(),
         );
         r.register(
             "subscriptions",

@@ -196,8 +196,9 @@ fn header_has(headers: &HeaderMap, name: header::HeaderName, token: &str) -> boo
         .any(|v| v.trim().eq_ignore_ascii_case(token))
 }
 
-/// `GET /ws`: checks the handshake and the token, answers 101, and runs the
-/// session on the upgraded connection.
+/// `GET /ws`: checks the handshake, the page's `Origin` (the rule SockJS
+/// uses too) and the token, answers 101, and runs the session on the
+/// upgraded connection.
 pub(crate) async fn upgrade(
     State(app): State<Arc<App>>,
     Params(q): Params<WsQuery>,
@@ -231,6 +232,9 @@ pub(crate) async fn upgrade(
             "missing Sec-WebSocket-Key",
         );
     };
+    if let Err(foreign) = crate::origin::check(&app.ctx.config.origins, headers) {
+        return foreign.into_response();
+    }
     let accept = derive_accept_key(key.as_bytes());
     let ctx = app.ctx.clone();
     let admitted = match app.admission.admit(&ctx.authority, q.token.as_deref()) {

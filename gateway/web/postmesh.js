@@ -3795,6 +3795,8 @@ var postmesh = (() => {
     };
     return go(0, 0);
   }
+  var REFRESH_LEAD_MS = 3e4;
+  var STALE_MS = 1e3;
   function tokenExpiry(token) {
     const part = token.split(".")[1];
     if (!part) return void 0;
@@ -3916,7 +3918,7 @@ var postmesh = (() => {
     async open() {
       this.reconnectTimer = null;
       if (this.closed) return;
-      if (this.forceRefresh && this.opts.refreshToken) {
+      if (this.opts.refreshToken && (this.forceRefresh || this.tokenStale())) {
         this.forceRefresh = false;
         try {
           this.token = await this.opts.refreshToken();
@@ -3967,7 +3969,7 @@ var postmesh = (() => {
       socket.onclose = (ev) => this.onClose(socket, ev.code, ev.reason);
       socket.onerror = () => {
       };
-      this.scheduleRefresh();
+      this.scheduleRefresh(socket);
       this.startPings(socket);
       this.markReady();
       this.emit("connected", { transport, reconnect });
@@ -4030,17 +4032,29 @@ var postmesh = (() => {
         );
       }, every);
     }
-    /** Refreshes the token 30 s before it expires, over `auth`. */
-    scheduleRefresh() {
+    /** Whether the token has expired, or is about to. */
+    tokenStale() {
+      const exp = this.token ? tokenExpiry(this.token) : void 0;
+      return exp !== void 0 && exp * 1e3 - Date.now() < STALE_MS;
+    }
+    /** Refreshes the token before it expires and sends it over `auth`:
+     * 30 s before, or halfway through what is left of a shorter-lived one
+     * (so a token of a few seconds is not refreshed in a tight loop). */
+    scheduleRefresh(socket) {
+      if (this.refreshTimer) clearTimeout(this.refreshTimer);
+      this.refreshTimer = null;
       const refresh = this.opts.refreshToken;
       const exp = this.token ? tokenExpiry(this.token) : void 0;
       if (!refresh || exp === void 0) return;
-      const inMs = Math.max(0, exp * 1e3 - Date.now() - 3e4);
+      const left = Math.max(0, exp * 1e3 - Date.now());
+      const inMs = left - Math.min(REFRESH_LEAD_MS, left / 2);
       this.refreshTimer = setTimeout(async () => {
+        this.refreshTimer = null;
         try {
           this.token = await refresh();
+          if (this.socket !== socket) return;
           await this.send({ op: "auth", token: this.token });
-          this.scheduleRefresh();
+          this.scheduleRefresh(socket);
         } catch {
           this.forceRefresh = true;
         }

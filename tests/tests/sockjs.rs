@@ -48,6 +48,18 @@ async fn send(session: &str, frames: &[Value]) {
     assert_eq!(status, 204, "{body}");
 }
 
+/// The gateway's `/metrics` text.
+async fn metrics(mesh: &Mesh) -> String {
+    http()
+        .get(format!("{}/metrics", mesh.url()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
 /// Polls until client frames come (a poll may end with a heartbeat).
 async fn poll(session: &str) -> Vec<Value> {
     loop {
@@ -143,28 +155,28 @@ async fn a_session_nobody_polls_is_closed_with_its_subscriptions() {
     poll(&session).await;
     let (_, health) = mesh.get("/healthz", None).await;
     assert_eq!(health["connections"], 1);
+    assert!(
+        metrics(&mesh)
+            .await
+            .contains("postmesh_gateway_sockjs_sessions 1\n")
+    );
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let (_, health) = mesh.get("/healthz", None).await;
-        if health["connections"] == 0 {
+        let held = metrics(&mesh).await;
+        if health["connections"] == 0 && held.contains("postmesh_gateway_sockjs_sessions 0\n") {
             break;
         }
         assert!(
             Instant::now() < deadline,
-            "the session was never closed: {health}"
+            "the session was never closed and forgotten: {health} {held}"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let metrics = http()
-        .get(format!("{}/metrics", mesh.url()))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
     assert!(
-        metrics.contains("postmesh_gateway_subscriptions 0"),
+        metrics(&mesh)
+            .await
+            .contains("postmesh_gateway_subscriptions 0"),
         "its subscriptions went with it"
     );
     // The id is free again: a new session opens.

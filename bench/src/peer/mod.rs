@@ -1,16 +1,19 @@
 //! What the harness speaks to. Each system under test is an adapter behind
-//! [`Peer`]: postmesh ([`postmesh`]), NATS over WebSocket ([`nats`]), MQTT
-//! 3.1.1 over WebSocket ([`mqtt`]) and Socket.IO 4 ([`socketio`]).
+//! [`Peer`]: postmesh ([`postmesh`]), postmesh's subscribers over SockJS
+//! xhr-streaming ([`sockjs`]), NATS over WebSocket ([`nats`]), MQTT 3.1.1
+//! over WebSocket ([`mqtt`]) and Socket.IO 4 ([`socketio`]).
 //!
-//! Every adapter speaks its protocol over the same WebSocket client
+//! Every WebSocket adapter speaks its protocol over the same client
 //! (tokio-tungstenite) and finds each message's send timestamp the same way
 //! ([`sent_at`]), so differences in the figures come from the servers, not
-//! from the harness.
+//! from the harness. The SockJS one reads HTTP responses (reqwest) and
+//! finds the timestamps the same way inside SockJS's escaped frames.
 
 pub mod mqtt;
 pub mod nats;
 pub mod postmesh;
 pub mod socketio;
+pub mod sockjs;
 
 use std::collections::VecDeque;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};

@@ -42,8 +42,11 @@ export interface ClientOptions {
   url: string;
   /** A token (JWT) for `?token=`. */
   token?: string;
-  /** Called for a fresh token before the current one expires, and before
-   * reconnecting after the server closed with 4001 (token expired). */
+  /** Called for a fresh token before the current one expires (30 s
+   * before, or halfway through what is left of a shorter-lived one); the
+   * client sends it over the open connection (`auth`), so the connection
+   * outlives the token. Also called before reconnecting with a token that
+   * has expired, or after the server closed with 4001 (token expired). */
   refreshToken?: () => Promise<string>;
   /** Transports in the order tried; the default is WebSocket, then SockJS. */
   transports?: Transport[];
@@ -121,6 +124,13 @@ export function topicMatch(pattern: string, path: string): boolean {
   };
   return go(0, 0);
 }
+
+/** How long before a token expires it is refreshed, at most: a token
+ * that lives less is refreshed halfway through what is left of it. */
+const REFRESH_LEAD_MS = 30_000;
+
+/** A token this close to its expiry is refreshed before connecting with it. */
+const STALE_MS = 1_000;
 
 /** The `exp` claim of a JWT, in seconds, if it has one. */
 function tokenExpiry(token: string): number | undefined {
@@ -266,7 +276,7 @@ export class PostmeshClient {
   private async open(): Promise<void> {
     this.reconnectTimer = null;
     if (this.closed) return;
-    if (this.forceRefresh && this.opts.refreshToken) {
+    if (this.opts.refreshToken && (this.forceRefresh || this.tokenStale())) {
       this.forceRefresh = false;
       try {
         this.token = await this.opts.refreshToken();
@@ -317,7 +327,7 @@ export class PostmeshClient {
     socket.onmessage = (ev) => this.onFrames(String(ev.data));
     socket.onclose = (ev) => this.onClose(socket, ev.code, ev.reason);
     socket.onerror = () => {};
-    this.scheduleRefresh();
+    this.scheduleRefresh(socket);
     this.startPings(socket);
     this.markReady();
     this.emit("connected", { transport, reconnect });
@@ -382,18 +392,34 @@ export class PostmeshClient {
     }, every);
   }
 
-  /** Refreshes the token 30 s before it expires, over `auth`. */
-  private scheduleRefresh(): void {
+  /** Whether the token has expired, or is about to. */
+  private tokenStale(): boolean {
+    const exp = this.token ? tokenExpiry(this.token) : undefined;
+    return exp !== undefined && exp * 1000 - Date.now() < STALE_MS;
+  }
+
+  /** Refreshes the token before it expires and sends it over `auth`:
+   * 30 s before, or halfway through what is left of a shorter-lived one
+   * (so a token of a few seconds is not refreshed in a tight loop). */
+  private scheduleRefresh(socket: SocketLike): void {
+    if (this.refreshTimer) clearTimeout(this.refreshTimer);
+    this.refreshTimer = null;
     const refresh = this.opts.refreshToken;
     const exp = this.token ? tokenExpiry(this.token) : undefined;
     if (!refresh || exp === undefined) return;
-    const inMs = Math.max(0, exp * 1000 - Date.now() - 30_000);
+    const left = Math.max(0, exp * 1000 - Date.now());
+    const inMs = left - Math.min(REFRESH_LEAD_MS, left / 2);
     this.refreshTimer = setTimeout(async () => {
+      this.refreshTimer = null;
       try {
         this.token = await refresh();
+        // A connection that dropped meanwhile: the next one uses it.
+        if (this.socket !== socket) return;
         await this.send({ op: "auth", token: this.token });
-        this.scheduleRefresh();
+        this.scheduleRefresh(socket);
       } catch {
+        // The server closes with 4001 when the token expires; the next
+        // connection asks for a fresh one first.
         this.forceRefresh = true;
       }
     }, inMs);

@@ -49,7 +49,11 @@ test("the live page receives every message exactly once, across a restart, on ea
     for (const transport of ["websocket", "xhr-streaming", "xhr-polling"]) {
       const page = await browser.newPage();
       page.on("pageerror", (e) => console.error(transport, e));
-      await page.goto(`${server.url}/live?transport=${transport}&pattern=${encodeURIComponent("feeds.#")}`);
+      // The page is at `/`; its former address `/live` redirects there
+      // with the query string kept.
+      const at = transport === "websocket" ? "/live" : "/";
+      await page.goto(`${server.url}${at}?transport=${transport}&pattern=${encodeURIComponent("feeds.#")}`);
+      assert.equal(new URL(page.url()).pathname, "/");
       await page.waitForSelector('#status[data-state="connected"]');
       await page.waitForSelector("body[data-subscribed=true]");
       const status = await page.textContent("#status");

@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 
-// The gateway serves gateway/web/postmesh.js at /live/postmesh.js; it must
+// The gateway serves gateway/web/postmesh.js at /postmesh.js; it must
 // be this build, byte for byte.
 test("the bundle the gateway serves is the current build", () => {
   const built = readFileSync(resolve(import.meta.dirname, "../postmesh.js"), "utf8");

@@ -2,7 +2,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import WebSocket from "ws";
 import { PostmeshClient, PostmeshError, topicMatch, type ClientOptions, type Message, type WebSocketCtor } from "../src/index.js";
-import { Server } from "./server.js";
+import { Server, token } from "./server.js";
 
 const WS = WebSocket as unknown as WebSocketCtor;
 
@@ -84,6 +84,57 @@ for (const [name, options] of variants) {
       assert.ok([...counts.values()].every((v) => v === 1), "every message exactly once");
       assert.ok(events.includes("disconnected"), events.join(","));
       assert.ok(events.includes("resumed:false"), events.join(","));
+    } finally {
+      c.close();
+      await server.stop();
+    }
+  });
+}
+
+const SECRET = "refresh-secret";
+const refreshVariants: Array<[string, Partial<ClientOptions>]> = [
+  ["WebSocket", { WebSocket: WS }],
+  ["SockJS xhr-streaming", { transports: ["sockjs"], sockjsTransports: ["xhr-streaming"] }],
+];
+for (const [name, options] of refreshVariants) {
+  test(`${name}: tokens of 4 s refreshed through the callback keep the connection past each expiry`, async () => {
+    const server = await Server.start(`secret = "${SECRET}"\n`);
+    const publisher = token(SECRET, 600, { pubs: ["feeds.#"] });
+    const first = token(SECRET, 4, { subs: ["feeds.#"] });
+    const firstExpiry = JSON.parse(Buffer.from(first.split(".")[1] ?? "", "base64url").toString()).exp * 1000;
+    let refreshes = 0;
+    const c = new PostmeshClient({
+      url: server.url,
+      token: first,
+      refreshToken: async () => {
+        refreshes++;
+        return token(SECRET, 4, { subs: ["feeds.#"] });
+      },
+      ...options,
+    });
+    const events: string[] = [];
+    c.on("connected", (e) => events.push(`connected:${e.transport}`));
+    c.on("disconnected", (e) => events.push(`disconnected:${e.code}`));
+    try {
+      await c.connect();
+      const got: string[] = [];
+      await c.subscribe("feeds.#", (m) => got.push(m.uuid));
+      const published: Array<{ uuid: string; at: number }> = [];
+      // 10 s: past the first token's expiry and that of the next ones.
+      const end = Date.now() + 10_000;
+      while (Date.now() < end) {
+        published.push({ at: Date.now(), uuid: await server.publish("feeds.refresh.1", {}, publisher) });
+        await new Promise((r) => setTimeout(r, 500));
+      }
+      const uuids = published.map((p) => p.uuid);
+      await until(() => uuids.every((u) => got.includes(u)), 10_000);
+      const afterExpiry = published.filter((p) => p.at > firstExpiry + 1_000);
+      assert.ok(afterExpiry.length >= 5, `messages published after the first token expired: ${afterExpiry.length}`);
+      assert.deepEqual(events, [`connected:${options.transports?.[0] ?? "websocket"}`], "one connection throughout");
+      // About one refresh per 2 s (halfway through each 4 s token), not a
+      // tight loop of them.
+      assert.ok(refreshes >= 3 && refreshes <= 15, `the callback supplied each next token (${refreshes} calls)`);
+      assert.equal(got.length, uuids.length, "each message once");
     } finally {
       c.close();
       await server.stop();

@@ -1,6 +1,7 @@
 // A real `postmesh up` for the tests: a free loopback port, a temporary
 // data directory, killed (SIGKILL) and restarted on the same port and data.
 import { spawn, type ChildProcess } from "node:child_process";
+import { createHmac } from "node:crypto";
 import { existsSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
@@ -11,6 +12,16 @@ export function binary(): string {
   const bin = process.env.POSTMESH_BIN ?? join(target, "debug", "postmesh");
   if (!existsSync(bin)) throw new Error(`no postmesh binary at ${bin}: cargo build --bin postmesh first`);
   return bin;
+}
+
+/** A token (JWT, HS256) as `postmesh token` issues it, expiring `ttlSecs`
+ * from now. */
+export function token(secret: string, ttlSecs: number, claims: { subs?: string[]; pubs?: string[] } = {}): string {
+  const b64 = (v: unknown) => Buffer.from(JSON.stringify(v)).toString("base64url");
+  const head = b64({ alg: "HS256", typ: "JWT" });
+  const body = b64({ exp: Math.floor(Date.now() / 1000) + ttlSecs, subs: claims.subs ?? [], pubs: claims.pubs ?? [] });
+  const sig = createHmac("sha256", secret).update(`${head}.${body}`).digest("base64url");
+  return `${head}.${body}.${sig}`;
 }
 
 async function freePort(): Promise<number> {
@@ -75,17 +86,21 @@ export class Server {
     rmSync(this.dir, { recursive: true, force: true });
   }
 
-  /** `POST /v1/publish`, retried until the server answers 200. */
-  async publish(path: string, body: unknown): Promise<string> {
+  /** `POST /v1/publish` (with `token` as a bearer token, if given),
+   * retried while the server cannot be reached or answers 5xx. */
+  async publish(path: string, body: unknown, token?: string): Promise<string> {
+    const headers: Record<string, string> = { "content-type": "application/json" };
+    if (token) headers.authorization = `Bearer ${token}`;
     for (;;) {
+      let r: Response;
       try {
-        const r = await fetch(`${this.url}/v1/publish`, {
-          method: "POST",
-          headers: { "content-type": "application/json" },
-          body: JSON.stringify({ path, body }),
-        });
-        if (r.ok) return (await r.json()).uuid;
-      } catch {}
+        r = await fetch(`${this.url}/v1/publish`, { method: "POST", headers, body: JSON.stringify({ path, body }) });
+      } catch {
+        await new Promise((r) => setTimeout(r, 50));
+        continue;
+      }
+      if (r.ok) return (await r.json()).uuid;
+      if (r.status < 500) throw new Error(`publish refused: ${r.status} ${await r.text()}`);
       await new Promise((r) => setTimeout(r, 50));
     }
   }

@@ -4,7 +4,7 @@
 //! It is a transport, not a second protocol: each SockJS message is one
 //! client-protocol frame, and every session runs the one session loop
 //! (`crate::session::run`) over a [`session::SockjsTransport`]. Admission
-//! (token, connection limit) is the `/ws` one. No maintained crate serves
+//! (token, connection limit) and the `Origin` rule are the `/ws` ones. No maintained crate serves
 //! SockJS on hyper, so the transports are written here over axum, hyper's
 //! upgrades, tokio-tungstenite and serde_json.
 //!
@@ -162,9 +162,9 @@ impl Receiver {
 async fn handle(app: Arc<App>, m: Arc<Mount>, req: Request) -> Response {
     let path = req.uri().path().to_owned();
     let rest = path.strip_prefix(&m.prefix).unwrap_or("");
-    let origin = match allowed_origin(&m.config, req.headers()) {
+    let origin = match crate::origin::check(&app.ctx.config.origins, req.headers()) {
         Ok(o) => o,
-        Err(r) => return r,
+        Err(foreign) => return foreign.into_response(),
     };
     let method = req.method().clone();
     let parts: Vec<&str> = rest.split('/').collect();
@@ -370,35 +370,6 @@ fn httpdate(t: std::time::SystemTime) -> String {
     )
 }
 
-/// The request's `Origin`, if it may be served: none (not a browser), one
-/// the configuration lists, any with `"*"`, or by default only the page's
-/// own (its host is the `Host` asked). Others are refused with 403.
-fn allowed_origin(c: &SockjsConfig, headers: &HeaderMap) -> Result<Option<String>, Response> {
-    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
-        return Ok(None);
-    };
-    let any = c.origins.iter().any(|o| o == "*");
-    let listed = c.origins.iter().any(|o| o == origin);
-    let own = c.origins.is_empty()
-        && headers
-            .get(header::HOST)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|host| {
-                origin
-                    .split_once("://")
-                    .is_some_and(|(_, rest)| rest.eq_ignore_ascii_case(host))
-            });
-    if any || listed || own {
-        Ok(Some(origin.to_owned()))
-    } else {
-        Err(error_response(
-            StatusCode::FORBIDDEN,
-            ErrorCode::Forbidden,
-            &format!("origin {origin:?} may not use /sockjs (gateway.sockjs.origins)"),
-        ))
-    }
-}
-
 /// CORS answer headers, and the cookie of a service that needs one.
 fn cors(r: &mut Response, origin: Option<&str>, cookie: bool, req: &Request) {
     let h = r.headers_mut();
@@ -543,7 +514,10 @@ fn query_param(req: &Request, name: &str) -> Option<String> {
 
 /// Starts a session of `m`'s service on a task of its own.
 fn start(app: &Arc<App>, m: &Mount, admitted: Admitted) -> Arc<Shared> {
-    let (shared, transport) = Shared::new(m.config.buffer_bytes);
+    let (shared, transport) = Shared::new(
+        m.config.buffer_bytes,
+        app.ctx.metrics.sockjs_sessions.clone(),
+    );
     let ctx = app.ctx.clone();
     let cancel = app.shutdown.child_token();
     let cut = app.cut.clone();
@@ -1159,28 +1133,5 @@ mod tests {
         assert!(parse_messages(b"[\"x", 10).is_err());
         assert!(parse_messages(b"[1]", 10).is_err());
         assert_eq!(parse_messages(br#""one""#, 10).unwrap().len(), 1);
-    }
-
-    #[test]
-    fn origins_default_to_the_page_itself() {
-        let c = SockjsConfig::default();
-        let mut h = HeaderMap::new();
-        assert_eq!(allowed_origin(&c, &h).unwrap(), None);
-        h.insert(header::HOST, HeaderValue::from_static("gw:7400"));
-        h.insert(header::ORIGIN, HeaderValue::from_static("http://gw:7400"));
-        assert!(allowed_origin(&c, &h).unwrap().is_some());
-        h.insert(
-            header::ORIGIN,
-            HeaderValue::from_static("https://evil.example"),
-        );
-        assert_eq!(
-            allowed_origin(&c, &h).unwrap_err().status(),
-            StatusCode::FORBIDDEN
-        );
-        let any = SockjsConfig {
-            origins: vec!["*".into()],
-            ..c
-        };
-        assert!(allowed_origin(&any, &h).unwrap().is_some());
     }
 }

@@ -16,6 +16,7 @@ use std::time::Instant;
 
 use futures_util::{Sink, Stream};
 use parking_lot::Mutex;
+use prometheus_client::metrics::gauge::Gauge;
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
@@ -64,11 +65,32 @@ pub struct Shared {
     /// interrupted): the loop's transport ends.
     gone: CancellationToken,
     buffer_bytes: usize,
+    /// Counts the session while it is held anywhere: by the registry, its
+    /// loop or a request.
+    _held: Held,
+}
+
+/// One on a gauge for as long as it lives.
+#[derive(Debug)]
+struct Held(Gauge);
+
+impl Held {
+    fn new(gauge: Gauge) -> Held {
+        gauge.inc();
+        Held(gauge)
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }
 
 impl Shared {
-    /// A session, and its transport for the session loop.
-    pub fn new(buffer_bytes: usize) -> (Arc<Shared>, SockjsTransport) {
+    /// A session, and its transport for the session loop. `sessions`
+    /// counts it until the last of them is dropped.
+    pub fn new(buffer_bytes: usize, sessions: Gauge) -> (Arc<Shared>, SockjsTransport) {
         let (tx, rx) = mpsc::channel(INBOUND_FRAMES);
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
@@ -79,6 +101,7 @@ impl Shared {
             inbound: tx,
             gone: CancellationToken::new(),
             buffer_bytes: buffer_bytes.max(1),
+            _held: Held::new(sessions),
         });
         let transport = SockjsTransport {
             gone: Box::pin(shared.gone.clone().cancelled_owned()),
@@ -221,6 +244,11 @@ impl Sink<Outbound> for SockjsTransport {
         // One frame larger than the bound passes when nothing else waits.
         if s.pending_bytes >= self.shared.buffer_bytes {
             s.writer = Some(cx.waker().clone());
+            drop(s);
+            // The loop is between flushes: tell the receiving request what
+            // is already there, or neither would move until a timeout.
+            self.shared.changed.notify_waiters();
+            self.shared.changed.notify_one();
             return Poll::Pending;
         }
         Poll::Ready(Ok(()))
@@ -268,7 +296,7 @@ mod tests {
 
     #[tokio::test]
     async fn frames_meet_between_requests_and_the_loop() {
-        let (shared, mut t) = Shared::new(1024);
+        let (shared, mut t) = Shared::new(1024, Gauge::default());
         assert!(shared.deliver(vec![Inbound::Text(Frame::from("a"))]).await);
         assert!(matches!(t.next().await, Some(Inbound::Text(f)) if f.as_str() == "a"));
         t.send(Outbound::Text(Frame::from("b"))).await.unwrap();
@@ -284,7 +312,7 @@ mod tests {
 
     #[tokio::test]
     async fn writes_wait_for_room_in_bytes() {
-        let (shared, mut t) = Shared::new(4);
+        let (shared, mut t) = Shared::new(4, Gauge::default());
         t.send(Outbound::Text(Frame::from("12345"))).await.unwrap();
         let blocked = tokio::time::timeout(
             std::time::Duration::from_millis(50),
@@ -296,9 +324,35 @@ mod tests {
         t.send(Outbound::Text(Frame::from("6"))).await.unwrap();
     }
 
+    /// A loop that fills the buffer between two flushes wakes the
+    /// receiving request, which takes the frames and makes room.
+    #[tokio::test]
+    async fn a_full_buffer_wakes_the_receiver_without_a_flush() {
+        let (shared, mut t) = Shared::new(4, Gauge::default());
+        let receiver = tokio::spawn({
+            let shared = shared.clone();
+            async move {
+                shared.changed().await;
+                shared.take()
+            }
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        t.feed(Outbound::Text(Frame::from("12345"))).await.unwrap();
+        let more = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            t.feed(Outbound::Text(Frame::from("6"))),
+        );
+        assert!(more.await.is_ok(), "the receiver made room");
+        let taken = tokio::time::timeout(std::time::Duration::from_secs(5), receiver)
+            .await
+            .expect("the receiver was woken")
+            .unwrap();
+        assert_eq!(taken, Taken::Messages(vec![Frame::from("12345")]));
+    }
+
     #[tokio::test]
     async fn an_interrupted_receiver_ends_the_session() {
-        let (shared, mut t) = Shared::new(1024);
+        let (shared, mut t) = Shared::new(1024, Gauge::default());
         assert!(shared.attach());
         shared.detach(true);
         assert!(t.next().await.is_none());
@@ -307,5 +361,19 @@ mod tests {
             Taken::Closed(1002, "Connection interrupted".into())
         );
         assert!(shared.expired(std::time::Duration::ZERO));
+    }
+
+    #[tokio::test]
+    async fn a_session_is_counted_until_nothing_holds_it() {
+        let sessions = Gauge::default();
+        let (shared, t) = Shared::new(1024, sessions.clone());
+        let (other, _t2) = Shared::new(1024, sessions.clone());
+        assert_eq!(sessions.get(), 2);
+        drop(shared);
+        assert_eq!(sessions.get(), 2, "its loop still holds it");
+        drop(t);
+        assert_eq!(sessions.get(), 1);
+        drop(other);
+        assert_eq!(sessions.get(), 1, "its transport still holds it");
     }
 }
