@@ -65,7 +65,11 @@ struct Session {
 /// What one SockJS frame (one line of an xhr-streaming body) says.
 #[derive(Debug, PartialEq, Eq)]
 enum Line {
-    /// `o`, `h`, and the prelude of `h`s.
+    /// `o`: a session opened. After the first, the gateway forgot this
+    /// session (no receiving request came within its disconnect delay)
+    /// and began a new one under the same id, without the subscription.
+    Open,
+    /// `h`, and the prelude of `h`s.
     Other,
     /// `a[...]`: client frames.
     Messages,
@@ -81,6 +85,7 @@ fn classify(line: &[u8]) -> Line {
     match line.first() {
         Some(b'a') => Line::Messages,
         Some(b'c') => Line::Close(String::from_utf8_lossy(line).into_owned()),
+        Some(b'o') if line.len() == 1 => Line::Open,
         _ => Line::Other,
     }
 }
@@ -233,6 +238,10 @@ impl Subscriber for Session {
                     eprintln!("sockjs subscriber closed by the server: {c}");
                     bail!("closed by the server: {c}")
                 }
+                Line::Open => {
+                    eprintln!("sockjs subscriber's session was forgotten and opened anew");
+                    bail!("the gateway forgot the session and opened a new one")
+                }
                 Line::Other => {}
             }
         }
@@ -261,6 +270,7 @@ mod tests {
         assert_eq!(out, [11, 22]);
         assert_eq!(classify(line.as_bytes()), Line::Messages);
         assert_eq!(classify(b"h"), Line::Other);
+        assert_eq!(classify(b"o"), Line::Open);
         assert!(matches!(classify(b"c[4000,\"slow\"]"), Line::Close(_)));
     }
 }
