@@ -47,6 +47,18 @@ async fn apply(config: &Path) {
     assert_eq!(code, 0, "apply failed:\n{out}{err}");
 }
 
+/// The star's default configuration written under `dir` and applied, once
+/// every link is running; the configuration's path.
+async fn applied(star: &'static Star, dir: &Path) -> std::path::PathBuf {
+    let config = star.write_config(dir, "");
+    apply(&config).await;
+    wait_for(Duration::from_secs(30), "links running", || {
+        all_running(star)
+    })
+    .await;
+    config
+}
+
 /// Polls `check` every 100 ms for at most `within`; the time it took.
 async fn wait_for<F, Fut>(within: Duration, what: &str, mut check: F) -> Duration
 where
@@ -264,12 +276,7 @@ async fn a_message_crosses_once_and_only_to_where_it_is_bound() {
     let _owner = STAR.lock().await;
     let star = the_star().await;
     let dir = tempfile::tempdir().unwrap();
-    let config = star.write_config(dir.path(), "");
-    apply(&config).await;
-    wait_for(Duration::from_secs(30), "links running", || {
-        all_running(star)
-    })
-    .await;
+    applied(star, dir.path()).await;
 
     // The postoffice declares its exchanges on connecting: the router's
     // declarations must agree with them, or RabbitMQ refuses one.
@@ -369,12 +376,7 @@ async fn status_shows_a_killed_hub_down_then_running_again() {
     let _owner = STAR.lock().await;
     let star = the_star().await;
     let dir = tempfile::tempdir().unwrap();
-    let config = star.write_config(dir.path(), "");
-    apply(&config).await;
-    wait_for(Duration::from_secs(30), "links running", || {
-        all_running(star)
-    })
-    .await;
+    let config = applied(star, dir.path()).await;
     let (code, rows, text) = status(&config).await;
     assert_eq!(code, 0, "{text}");
     assert_eq!(rows.len(), 8, "{text}");
