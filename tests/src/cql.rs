@@ -36,6 +36,7 @@ impl Keyspace {
 
     /// A fresh keyspace on the node(s) at `hosts`.
     pub async fn fresh_on(hosts: Vec<String>, prefix: &str) -> Keyspace {
+        crate::arm_watchdog();
         let name = format!("t_{prefix}_{}", std::process::id());
         let session = cql::connect(&hosts).await.expect("the CQL node answers");
         session

@@ -37,6 +37,46 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 /// How long a frame that should arrive may take.
 pub const ARRIVE: Duration = Duration::from_secs(10);
 
+/// The longest a test binary that starts servers may run, unless
+/// `POSTMESH_TEST_BINARY_SECS` says otherwise. The slowest takes about a
+/// minute on a loaded 2-core machine.
+const BINARY_LIMIT: Duration = Duration::from_secs(600);
+
+/// Arms, once per test binary, a watchdog that ends the process with a
+/// message when the binary runs past its limit. Every test has deadlines of
+/// its own; this one catches a wait that has none, so that a hang fails in
+/// minutes, names its binary, and the rest of the run goes on, instead of
+/// holding the whole run until CI gives up on it. The servers' own
+/// watchdogs stop them when this process ends.
+///
+/// Arming also logs the servers' own events to the test's output when
+/// `RUST_LOG` is set (`RUST_LOG=warn` is where a failure's story starts).
+pub fn arm_watchdog() {
+    static ARMED: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    ARMED.get_or_init(|| {
+        if std::env::var_os("RUST_LOG").is_some() {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+                .try_init();
+        }
+        let limit = std::env::var("POSTMESH_TEST_BINARY_SECS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .map(Duration::from_secs)
+            .unwrap_or(BINARY_LIMIT);
+        let started = std::time::Instant::now();
+        std::thread::spawn(move || {
+            std::thread::sleep(limit);
+            let binary = std::env::args().next().unwrap_or_default();
+            eprintln!(
+                "{binary} still running after {:?} (limit {limit:?}): a test hangs; stopping the binary",
+                started.elapsed()
+            );
+            std::process::exit(124);
+        });
+    });
+}
+
 /// A running `postmesh up`.
 pub struct Mesh {
     pub addr: SocketAddr,
@@ -53,6 +93,7 @@ impl Mesh {
 
     /// Starts after `tune` adjusted the configuration.
     pub async fn start_with(tune: impl FnOnce(&mut Config)) -> Mesh {
+        arm_watchdog();
         let dir = tempfile::tempdir().expect("temp dir");
         let mut config = Config {
             data: dir.path().to_path_buf(),

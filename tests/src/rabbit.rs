@@ -42,20 +42,53 @@ pub fn shared() -> &'static Rabbit {
     })
 }
 
+/// Ports this process handed to a node. Tests of one binary start nodes in
+/// parallel: a port a node has not bound yet looks free to the next one.
+static HANDED_OUT: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+
 /// A free TCP port below the kernel's range for outgoing connections
 /// (32768-60999), so no outgoing socket can take it before the node binds.
-fn free_port(ip: &str, taken: &[u16]) -> u16 {
-    let seed = std::process::id() as u64 * 7919 + Instant::now().elapsed().subsec_nanos() as u64;
+/// Never one this process handed out before.
+fn free_port(ip: &str) -> u16 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos() as u64)
+        .unwrap_or(0);
+    let seed = std::process::id() as u64 * 7919 + nanos;
+    let mut handed = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
     for i in 0..4000u64 {
         let port = 20_000 + ((seed + i * 104_729) % 12_000) as u16;
-        if taken.contains(&port) {
+        if handed.contains(&port) {
             continue;
         }
         if TcpListener::bind((ip, port)).is_ok() && TcpListener::bind(("0.0.0.0", port)).is_ok() {
+            handed.push(port);
             return port;
         }
     }
     panic!("no free port in 20000-32000");
+}
+
+/// Whether the listener at `addr` is the node named `name`: it answers
+/// AMQP 0-9-1's protocol header with `connection.start`, whose server
+/// properties carry the node's `cluster_name`. Another program (or another
+/// node) that took the port first is not mistaken for this node.
+fn is_node(addr: &SocketAddr, name: &str) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut s) = TcpStream::connect_timeout(addr, Duration::from_millis(200)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+    let mut header = [0u8; 7];
+    if s.write_all(b"AMQP\x00\x00\x09\x01").is_err()
+        || s.read_exact(&mut header).is_err()
+        || header[0] != 1
+    {
+        return false;
+    }
+    let size = u32::from_be_bytes([header[3], header[4], header[5], header[6]]) as usize;
+    let mut payload = vec![0u8; size.min(64 * 1024)];
+    s.read_exact(&mut payload).is_ok() && payload.windows(name.len()).any(|w| w == name.as_bytes())
 }
 
 impl Rabbit {
@@ -69,6 +102,7 @@ impl Rabbit {
     /// of it waiting) and waits until each accepts AMQP. `extra_conf` is
     /// appended to each node's `rabbitmq.conf`.
     pub fn start_all(names: &[&str], extra_conf: &str) -> Result<Vec<Rabbit>, String> {
+        crate::arm_watchdog();
         let server = Path::new(RABBITMQ_BIN).join("rabbitmq-server");
         if !server.exists() {
             return Err(format!(
@@ -76,12 +110,9 @@ impl Rabbit {
                 server.display()
             ));
         }
-        // Ports already handed to a node of this call: they are free until
-        // that node binds them, so `free_port` alone could hand them out twice.
-        let mut taken = Vec::new();
         let mut nodes = Vec::with_capacity(names.len());
         for name in names {
-            let node = Rabbit::prepare(name, extra_conf, &mut taken)?;
+            let node = Rabbit::prepare(name, extra_conf)?;
             node.launch()?;
             nodes.push(node);
         }
@@ -103,7 +134,7 @@ impl Rabbit {
                         if attempt >= 6 {
                             return Err(format!("{name}: gave up after port clashes: {last}"));
                         }
-                        nodes[i] = Rabbit::prepare(name, extra_conf, &mut taken)?;
+                        nodes[i] = Rabbit::prepare(name, extra_conf)?;
                         nodes[i].launch()?;
                     }
                 }
@@ -113,19 +144,15 @@ impl Rabbit {
     }
 
     /// A node's directory and configuration on free ports, not started.
-    fn prepare(name: &str, extra_conf: &str, taken: &mut Vec<u16>) -> Result<Rabbit, String> {
+    fn prepare(name: &str, extra_conf: &str) -> Result<Rabbit, String> {
         let base =
             std::env::temp_dir().join(format!("postmesh-rabbit-{}-{name}", std::process::id()));
         let _ = std::fs::remove_dir_all(&base);
         std::fs::create_dir_all(base.join("home")).map_err(|e| e.to_string())?;
-        let amqp = free_port(NODE_IP, taken);
-        taken.push(amqp);
-        let mgmt = free_port(NODE_IP, taken);
-        taken.push(mgmt);
-        let dist = free_port("127.0.0.1", taken);
-        taken.push(dist);
-        let epmd = free_port("127.0.0.1", taken);
-        taken.push(epmd);
+        let amqp = free_port(NODE_IP);
+        let mgmt = free_port(NODE_IP);
+        let dist = free_port("127.0.0.1");
+        let epmd = free_port("127.0.0.1");
         let node = Rabbit {
             amqp_url: format!("amqp://guest:guest@{NODE_IP}:{amqp}/%2f"),
             mgmt_url: format!("http://{NODE_IP}:{mgmt}"),
@@ -242,14 +269,16 @@ impl Rabbit {
             .ok()
     }
 
-    /// Waits until the AMQP listener, the last step of a boot, accepts.
+    /// Waits until the node speaks AMQP as itself (see [`is_node`]). A
+    /// listener that accepts is not enough: a node still booting accepts
+    /// and then aborts the connection, and the port may be another's.
     pub fn wait_ready(&self, within: Duration) -> Result<(), String> {
         let addr: SocketAddr = format!("{NODE_IP}:{}", self.amqp_port)
             .parse()
             .expect("address");
         let started = Instant::now();
         while started.elapsed() < within {
-            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            if is_node(&addr, &self.name) {
                 return Ok(());
             }
             let alive = self.pgid().is_some_and(|g| {
@@ -282,6 +311,25 @@ impl Rabbit {
                 }
                 std::thread::sleep(Duration::from_millis(100));
             }
+        }
+    }
+
+    /// Freezes the node (`SIGSTOP` of its process group): its sockets stay
+    /// open and nothing answers, as with a paused machine or a partition.
+    pub fn freeze(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Lets a frozen node run again (`SIGCONT`).
+    pub fn thaw(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, sig: &str) {
+        if let Some(g) = self.pgid() {
+            let _ = Command::new("kill")
+                .args([sig, "--", &format!("-{g}")])
+                .status();
         }
     }
 
