@@ -19,6 +19,13 @@
 //!   consumer that is dropped closes its channel, which requeues the rest.
 //! - Topology operations run on a short-lived channel each, because a
 //!   refused operation (404, 406) closes the channel it ran on.
+//! - Every operation that waits for the broker (connecting, opening a
+//!   channel, declaring, binding, a publish until its confirm, an ack) is
+//!   bounded by [`OPERATION_TIMEOUT`]. A broker that stops answering
+//!   without closing the socket would otherwise hold every caller, and the
+//!   lock on the connection, for ever. When an operation times out, the
+//!   connection is given up and closed, so that its consumers end and are
+//!   reopened, and the next operation connects afresh.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,6 +50,13 @@ use crate::postoffice::{
 /// How long a non-durable queue outlives its last consumer: long enough
 /// for a reconnect, short enough not to collect messages for a dead process.
 pub const TRANSIENT_QUEUE_EXPIRY: Duration = Duration::from_secs(60);
+
+/// The longest one broker operation may wait for the broker's answer. A
+/// healthy broker answers in milliseconds, and a publish confirm of a
+/// persistent message within one disk sync; ten seconds without an answer
+/// means the broker or the path to it is gone, and the caller is better
+/// served by an error it can retry ("if in doubt: resend, reconnect").
+pub const OPERATION_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A postoffice on a RabbitMQ broker. Cloning shares the connection.
 #[derive(Clone)]
@@ -71,6 +85,23 @@ fn error(e: lapin::Error) -> PostofficeError {
         }
     }
     PostofficeError::Connection(e.to_string())
+}
+
+/// The error of an operation the broker did not answer in time.
+fn silent(what: &str) -> PostofficeError {
+    PostofficeError::Connection(format!(
+        "the broker did not answer {what} within {OPERATION_TIMEOUT:?}"
+    ))
+}
+
+/// `op` within [`OPERATION_TIMEOUT`].
+async fn bounded<T>(
+    what: &str,
+    op: impl std::future::Future<Output = Result<T, PostofficeError>>,
+) -> Result<T, PostofficeError> {
+    tokio::time::timeout(OPERATION_TIMEOUT, op)
+        .await
+        .unwrap_or_else(|_| Err(silent(what)))
 }
 
 fn short(s: &str) -> ShortString {
@@ -183,10 +214,19 @@ impl AmqpPostoffice {
         {
             return Ok(l.clone());
         }
-        let connection = match guard.take() {
+        let old = guard.take();
+        let link = bounded("connecting", Self::open_link(&self.inner.uri, old)).await?;
+        *guard = Some(link.clone());
+        Ok(link)
+    }
+
+    /// Opens the publishing channel, on `old`'s connection while it still
+    /// stands, and declares the exchanges.
+    async fn open_link(uri: &str, old: Option<Link>) -> Result<Link, PostofficeError> {
+        let connection = match old {
             Some(l) if l.connection.status().connected() => l.connection,
             _ => Arc::new(
-                Connection::connect(&self.inner.uri, ConnectionProperties::default())
+                Connection::connect(uri, ConnectionProperties::default())
                     .await
                     .map_err(error)?,
             ),
@@ -210,12 +250,51 @@ impl AmqpPostoffice {
                 .await
                 .map_err(error)?;
         }
-        let link = Link {
+        Ok(Link {
             connection,
             publish,
-        };
-        *guard = Some(link.clone());
-        Ok(link)
+        })
+    }
+
+    /// Runs `op` on the current link within [`OPERATION_TIMEOUT`]; when the
+    /// broker does not answer in time, gives the link up (see the module's
+    /// doc) and fails with a retryable error.
+    async fn within<T, F, Fut>(&self, what: &'static str, op: F) -> Result<T, PostofficeError>
+    where
+        F: FnOnce(Link) -> Fut,
+        Fut: std::future::Future<Output = Result<T, PostofficeError>>,
+    {
+        let link = self.link().await?;
+        match tokio::time::timeout(OPERATION_TIMEOUT, op(link.clone())).await {
+            Ok(r) => r,
+            Err(_) => {
+                self.give_up(&link).await;
+                Err(silent(what))
+            }
+        }
+    }
+
+    /// Drops `link` if it is still the current one, and closes its
+    /// connection in the background (itself bounded: a broker that does
+    /// not answer does not answer a close either).
+    async fn give_up(&self, link: &Link) {
+        let mut guard = self.inner.link.lock().await;
+        if guard
+            .as_ref()
+            .is_some_and(|l| Arc::ptr_eq(&l.connection, &link.connection))
+        {
+            *guard = None;
+        }
+        drop(guard);
+        tracing::warn!(
+            timeout = ?OPERATION_TIMEOUT,
+            "the broker stopped answering: reconnecting"
+        );
+        let connection = link.connection.clone();
+        tokio::spawn(async move {
+            let close = connection.close(320, short("broker stopped answering"));
+            let _ = tokio::time::timeout(OPERATION_TIMEOUT, close).await;
+        });
     }
 
     /// Runs one topology operation on a channel of its own.
@@ -224,13 +303,15 @@ impl AmqpPostoffice {
         F: FnOnce(Channel) -> Fut,
         Fut: std::future::Future<Output = Result<T, lapin::Error>>,
     {
-        let link = self.link().await?;
-        let channel = link.connection.create_channel().await.map_err(error)?;
-        let result = op(channel.clone()).await.map_err(error);
-        if channel.status().connected() {
-            let _ = channel.close(200, short("done")).await;
-        }
-        result
+        self.within("a topology operation", |link| async move {
+            let channel = link.connection.create_channel().await.map_err(error)?;
+            let result = op(channel.clone()).await.map_err(error);
+            if channel.status().connected() {
+                let _ = channel.close(200, short("done")).await;
+            }
+            result
+        })
+        .await
     }
 
     /// Closes the connection.
@@ -340,53 +421,60 @@ impl Postoffice for AmqpPostoffice {
         if messages.is_empty() {
             return Ok(());
         }
-        let link = self.link().await?;
-        // Sent in order on the one publishing channel, then every confirm
-        // awaited: one round trip for the lot.
-        let mut confirms = Vec::with_capacity(messages.len());
-        for m in &messages {
-            let confirm = link
-                .publish
-                .basic_publish(
-                    short(exchange.name()),
-                    short(&m.routing_key),
-                    BasicPublishOptions::default(),
-                    &m.payload,
-                    properties(&m.props),
-                )
-                .await
-                .map_err(error)?;
-            confirms.push((confirm, &m.routing_key));
-        }
-        for (confirm, key) in confirms {
-            match confirm.await.map_err(error)? {
-                Confirmation::Ack(_) | Confirmation::NotRequested => {}
-                Confirmation::Nack(_) => return Err(PostofficeError::Rejected(key.clone())),
+        let messages = &messages;
+        self.within("a publish", |link| async move {
+            // Sent in order on the one publishing channel, then every
+            // confirm awaited: one round trip for the lot.
+            let mut confirms = Vec::with_capacity(messages.len());
+            for m in messages {
+                let confirm = link
+                    .publish
+                    .basic_publish(
+                        short(exchange.name()),
+                        short(&m.routing_key),
+                        BasicPublishOptions::default(),
+                        &m.payload,
+                        properties(&m.props),
+                    )
+                    .await
+                    .map_err(error)?;
+                confirms.push((confirm, &m.routing_key));
             }
-        }
-        Ok(())
+            for (confirm, key) in confirms {
+                match confirm.await.map_err(error)? {
+                    Confirmation::Ack(_) | Confirmation::NotRequested => {}
+                    Confirmation::Nack(_) => return Err(PostofficeError::Rejected(key.clone())),
+                }
+            }
+            Ok(())
+        })
+        .await
     }
 
     async fn consume(&self, queue: &str, prefetch: u16) -> Result<Consumer, PostofficeError> {
-        let link = self.link().await?;
-        let channel = link.connection.create_channel().await.map_err(error)?;
-        channel
-            .basic_qos(prefetch.max(1), BasicQosOptions::default())
-            .await
-            .map_err(error)?;
-        let consumer = channel
-            .basic_consume(
-                short(queue),
-                short(""),
-                BasicConsumeOptions::default(),
-                FieldTable::default(),
-            )
-            .await
-            .map_err(|e| match error(e) {
-                PostofficeError::NoSuchQueue(_) => PostofficeError::NoSuchQueue(queue.to_owned()),
-                e => e,
-            })?;
-        Ok(Consumer::new(AmqpConsumer { channel, consumer }))
+        self.within("opening a consumer", |link| async move {
+            let channel = link.connection.create_channel().await.map_err(error)?;
+            channel
+                .basic_qos(prefetch.max(1), BasicQosOptions::default())
+                .await
+                .map_err(error)?;
+            let consumer = channel
+                .basic_consume(
+                    short(queue),
+                    short(""),
+                    BasicConsumeOptions::default(),
+                    FieldTable::default(),
+                )
+                .await
+                .map_err(|e| match error(e) {
+                    PostofficeError::NoSuchQueue(_) => {
+                        PostofficeError::NoSuchQueue(queue.to_owned())
+                    }
+                    e => e,
+                })?;
+            Ok(Consumer::new(AmqpConsumer { channel, consumer }))
+        })
+        .await
     }
 }
 
@@ -438,23 +526,29 @@ struct AmqpAcker {
 impl Settle for AmqpAcker {
     async fn ack(mut self: Box<Self>) -> Result<(), PostofficeError> {
         let acker = self.acker.take().expect("acked once");
-        acker
-            .ack(BasicAckOptions::default())
-            .await
-            .map(|_| ())
-            .map_err(error)
+        bounded("an ack", async {
+            acker
+                .ack(BasicAckOptions::default())
+                .await
+                .map(|_| ())
+                .map_err(error)
+        })
+        .await
     }
 
     async fn nack(mut self: Box<Self>, requeue: bool) -> Result<(), PostofficeError> {
         let acker = self.acker.take().expect("acked once");
-        acker
-            .nack(BasicNackOptions {
-                requeue,
-                ..BasicNackOptions::default()
-            })
-            .await
-            .map(|_| ())
-            .map_err(error)
+        bounded("a nack", async {
+            acker
+                .nack(BasicNackOptions {
+                    requeue,
+                    ..BasicNackOptions::default()
+                })
+                .await
+                .map(|_| ())
+                .map_err(error)
+        })
+        .await
     }
 }
 

@@ -3,9 +3,25 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
+use postmesh_router::amqp::{AmqpPostoffice, OPERATION_TIMEOUT};
+use postmesh_router::postoffice::{Exchange, Outgoing, Postoffice, Properties, QueueSpec};
 use postmesh_tests::Mesh;
 use postmesh_tests::rabbit::Rabbit;
-use serde_json::{Value, json};
+use serde_json::json;
+
+/// How long a publisher resends one message before the test says the mesh
+/// stopped accepting: far more than a broker's restart takes.
+const ACCEPT_WITHIN: Duration = Duration::from_secs(120);
+
+/// What happens to the broker mid-stream.
+#[derive(Clone, Copy)]
+enum Outage {
+    /// `kill -9`, then a restart on the same data.
+    Crash,
+    /// `SIGSTOP` for longer than a broker operation may take, then
+    /// `SIGCONT`: sockets stay open and nothing answers.
+    Freeze,
+}
 
 /// The broker is killed and restarted in the middle of a stream. Publishers
 /// resend what was not acknowledged ("if in doubt: resend"); the gateway
@@ -13,7 +29,19 @@ use serde_json::{Value, json};
 /// acknowledged message reaches the device exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broker_restart_mid_stream_loses_nothing() {
-    let node = tokio::task::spawn_blocking(|| Rabbit::start("restart").expect("broker"))
+    outage_mid_stream_loses_nothing("restart", Outage::Crash).await;
+}
+
+/// The broker stops answering without closing a socket. Operations on it
+/// fail within their bound instead of holding the mesh; once it answers
+/// again, every acknowledged message reaches the device exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broker_frozen_mid_stream_loses_nothing() {
+    outage_mid_stream_loses_nothing("freeze", Outage::Freeze).await;
+}
+
+async fn outage_mid_stream_loses_nothing(name: &'static str, outage: Outage) {
+    let node = tokio::task::spawn_blocking(move || Rabbit::start(name).expect("broker"))
         .await
         .unwrap();
     let mesh = Mesh::start_with(|c| c.amqp = Some(node.amqp_url.clone())).await;
@@ -34,7 +62,12 @@ async fn broker_restart_mid_stream_loses_nothing() {
         for i in 0..total {
             let uuid = postmesh_schema::message::new_v1().to_string();
             let body = json!({"path": format!("stream.{}", i % 3), "uuid": uuid, "body": i});
+            let since = Instant::now();
             loop {
+                assert!(
+                    since.elapsed() < ACCEPT_WITHIN,
+                    "message {i} not accepted within {ACCEPT_WITHIN:?}: the mesh stopped accepting"
+                );
                 match client
                     .post(format!("{url}/v1/publish"))
                     .json(&body)
@@ -56,9 +89,18 @@ async fn broker_restart_mid_stream_loses_nothing() {
 
     tokio::time::sleep(Duration::from_millis(700)).await;
     let node = tokio::task::spawn_blocking(move || {
-        node.kill();
-        std::thread::sleep(Duration::from_millis(500));
-        node.restart().expect("broker restarts");
+        match outage {
+            Outage::Crash => {
+                node.kill();
+                std::thread::sleep(Duration::from_millis(500));
+                node.restart().expect("broker restarts");
+            }
+            Outage::Freeze => {
+                node.freeze();
+                std::thread::sleep(OPERATION_TIMEOUT + Duration::from_secs(3));
+                node.thaw();
+            }
+        }
         node
     })
     .await
@@ -66,7 +108,11 @@ async fn broker_restart_mid_stream_loses_nothing() {
     let (acked, resends) = publisher.await.unwrap();
     assert!(resends > 0, "the outage was felt by the publisher");
 
-    for (client, filter) in [(&mut device, None), (&mut other, Some(1))] {
+    let published: HashSet<&String> = acked.iter().map(|(u, _)| u).collect();
+    for (name, client, filter) in [
+        ("stream.#", &mut device, None),
+        ("stream.1", &mut other, Some(1)),
+    ] {
         let want: HashSet<&String> = acked
             .iter()
             .filter(|(_, k)| filter.is_none_or(|f| f == *k))
@@ -78,7 +124,7 @@ async fn broker_restart_mid_stream_loses_nothing() {
         while !want.iter().all(|u| seen.contains(*u)) {
             assert!(
                 Instant::now() < deadline,
-                "missing {} of {}",
+                "{name}: missing {} of {}",
                 want.len() - seen.len(),
                 want.len()
             );
@@ -90,9 +136,12 @@ async fn broker_restart_mid_stream_loses_nothing() {
                     let u = f["uuid"].as_str().unwrap().to_owned();
                     assert!(
                         want.contains(&u),
-                        "a message this device did not subscribe to: {f}"
+                        "{name}: a message this device did not subscribe to \
+                         (published by this test: {}; after {} messages, {rereads} rereads): {f}",
+                        published.contains(&u),
+                        seen.len()
                     );
-                    assert!(seen.insert(u), "duplicate delivery {f}");
+                    assert!(seen.insert(u), "{name}: duplicate delivery {f}");
                 }
                 Some("reread") => rereads += 1,
                 _ => {}
@@ -106,7 +155,76 @@ async fn broker_restart_mid_stream_loses_nothing() {
         }
         client.quiet(Duration::from_millis(500)).await;
     }
-    let _: Value = json!(null);
     mesh.stop().await;
+    node.kill();
+}
+
+/// On a frozen broker a publish fails within [`OPERATION_TIMEOUT`] (it
+/// would otherwise wait for ever, and every publish after it behind the
+/// connection's lock); once the broker answers again, the postoffice
+/// reconnects and delivers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operations_on_a_frozen_broker_fail_in_bounded_time() {
+    let node = tokio::task::spawn_blocking(|| Rabbit::start("frozen").expect("broker"))
+        .await
+        .unwrap();
+    let po = AmqpPostoffice::connect(&node.amqp_url)
+        .await
+        .expect("connects");
+    let message = |n: u32| Outgoing {
+        routing_key: format!("frozen.{n}"),
+        payload: bytes::Bytes::from(n.to_string()),
+        props: Properties::default(),
+    };
+    po.publish(Exchange::Paths, message(0))
+        .await
+        .expect("a live broker confirms");
+
+    node.freeze();
+    let started = Instant::now();
+    let outcome = tokio::time::timeout(
+        OPERATION_TIMEOUT * 3,
+        po.publish(Exchange::Paths, message(1)),
+    )
+    .await;
+    let waited = started.elapsed();
+    node.thaw();
+    let outcome = outcome.expect("a publish to a frozen broker returns");
+    assert!(
+        outcome.as_ref().is_err_and(|e| e.is_retryable()),
+        "a retryable error, got {outcome:?}"
+    );
+    assert!(
+        waited < OPERATION_TIMEOUT + Duration::from_secs(5),
+        "failed after {waited:?}"
+    );
+
+    // Answering again: the next operations reconnect and work.
+    let spec = QueueSpec::transient("after-freeze");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut consumer = loop {
+        let opened = async {
+            po.declare_queue(&spec).await?;
+            po.bind(Exchange::Paths, &spec.name, "frozen.#").await?;
+            po.consume(&spec.name, 8).await
+        };
+        match opened.await {
+            Ok(c) => break c,
+            Err(e) => {
+                assert!(Instant::now() < deadline, "no recovery: {e}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    };
+    po.publish(Exchange::Paths, message(2))
+        .await
+        .expect("confirmed after the thaw");
+    let d = tokio::time::timeout(Duration::from_secs(10), consumer.next())
+        .await
+        .expect("delivered")
+        .expect("a delivery");
+    assert_eq!(d.payload, "2");
+    d.ack().await.unwrap();
+    po.close().await;
     node.kill();
 }
