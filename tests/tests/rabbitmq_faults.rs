@@ -122,12 +122,19 @@ async fn outage_mid_stream_loses_nothing(name: &'static str, outage: Outage) {
         let mut rereads = 0;
         let deadline = Instant::now() + Duration::from_secs(60);
         while !want.iter().all(|u| seen.contains(*u)) {
-            assert!(
-                Instant::now() < deadline,
-                "{name}: missing {} of {}",
-                want.len() - seen.len(),
-                want.len()
-            );
+            if Instant::now() >= deadline {
+                let missing: Vec<usize> = acked
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, (u, _))| want.contains(u) && !seen.contains(u))
+                    .map(|(i, _)| i)
+                    .collect();
+                panic!(
+                    "{name}: missing {} of {} (messages {missing:?}, after {rereads} rereads)",
+                    want.len() - seen.len(),
+                    want.len()
+                );
+            }
             let Some(f) = client.next_within(Duration::from_secs(30)).await else {
                 continue;
             };

@@ -25,7 +25,11 @@
 //! everything ([`Merge::cover`]): a live frame from that stamper at or
 //! below it, matching no other pattern, is dropped. One core distributes
 //! in cursor order, so this is exact, and the stream a device receives is
-//! in cursor order across replays, live frames and reconnections.
+//! in cursor order across replays, live frames and reconnections. One
+//! exception: a reread after a postoffice outage leaves out what the hub
+//! had fanned out already, which may still be held here; its cover stops
+//! below the oldest message it left out ([`Merge::cover_reread`]), and a
+//! held message older than what the reread sent goes out after it.
 //!
 //! The order: replayed messages come oldest first by cursor, held frames in
 //! the order they arrived (for one core, cursor order as well), so a device
@@ -131,6 +135,23 @@ impl Merge {
                 self.cover(pattern, c);
             }
         }
+    }
+
+    /// Covers `pattern` up to the messages of a reread, but only below
+    /// `left_out`: the oldest message the reread left out because the hub
+    /// had fanned it out already. The device may not have that one yet
+    /// (held here, or still in its outbox behind the reread marker), and a
+    /// cover at or above it would drop it as late.
+    pub fn cover_reread<'a>(
+        &mut self,
+        pattern: &Pattern,
+        messages: impl IntoIterator<Item = &'a Message>,
+        left_out: Option<Cursor>,
+    ) {
+        let below = messages
+            .into_iter()
+            .filter(|m| m.cursor.is_some_and(|c| left_out.is_none_or(|l| c < l)));
+        self.cover_all(pattern, below);
     }
 
     /// `pattern` is no longer held: its covers go.
@@ -341,6 +362,48 @@ mod tests {
         // Past the memory it would go out (the memory is bounded in time).
         let later = now + REPLAY_MEMORY + Duration::from_secs(1);
         assert_eq!(m.live(&live(&old), &subs, later), Verdict::Send);
+    }
+
+    /// A reread leaves out what the hub fanned out already. What it left
+    /// out may still be held (it came after the reread marker), and is
+    /// older than what the reread sent: the reread's cover must not reach
+    /// it, or settling would drop it as a late copy and the device would
+    /// never get it.
+    #[test]
+    fn a_reread_does_not_cover_what_it_left_out() {
+        let now = Instant::now();
+        let subs = [pat("s.#")];
+        let ms = stamped(&postmesh_schema::Stamper::new(0), "s.x", 2);
+        let (left_out, newer) = (&ms[0], &ms[1]);
+        let mut m = Merge::new(16);
+        m.begin([pat("s.#")]);
+        assert_eq!(m.live(&live(left_out), &subs, now), Verdict::Held);
+        let sent = m.replay(vec![newer.clone()], now);
+        assert_eq!(uuids(&sent), uuids([newer]));
+        m.cover_reread(&pat("s.#"), &sent, left_out.cursor);
+        let released = m.settle(&[pat("s.#")], &subs, now);
+        assert_eq!(
+            released.iter().map(|l| l.uuid).collect::<Vec<_>>(),
+            [left_out.uuid],
+            "the held message goes out"
+        );
+        // Covering the whole reread would have lost it.
+        let mut m = Merge::new(16);
+        m.begin([pat("s.#")]);
+        assert_eq!(m.live(&live(left_out), &subs, now), Verdict::Held);
+        m.replay(vec![newer.clone()], now);
+        m.cover_all(&pat("s.#"), [newer]);
+        assert!(m.settle(&[pat("s.#")], &subs, now).is_empty());
+        // Below what it left out, the reread covers as any replay does.
+        let ms = stamped(&postmesh_schema::Stamper::new(1), "s.x", 3);
+        let mut m = Merge::new(16);
+        m.begin([pat("s.#")]);
+        m.replay(vec![ms[0].clone(), ms[2].clone()], now);
+        m.cover_reread(&pat("s.#"), [&ms[0], &ms[2]], ms[1].cursor);
+        assert!(m.settle(&[pat("s.#")], &subs, now).is_empty());
+        let later = now + REPLAY_MEMORY + Duration::from_secs(1);
+        assert_eq!(m.live(&live(&ms[0]), &subs, later), Verdict::Drop);
+        assert_eq!(m.live(&live(&ms[1]), &subs, later), Verdict::Send);
     }
 
     #[test]

@@ -25,6 +25,9 @@ pub(super) struct Progress {
     pub pages: usize,
     /// Retention may have deleted some of what was asked for.
     pub gap: bool,
+    /// A reread's oldest message left out because the hub had fanned it
+    /// out already (see [`Merge::cover_reread`]).
+    pub left_out: Option<Cursor>,
 }
 
 /// Oldest first by cursor, each UUID once (several patterns, or several
@@ -221,15 +224,27 @@ where
     }
 
     /// One page of a reread. What the hub fanned out live is left out: the
-    /// connection had it.
-    fn next_reread_page(&self, patterns: Vec<Pattern>, after: Cursor, progress: Progress) -> Op {
+    /// connection had it, or has it in its outbox behind the reread marker
+    /// (then the merge holds it, and the reread's cover stops below it).
+    fn next_reread_page(
+        &self,
+        patterns: Vec<Pattern>,
+        after: Cursor,
+        mut progress: Progress,
+    ) -> Op {
         let (core, hub) = (self.ctx.core.clone(), self.ctx.hub.clone());
         let (limit, user) = (self.ctx.config.resume_limit, self.grants.user);
         Box::pin(async move {
             let read = read_page(core.as_ref(), &patterns, after, limit, user).await;
             let (result, next) = match read {
                 Ok((mut page, next)) => {
-                    page.messages.retain(|m| !hub.has_seen(&m.uuid));
+                    page.messages.retain(|m| {
+                        let seen = hub.has_seen(&m.uuid);
+                        if seen && let Some(c) = m.cursor {
+                            progress.left_out = Some(progress.left_out.map_or(c, |l| l.min(c)));
+                        }
+                        !seen
+                    });
                     (Ok(page), next)
                 }
                 Err(e) => (Err(core_error(None, e)), None),
@@ -357,7 +372,7 @@ where
         progress.gap |= page.gap;
         for p in &patterns {
             let matching = page.messages.iter().filter(|m| p.matches(&m.path));
-            self.merge.cover_all(p, matching);
+            self.merge.cover_reread(p, matching, progress.left_out);
         }
         progress.total += self.send_replay(page.messages).await?;
         progress.pages += 1;
