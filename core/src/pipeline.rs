@@ -636,10 +636,12 @@ pub fn priority(class: Class) -> u8 {
 
 /// The `paths` message of a stored message: routing key = path, the frame
 /// devices receive (with its cursor), and the cursor for gateways. Every
-/// class is persistent: a gateway's own queue is transient (persistence
-/// costs nothing there), but a message crossing regions waits in durable
+/// class is persistent: a message crossing regions waits in durable
 /// federation link queues, and a hub that crashes loses what is not
-/// persistent there, with no sign to the devices that would reread it.
+/// persistent there, with no sign to the devices that would reread it;
+/// and gateways' queues are durable, so that what a link handed to a
+/// region survives that region's broker crashing before the gateway took
+/// it (see `QueueSpec::of_process`).
 fn outgoing(m: &Message, cursor: Cursor) -> Outgoing {
     Outgoing {
         routing_key: m.path.as_str().to_owned(),

@@ -88,7 +88,7 @@ impl Hub {
         keepalive: Option<std::time::Duration>,
     ) -> Result<Arc<Hub>, PostofficeError> {
         postoffice
-            .declare_queue(&QueueSpec::transient(&queue))
+            .declare_queue(&QueueSpec::of_process(&queue))
             .await?;
         if let Some(rpc) = &rpc {
             postoffice
@@ -192,7 +192,7 @@ impl Hub {
         cancel: &CancellationToken,
         baseline: Cursor,
     ) -> Option<postmesh_router::Consumer> {
-        let spec = QueueSpec::transient(&self.queue);
+        let spec = QueueSpec::of_process(&self.queue);
         reopen::open(
             &*self.postoffice,
             &spec,

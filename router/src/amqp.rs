@@ -4,10 +4,11 @@
 //! Two durable topic exchanges, `postmesh.paths` and `postmesh.postoffice`,
 //! declared idempotently on every (re)connection. Queues map their
 //! [`QueueSpec`] to arguments: `x-max-length` and `x-overflow` (`drop-head`
-//! or `reject-publish`), `x-message-ttl`, `x-max-priority`; a non-durable
-//! queue also gets `x-expires` ([`TRANSIENT_QUEUE_EXPIRY`]) so that the
-//! queue of a process that died goes away on its own, while a process that
-//! reconnects within that time finds its queue and bindings intact.
+//! or `reject-publish`), `x-message-ttl`, `x-max-priority`; the queue of
+//! one process ([`QueueSpec::expires`]) also gets `x-expires`
+//! ([`TRANSIENT_QUEUE_EXPIRY`]) so that the queue of a process that died
+//! goes away on its own, while a process that reconnects within that time
+//! finds its queue and bindings intact.
 //!
 //! # Keeping the contract
 //! - `publish` runs on a confirm channel and returns after the broker's
@@ -128,7 +129,7 @@ fn arguments(spec: &QueueSpec) -> FieldTable {
     if let Some(p) = spec.max_priority {
         args.insert(short("x-max-priority"), AMQPValue::ShortShortUInt(p));
     }
-    if !spec.durable {
+    if spec.expires {
         args.insert(
             short("x-expires"),
             AMQPValue::LongLongInt(TRANSIENT_QUEUE_EXPIRY.as_millis() as i64),

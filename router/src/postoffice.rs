@@ -45,9 +45,16 @@ pub enum Overflow {
 pub struct QueueSpec {
     /// Queue name, unique per broker.
     pub name: String,
-    /// Survives a broker restart (core service queues). Non-durable queues
-    /// are for one process's lifetime (gateway queues).
+    /// Survives a broker restart, with its bindings and persistent
+    /// messages (core service queues, gateway queues).
     pub durable: bool,
+    /// Belongs to one process: deleted once no one has used it for a while
+    /// (RabbitMQ's `x-expires`, [`TRANSIENT_QUEUE_EXPIRY`]), so the queue of
+    /// a process that died goes away on its own, while a process that
+    /// reconnects within that time finds its queue and bindings intact.
+    ///
+    /// [`TRANSIENT_QUEUE_EXPIRY`]: crate::amqp::TRANSIENT_QUEUE_EXPIRY
+    pub expires: bool,
     /// Maximum number of ready messages (`x-max-length`). `None` means the
     /// queue is bounded only by the implementation's capacity, and publishers
     /// wait when it is reached (flow control).
@@ -61,11 +68,13 @@ pub struct QueueSpec {
 }
 
 impl QueueSpec {
-    /// A non-durable queue with no limits beyond the implementation's.
+    /// A non-durable queue of one process (it [expires](Self::expires)),
+    /// with no limits beyond the implementation's.
     pub fn transient(name: impl Into<String>) -> Self {
         QueueSpec {
             name: name.into(),
             durable: false,
+            expires: true,
             max_len: None,
             overflow: Overflow::default(),
             message_ttl: None,
@@ -77,7 +86,21 @@ impl QueueSpec {
     pub fn durable(name: impl Into<String>) -> Self {
         QueueSpec {
             durable: true,
+            expires: false,
             ..QueueSpec::transient(name)
+        }
+    }
+
+    /// A durable queue of one process (it [expires](Self::expires)): a
+    /// gateway's. Durable so that a broker that crashed comes back with
+    /// the queue and its bindings before the process reconnects: federation
+    /// links then go on carrying what other regions publish for it, and the
+    /// broker confirms what a link hands over only once it is on disk,
+    /// where a transient queue and its bindings would be gone.
+    pub fn of_process(name: impl Into<String>) -> Self {
+        QueueSpec {
+            expires: true,
+            ..QueueSpec::durable(name)
         }
     }
 }

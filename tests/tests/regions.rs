@@ -3,9 +3,9 @@
 //! are federated as a star through a hub by `postmesh router apply`.
 //! Messages published in one region reach the devices of the other exactly
 //! once, in publish order per path; a device that moves to the other
-//! region's gateway resumes with `since` and misses nothing. The hub
-//! killed mid-stream loses and duplicates nothing; dismissal and login
-//! sync work for a user with devices in both regions.
+//! region's gateway resumes with `since` and misses nothing. The hub, or
+//! one region's broker, killed mid-stream loses and duplicates nothing;
+//! dismissal and login sync work for a user with devices in both regions.
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -329,6 +329,117 @@ async fn a_hub_killed_mid_stream_loses_nothing_and_duplicates_nothing() {
         published
     );
     device.quiet(Duration::from_secs(1)).await;
+}
+
+/// Messages of `n` (from `from` on) for paths under `down.`, each with a
+/// UUID of its own, as `publish_until_accepted` sends them.
+fn batch(from: usize, n: usize) -> Vec<Value> {
+    (from..from + n)
+        .map(|i| {
+            json!({"path": format!("down.{}", i % 4), "body": i,
+                   "uuid": postmesh_schema::message::new_v1().to_string()})
+        })
+        .collect()
+}
+
+fn uuids(messages: &[Value]) -> Vec<String> {
+    messages
+        .iter()
+        .map(|m| m["uuid"].as_str().expect("a uuid").to_owned())
+        .collect()
+}
+
+/// East's broker killed with kill -9 during a stream of 1 000 messages
+/// published in both regions, and restarted. Meanwhile west keeps serving
+/// its own device, which keeps receiving what west publishes; east's
+/// gateway keeps its device connected, and east's publishes are resent
+/// until east accepts them again. Every device of both regions ends with
+/// every message exactly once (what crossed while east was away reaches
+/// east's device live once the links are back, or by its reread).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_regional_broker_killed_mid_stream_loses_nothing_and_duplicates_nothing() {
+    let _owner = STAR.lock().await;
+    let star = the_star().await;
+    let dir = tempfile::tempdir().unwrap();
+    apply(star, &dir).await;
+    let (de, dw) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let p = "regionout";
+    let _east_core = node(p, "core", &star.east.amqp_url, "east", Some(&de)).await;
+    let _west_core = node(p, "core", &star.west.amqp_url, "west", Some(&dw)).await;
+    let east = node(p, "gateway", &star.east.amqp_url, "east", None).await;
+    let west = node(p, "gateway", &star.west.amqp_url, "west", None).await;
+    let mut in_east = east.ws(None).await;
+    in_east.sub("down.#").await;
+    let mut in_west = west.ws(None).await;
+    in_west.sub("down.#").await;
+    wait_for("east's binding on west's paths exchange", || {
+        has_binding(&star.west, "postmesh.paths", "down.#")
+    })
+    .await;
+    wait_for("west's binding on east's paths exchange", || {
+        has_binding(&star.east, "postmesh.paths", "down.#")
+    })
+    .await;
+
+    let client = reqwest::Client::new();
+    let batch_size = 10;
+    let (mut before, mut during, mut after) = (Vec::new(), Vec::new(), Vec::new());
+    // 300 before the outage, a batch each from west and east in turn.
+    for b in 0..30 {
+        let gw = if b % 2 == 0 { &west } else { &east };
+        let messages = batch(b * batch_size, batch_size);
+        postmesh_tests::publish_until_accepted(&client, &gw.http(), &messages).await;
+        before.extend(uuids(&messages));
+    }
+
+    tokio::task::spawn_blocking(|| star.east.kill())
+        .await
+        .unwrap();
+    // East cannot accept while its broker is away: its batch is resent
+    // until it is back.
+    let stalled = batch(300, batch_size);
+    let east_url = east.http();
+    let resend = {
+        let (client, messages) = (client.clone(), stalled.clone());
+        tokio::spawn(async move {
+            postmesh_tests::publish_until_accepted(&client, &east_url, &messages).await
+        })
+    };
+    // 300 in west during the outage.
+    for b in 0..30 {
+        let messages = batch(310 + b * batch_size, batch_size);
+        postmesh_tests::publish_until_accepted(&client, &west.http(), &messages).await;
+        during.extend(uuids(&messages));
+    }
+    // West's device has received everything so far, east or no east.
+    let so_far: Vec<String> = before.iter().chain(&during).cloned().collect();
+    in_west
+        .receive_each_once(&so_far.iter().collect::<HashSet<_>>())
+        .await;
+    assert!(!resend.is_finished(), "east accepted nothing while down");
+
+    tokio::task::spawn_blocking(|| star.east.restart())
+        .await
+        .unwrap()
+        .expect("east's broker restarts");
+    // 390 more from both regions, as east comes back.
+    for b in 0..39 {
+        let gw = if b % 2 == 0 { &west } else { &east };
+        let messages = batch(610 + b * batch_size, batch_size);
+        postmesh_tests::publish_until_accepted(&client, &gw.http(), &messages).await;
+        after.extend(uuids(&messages));
+    }
+    resend.await.unwrap();
+    after.extend(uuids(&stalled));
+    let all: Vec<String> = so_far.iter().chain(&after).cloned().collect();
+    assert_eq!(all.len(), 1000);
+
+    in_west
+        .receive_each_once(&after.iter().collect::<HashSet<_>>())
+        .await;
+    in_east
+        .receive_each_once(&all.iter().collect::<HashSet<_>>())
+        .await;
 }
 
 const SECRET: &str = "regions-secret";
