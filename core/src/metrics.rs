@@ -1,11 +1,12 @@
-//! Core metrics, registered in the process's Prometheus registry.
+//! Core metrics, registered in the process's Prometheus registry. The
+//! store's latency is not here: the store measures every operation itself
+//! (`store::measured`, `postmesh_store_operation_seconds{op}`).
 
 use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-/// Counters and histograms of the core services.
-#[derive(Clone)]
+/// Counters of the core services.
+#[derive(Clone, Default)]
 pub struct CoreMetrics {
     /// Messages stored for the first time.
     pub persisted: Counter,
@@ -13,23 +14,6 @@ pub struct CoreMetrics {
     pub duplicates: Counter,
     /// Messages handed to the postoffice for distribution.
     pub distributed: Counter,
-    /// Store write latency (seconds).
-    pub store_write_seconds: Histogram,
-    /// Store read latency (seconds).
-    pub store_read_seconds: Histogram,
-}
-
-impl Default for CoreMetrics {
-    fn default() -> Self {
-        let hist = || Histogram::new(exponential_buckets(0.000_05, 2.0, 18));
-        CoreMetrics {
-            persisted: Counter::default(),
-            duplicates: Counter::default(),
-            distributed: Counter::default(),
-            store_write_seconds: hist(),
-            store_read_seconds: hist(),
-        }
-    }
 }
 
 impl CoreMetrics {
@@ -51,16 +35,6 @@ impl CoreMetrics {
             "messages_distributed",
             "Messages handed to the postoffice",
             m.distributed.clone(),
-        );
-        r.register(
-            "store_write_seconds",
-            "Store write latency",
-            m.store_write_seconds.clone(),
-        );
-        r.register(
-            "store_read_seconds",
-            "Store read latency",
-            m.store_read_seconds.clone(),
         );
         m
     }

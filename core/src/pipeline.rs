@@ -307,11 +307,7 @@ async fn sequence(
             .iter_mut()
             .flat_map(|j| std::mem::take(&mut j.messages))
             .collect();
-        let start = Instant::now();
         let put = store.put(messages.clone()).await;
-        metrics
-            .store_write_seconds
-            .observe(start.elapsed().as_secs_f64());
         match put {
             Ok(puts) => {
                 for p in &puts {

@@ -6,7 +6,6 @@
 //! the postoffice implements the same trait.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -93,7 +92,6 @@ pub struct Core {
     store: Arc<dyn Store>,
     postoffice: Arc<dyn Postoffice>,
     pipeline: Pipeline,
-    metrics: CoreMetrics,
     options: CoreOptions,
 }
 
@@ -107,12 +105,11 @@ impl Core {
         metrics: CoreMetrics,
         options: CoreOptions,
     ) -> Result<Core, CoreError> {
-        let pipeline = Pipeline::start(store.clone(), postoffice.clone(), metrics.clone()).await?;
+        let pipeline = Pipeline::start(store.clone(), postoffice.clone(), metrics).await?;
         Ok(Core {
             store,
             postoffice,
             pipeline,
-            metrics,
             options,
         })
     }
@@ -154,16 +151,13 @@ impl Core {
             }))
     }
 
-    async fn timed_read<T>(
+    /// A store read; its latency is recorded by the store's own
+    /// measurement (`postmesh_store_operation_seconds{op}`).
+    async fn read<T>(
         &self,
         f: impl std::future::Future<Output = Result<T, StoreError>>,
     ) -> Result<T, CoreError> {
-        let start = Instant::now();
-        let r = f.await;
-        self.metrics
-            .store_read_seconds
-            .observe(start.elapsed().as_secs_f64());
-        Ok(r?)
+        Ok(f.await?)
     }
 
     async fn without_dismissed(
@@ -178,7 +172,7 @@ impl Core {
             return Ok(messages);
         }
         let flags = self
-            .timed_read(
+            .read(
                 self.store
                     .dismissed(user, messages.iter().map(|m| m.uuid).collect()),
             )
@@ -229,7 +223,7 @@ impl CoreClient for Core {
         let mut cursor = before;
         for _ in 0..MAX_REFILLS {
             let page = self
-                .timed_read(self.store.history(HistoryQuery {
+                .read(self.store.history(HistoryQuery {
                     pattern: pattern.clone(),
                     limit: limit - out.len(),
                     before: cursor,
@@ -263,9 +257,7 @@ impl CoreClient for Core {
         user: Option<u64>,
     ) -> Result<Page, CoreError> {
         let gap = self.retention_gap(&pattern, after).await?;
-        let page = self
-            .timed_read(self.store.since(pattern, after, limit))
-            .await?;
+        let page = self.read(self.store.since(pattern, after, limit)).await?;
         Ok(Page {
             more: page.more,
             messages: self.without_dismissed(user, page.messages).await?,
@@ -280,7 +272,7 @@ impl CoreClient for Core {
         limit: usize,
         user: Option<u64>,
     ) -> Result<Page, CoreError> {
-        let page = self.timed_read(self.store.latest(pattern, limit)).await?;
+        let page = self.read(self.store.latest(pattern, limit)).await?;
         Ok(Page {
             more: page.more,
             messages: self.without_dismissed(user, page.messages).await?,

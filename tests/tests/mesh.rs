@@ -513,7 +513,7 @@ async fn health_and_metrics() {
         "postmesh_gateway_messages_in_total",
         "postmesh_gateway_deliveries_total",
         "postmesh_core_messages_persisted_total 1",
-        "postmesh_core_store_write_seconds_bucket",
+        "postmesh_store_operation_seconds_count{op=\"put\"}",
     ] {
         assert!(text.contains(name), "{name} missing from metrics:\n{text}");
     }

@@ -481,14 +481,7 @@ pub async fn query_plans_agree_with_brute_force<S: Store + ?Sized>(store: &S) {
             .filter(|m| expires(m).is_none_or(|e| e > start))
             .cloned()
             .collect();
-        let got = store
-            .history(HistoryQuery {
-                pattern: pattern.clone(),
-                limit: 1000,
-                before: None,
-            })
-            .await
-            .unwrap();
+        let got = whole_history(store, &pattern).await;
         let end = now_ms();
         let unsure = by_time.iter().any(|m| {
             pattern.matches(&m.path) && expires(m).is_some_and(|e| e > start && e <= end + 1)
@@ -497,14 +490,9 @@ pub async fn query_plans_agree_with_brute_force<S: Store + ?Sized>(store: &S) {
             continue;
         }
         compared += 1;
-        let want: Vec<Uuid> = alive
-            .iter()
-            .filter(|m| pattern.matches(&m.path))
-            .map(|m| m.uuid)
-            .collect();
         assert_eq!(
-            got.messages.iter().map(|m| m.uuid).collect::<Vec<_>>(),
-            want,
+            got,
+            matching(&alive, &pattern),
             "history {pattern} under a retention"
         );
     }
@@ -539,15 +527,9 @@ pub async fn query_plans_agree_with_brute_force<S: Store + ?Sized>(store: &S) {
     }
 }
 
-/// One pattern's history (whole, paged with `before`), `since` and
-/// `latest` against `visible` (newest first) filtered by brute force.
-async fn check_plans<S: Store + ?Sized>(store: &S, pattern: &Pattern, visible: &[Message]) {
-    let cursor_of = |u: &Uuid| visible.iter().find(|m| m.uuid == *u).unwrap().cursor;
-    let want: Vec<Uuid> = visible
-        .iter()
-        .filter(|m| pattern.matches(&m.path))
-        .map(|m| m.uuid)
-        .collect();
+/// The UUIDs of one history page of up to 1000 (all a test stores),
+/// newest first.
+async fn whole_history<S: Store + ?Sized>(store: &S, pattern: &Pattern) -> Vec<Uuid> {
     let page = store
         .history(HistoryQuery {
             pattern: pattern.clone(),
@@ -556,8 +538,29 @@ async fn check_plans<S: Store + ?Sized>(store: &S, pattern: &Pattern, visible: &
         })
         .await
         .unwrap();
-    let got: Vec<Uuid> = page.messages.iter().map(|m| m.uuid).collect();
-    assert_eq!(got, want, "history {pattern}");
+    page.messages.iter().map(|m| m.uuid).collect()
+}
+
+/// The UUIDs of the `messages` that `pattern` matches, in their order: the
+/// brute-force answer the query plans must agree with.
+fn matching(messages: &[Message], pattern: &Pattern) -> Vec<Uuid> {
+    messages
+        .iter()
+        .filter(|m| pattern.matches(&m.path))
+        .map(|m| m.uuid)
+        .collect()
+}
+
+/// One pattern's history (whole, paged with `before`), `since` and
+/// `latest` against `visible` (newest first) filtered by brute force.
+async fn check_plans<S: Store + ?Sized>(store: &S, pattern: &Pattern, visible: &[Message]) {
+    let cursor_of = |u: &Uuid| visible.iter().find(|m| m.uuid == *u).unwrap().cursor;
+    let want = matching(visible, pattern);
+    assert_eq!(
+        whole_history(store, pattern).await,
+        want,
+        "history {pattern}"
+    );
     if want.len() > 3 {
         let page = store
             .history(HistoryQuery {
