@@ -230,7 +230,7 @@ impl Hub {
     }
 
     /// Queues a reread marker for every connection.
-    fn reread_all(&self, baseline: Cursor) {
+    pub(crate) fn reread_all(&self, baseline: Cursor) {
         self.broadcast(LiveKind::Reread, Some(baseline));
     }
 

@@ -195,30 +195,38 @@ where
     }
 
     /// The hub is back on the postoffice: every active pattern goes pending
-    /// at once (live frames from now on are held), and a reread is queued.
+    /// at once (live frames from now on are held), and a reread of every
+    /// subscribed pattern is queued. A pattern already pending (a replay or
+    /// a reread under way) is reread too, once that is done: the read under
+    /// way may have passed the point where this outage lost messages.
     pub(super) fn note_reread(&mut self, from: Cursor) {
-        let active: Vec<Pattern> = self
-            .subs
-            .patterns
+        let all = self.subs.patterns.clone();
+        if all.is_empty() {
+            return;
+        }
+        let active: Vec<Pattern> = all
             .iter()
             .filter(|p| !self.merge.is_pending(p))
             .cloned()
             .collect();
-        if active.is_empty() {
-            return;
-        }
-        self.merge.begin(active.iter().cloned());
+        self.merge.begin(active);
         match &mut self.reread {
             Some((earliest, patterns)) => {
                 *earliest = (*earliest).min(from);
-                patterns.extend(active);
+                for p in all {
+                    if !patterns.contains(&p) {
+                        patterns.push(p);
+                    }
+                }
             }
-            None => self.reread = Some((from, active)),
+            None => self.reread = Some((from, all)),
         }
     }
 
-    /// Reads what the patterns stored after `from`, to replay it.
-    pub(super) fn start_reread(&mut self, from: Cursor, patterns: Vec<Pattern>) -> Op {
+    /// Reads what the patterns stored after `from`, to replay it; a
+    /// pattern unsubscribed meanwhile (its replay failed) is left out.
+    pub(super) fn start_reread(&mut self, from: Cursor, mut patterns: Vec<Pattern>) -> Op {
+        patterns.retain(|p| self.subs.patterns.contains(p));
         let after = self.resume_from(from);
         self.next_reread_page(patterns, after, Progress::default())
     }

@@ -82,6 +82,127 @@ impl CoreClient for HeldCore {
     }
 }
 
+/// A core whose `since` answers with the next of its pages, each when the
+/// test releases it.
+struct PagedCore {
+    pages: parking_lot::Mutex<std::collections::VecDeque<Page>>,
+    release: Notify,
+    asked: Notify,
+}
+
+#[async_trait::async_trait]
+impl CoreClient for PagedCore {
+    async fn publish(&self, _: Vec<Message>) -> Result<Vec<Published>, CoreError> {
+        unimplemented!("not used")
+    }
+    async fn history(
+        &self,
+        _: Pattern,
+        _: usize,
+        _: Option<Cursor>,
+        _: Option<u64>,
+    ) -> Result<Page, CoreError> {
+        Ok(Page::default())
+    }
+    async fn since(
+        &self,
+        _: Pattern,
+        _: Cursor,
+        _: usize,
+        _: Option<u64>,
+    ) -> Result<Page, CoreError> {
+        self.asked.notify_one();
+        self.release.notified().await;
+        Ok(self.pages.lock().pop_front().unwrap_or_default())
+    }
+    async fn latest(&self, _: Pattern, _: usize, _: Option<u64>) -> Result<Page, CoreError> {
+        Ok(Page::default())
+    }
+    async fn dismiss(&self, _: u64, _: Uuid) -> Result<(), CoreError> {
+        Ok(())
+    }
+}
+
+/// A second postoffice outage while the reread of the first is under way:
+/// that read may already have passed what the second outage lost, so the
+/// patterns are read again once it is done.
+#[tokio::test]
+async fn an_outage_during_a_reread_is_reread_too() {
+    let cancel = CancellationToken::new();
+    let metrics = GatewayMetrics::default();
+    let hub = memory_hub(&metrics, &cancel).await;
+    let lost = Message {
+        cursor: Some(Cursor::now()),
+        ..message("a.lost")
+    };
+    let core = Arc::new(PagedCore {
+        // The first reread finds nothing: `lost` is stored after it read.
+        pages: parking_lot::Mutex::new(
+            [
+                Page::default(),
+                Page {
+                    messages: vec![lost.clone()],
+                    ..Page::default()
+                },
+            ]
+            .into(),
+        ),
+        release: Notify::new(),
+        asked: Notify::new(),
+    });
+    let ctx = Arc::new(Ctx {
+        hub: hub.clone(),
+        core: core.clone(),
+        authority: Authority::new(None),
+        config: GatewayConfig::default(),
+        metrics,
+    });
+    let (input, in_rx) = mpsc::unbounded();
+    let (out_tx, mut out) = mpsc::unbounded();
+    tokio::spawn(run(
+        Pipe {
+            rx: in_rx,
+            tx: out_tx,
+        },
+        ctx,
+        Grants::open(),
+        Options::default(),
+        cancel.clone(),
+    ));
+    input
+        .unbounded_send(Inbound::Text(Frame::from(
+            r#"{"op":"sub","id":1,"pattern":"a.#"}"#,
+        )))
+        .unwrap();
+    assert_eq!(next(&mut out).await["op"], "ok");
+    hub.reread_all(Cursor::now());
+    tokio::time::timeout(Duration::from_secs(5), core.asked.notified())
+        .await
+        .expect("the first reread reads");
+    // The second outage, while the first reread waits for its page.
+    hub.reread_all(Cursor::now());
+    tokio::task::yield_now().await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    core.release.notify_one();
+    let first = next(&mut out).await;
+    assert_eq!(
+        (first["op"].as_str(), first["replayed"].as_u64()),
+        (Some("reread"), Some(0))
+    );
+    tokio::time::timeout(Duration::from_secs(5), core.asked.notified())
+        .await
+        .expect("a second reread follows");
+    core.release.notify_one();
+    let m = next(&mut out).await;
+    assert_eq!(m["uuid"], lost.uuid.to_string(), "{m}");
+    let second = next(&mut out).await;
+    assert_eq!(
+        (second["op"].as_str(), second["replayed"].as_u64()),
+        (Some("reread"), Some(1))
+    );
+    cancel.cancel();
+}
+
 /// A message with no body at `path`.
 pub(super) fn message(path: &str) -> Message {
     Message::new(Path::parse(path).unwrap(), Body::None)
