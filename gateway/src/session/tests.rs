@@ -42,9 +42,12 @@ impl Sink<Outbound> for Pipe {
     }
 }
 
-/// A core whose history answer the test releases when it wants.
+/// A core whose history answer the test releases when it wants; with
+/// `since_pages`, its `since` answers so too, with the next of them.
+#[derive(Default)]
 struct HeldCore {
     page: parking_lot::Mutex<Option<Page>>,
+    since_pages: Option<parking_lot::Mutex<std::collections::VecDeque<Page>>>,
     release: Notify,
     asked: Notify,
 }
@@ -72,48 +75,12 @@ impl CoreClient for HeldCore {
         _: usize,
         _: Option<u64>,
     ) -> Result<Page, CoreError> {
-        Ok(Page::default())
-    }
-    async fn latest(&self, _: Pattern, _: usize, _: Option<u64>) -> Result<Page, CoreError> {
-        Ok(Page::default())
-    }
-    async fn dismiss(&self, _: u64, _: Uuid) -> Result<(), CoreError> {
-        Ok(())
-    }
-}
-
-/// A core whose `since` answers with the next of its pages, each when the
-/// test releases it.
-struct PagedCore {
-    pages: parking_lot::Mutex<std::collections::VecDeque<Page>>,
-    release: Notify,
-    asked: Notify,
-}
-
-#[async_trait::async_trait]
-impl CoreClient for PagedCore {
-    async fn publish(&self, _: Vec<Message>) -> Result<Vec<Published>, CoreError> {
-        unimplemented!("not used")
-    }
-    async fn history(
-        &self,
-        _: Pattern,
-        _: usize,
-        _: Option<Cursor>,
-        _: Option<u64>,
-    ) -> Result<Page, CoreError> {
-        Ok(Page::default())
-    }
-    async fn since(
-        &self,
-        _: Pattern,
-        _: Cursor,
-        _: usize,
-        _: Option<u64>,
-    ) -> Result<Page, CoreError> {
+        let Some(pages) = &self.since_pages else {
+            return Ok(Page::default());
+        };
         self.asked.notify_one();
         self.release.notified().await;
-        Ok(self.pages.lock().pop_front().unwrap_or_default())
+        Ok(pages.lock().pop_front().unwrap_or_default())
     }
     async fn latest(&self, _: Pattern, _: usize, _: Option<u64>) -> Result<Page, CoreError> {
         Ok(Page::default())
@@ -135,9 +102,9 @@ async fn an_outage_during_a_reread_is_reread_too() {
         cursor: Some(Cursor::now()),
         ..message("a.lost")
     };
-    let core = Arc::new(PagedCore {
+    let core = Arc::new(HeldCore {
         // The first reread finds nothing: `lost` is stored after it read.
-        pages: parking_lot::Mutex::new(
+        since_pages: Some(parking_lot::Mutex::new(
             [
                 Page::default(),
                 Page {
@@ -146,29 +113,16 @@ async fn an_outage_during_a_reread_is_reread_too() {
                 },
             ]
             .into(),
-        ),
-        release: Notify::new(),
-        asked: Notify::new(),
+        )),
+        ..HeldCore::default()
     });
-    let ctx = Arc::new(Ctx {
-        hub: hub.clone(),
-        core: core.clone(),
-        authority: Authority::new(None),
-        config: GatewayConfig::default(),
+    let (input, mut out, _) = spawn_session(
+        &hub,
+        core.clone(),
+        GatewayConfig::default(),
         metrics,
-    });
-    let (input, in_rx) = mpsc::unbounded();
-    let (out_tx, mut out) = mpsc::unbounded();
-    tokio::spawn(run(
-        Pipe {
-            rx: in_rx,
-            tx: out_tx,
-        },
-        ctx,
-        Grants::open(),
-        Options::default(),
-        cancel.clone(),
-    ));
+        &cancel,
+    );
     input
         .unbounded_send(Inbound::Text(Frame::from(
             r#"{"op":"sub","id":1,"pattern":"a.#"}"#,
@@ -250,30 +204,14 @@ async fn replay_and_live_merge_without_duplicates() {
     let cancel = CancellationToken::new();
     let metrics = GatewayMetrics::default();
     let hub = memory_hub(&metrics, &cancel).await;
-    let core = Arc::new(HeldCore {
-        page: parking_lot::Mutex::new(None),
-        release: Notify::new(),
-        asked: Notify::new(),
-    });
-    let ctx = Arc::new(Ctx {
-        hub: hub.clone(),
-        core: core.clone(),
-        authority: Authority::new(None),
-        config: GatewayConfig::default(),
+    let core = Arc::new(HeldCore::default());
+    let (in_tx, mut out, session) = spawn_session(
+        &hub,
+        core.clone(),
+        GatewayConfig::default(),
         metrics,
-    });
-    let (in_tx, in_rx) = mpsc::unbounded();
-    let (out_tx, mut out) = mpsc::unbounded();
-    let session = tokio::spawn(run(
-        Pipe {
-            rx: in_rx,
-            tx: out_tx,
-        },
-        ctx,
-        Grants::open(),
-        Options::default(),
-        cancel.clone(),
-    ));
+        &cancel,
+    );
     let send = |s: &str| in_tx.unbounded_send(Inbound::Text(Frame::from(s))).unwrap();
 
     send(r#"{"op":"sub","id":1,"pattern":"b.y"}"#);
@@ -338,6 +276,41 @@ fn padded(path: &str, size: usize) -> Arc<Live> {
     })
 }
 
+/// Runs a session on a pipe, against `hub` and `core`: its input, its
+/// output and its task.
+fn spawn_session(
+    hub: &Arc<Hub>,
+    core: Arc<dyn CoreClient>,
+    config: GatewayConfig,
+    metrics: GatewayMetrics,
+    cancel: &CancellationToken,
+) -> (
+    mpsc::UnboundedSender<Inbound>,
+    mpsc::UnboundedReceiver<Outbound>,
+    tokio::task::JoinHandle<()>,
+) {
+    let ctx = Arc::new(Ctx {
+        hub: hub.clone(),
+        core,
+        authority: Authority::new(None),
+        config,
+        metrics,
+    });
+    let (in_tx, in_rx) = mpsc::unbounded();
+    let (out_tx, out) = mpsc::unbounded();
+    let task = tokio::spawn(run(
+        Pipe {
+            rx: in_rx,
+            tx: out_tx,
+        },
+        ctx,
+        Grants::open(),
+        Options::default(),
+        cancel.clone(),
+    ));
+    (in_tx, out, task)
+}
+
 /// A session started on a pipe, with the hub to fan out to it.
 async fn session_with(
     config: GatewayConfig,
@@ -350,29 +323,8 @@ async fn session_with(
     let cancel = CancellationToken::new();
     let metrics = GatewayMetrics::default();
     let hub = memory_hub(&metrics, &cancel).await;
-    let ctx = Arc::new(Ctx {
-        hub: hub.clone(),
-        core: Arc::new(HeldCore {
-            page: parking_lot::Mutex::new(None),
-            release: Notify::new(),
-            asked: Notify::new(),
-        }),
-        authority: Authority::new(None),
-        config,
-        metrics,
-    });
-    let (in_tx, in_rx) = mpsc::unbounded();
-    let (out_tx, out) = mpsc::unbounded();
-    tokio::spawn(run(
-        Pipe {
-            rx: in_rx,
-            tx: out_tx,
-        },
-        ctx,
-        Grants::open(),
-        Options::default(),
-        cancel.clone(),
-    ));
+    let core = Arc::new(HeldCore::default());
+    let (in_tx, out, _) = spawn_session(&hub, core, config, metrics, &cancel);
     (hub, in_tx, out, cancel)
 }
 
