@@ -426,7 +426,15 @@ async fn status_shows_a_killed_hub_down_then_running_again() {
         rows["east→hub postmesh.paths"][3].contains("cannot reach"),
         "{text}"
     );
-    assert_eq!(rows["hub→east postmesh.paths"][1], "error", "{text}");
+    // RabbitMQ retries a link whose upstream is gone: its state goes from
+    // `error` to `starting` and back until the hub answers.
+    assert!(
+        matches!(
+            rows["hub→east postmesh.paths"][1].as_str(),
+            "error" | "starting"
+        ),
+        "{text}"
+    );
 
     let booted = Instant::now();
     tokio::task::spawn_blocking(|| star::shared().hub.restart().expect("hub restarts"))
