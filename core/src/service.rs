@@ -17,7 +17,7 @@ use postmesh_schema::{Class, Cursor, Message, Pattern, Uuid, idpath};
 pub use crate::error::CoreError;
 use crate::metrics::CoreMetrics;
 use crate::pipeline::{Kind, Pipeline, priority};
-use crate::store::{HistoryQuery, Page, PutOutcome, Store, StoreError};
+use crate::store::{HistoryQuery, Page, PutOutcome, Store};
 
 /// Most refills a filtered history query makes to fill its page.
 const MAX_REFILLS: usize = 8;
@@ -151,15 +151,6 @@ impl Core {
             }))
     }
 
-    /// A store read; its latency is recorded by the store's own
-    /// measurement (`postmesh_store_operation_seconds{op}`).
-    async fn read<T>(
-        &self,
-        f: impl std::future::Future<Output = Result<T, StoreError>>,
-    ) -> Result<T, CoreError> {
-        Ok(f.await?)
-    }
-
     async fn without_dismissed(
         &self,
         user: Option<u64>,
@@ -172,10 +163,8 @@ impl Core {
             return Ok(messages);
         }
         let flags = self
-            .read(
-                self.store
-                    .dismissed(user, messages.iter().map(|m| m.uuid).collect()),
-            )
+            .store
+            .dismissed(user, messages.iter().map(|m| m.uuid).collect())
             .await?;
         Ok(messages
             .into_iter()
@@ -223,11 +212,12 @@ impl CoreClient for Core {
         let mut cursor = before;
         for _ in 0..MAX_REFILLS {
             let page = self
-                .read(self.store.history(HistoryQuery {
+                .store
+                .history(HistoryQuery {
                     pattern: pattern.clone(),
                     limit: limit - out.len(),
                     before: cursor,
-                }))
+                })
                 .await?;
             cursor = page.next;
             let more = page.more;
@@ -257,7 +247,7 @@ impl CoreClient for Core {
         user: Option<u64>,
     ) -> Result<Page, CoreError> {
         let gap = self.retention_gap(&pattern, after).await?;
-        let page = self.read(self.store.since(pattern, after, limit)).await?;
+        let page = self.store.since(pattern, after, limit).await?;
         Ok(Page {
             more: page.more,
             messages: self.without_dismissed(user, page.messages).await?,
@@ -272,7 +262,7 @@ impl CoreClient for Core {
         limit: usize,
         user: Option<u64>,
     ) -> Result<Page, CoreError> {
-        let page = self.read(self.store.latest(pattern, limit)).await?;
+        let page = self.store.latest(pattern, limit).await?;
         Ok(Page {
             more: page.more,
             messages: self.without_dismissed(user, page.messages).await?,
