@@ -297,10 +297,7 @@ impl Rabbit {
 
     /// Kills the node at once (`kill -9` of its process group): a crash.
     pub fn kill(&self) {
-        if let Some(g) = self.pgid() {
-            let _ = Command::new("kill")
-                .args(["-9", "--", &format!("-{g}")])
-                .status();
+        if self.signal("-9") {
             // Wait until the port is free again.
             let addr: SocketAddr = format!("{NODE_IP}:{}", self.amqp_port)
                 .parse()
@@ -325,12 +322,16 @@ impl Rabbit {
         self.signal("-CONT");
     }
 
-    fn signal(&self, sig: &str) {
-        if let Some(g) = self.pgid() {
-            let _ = Command::new("kill")
-                .args([sig, "--", &format!("-{g}")])
-                .status();
-        }
+    /// Sends `sig` to the node's process group; `false` if it has none
+    /// (never launched).
+    fn signal(&self, sig: &str) -> bool {
+        let Some(g) = self.pgid() else {
+            return false;
+        };
+        let _ = Command::new("kill")
+            .args([sig, "--", &format!("-{g}")])
+            .status();
+        true
     }
 
     /// Starts the node again on the same ports and data, after [`kill`](Self::kill).
