@@ -20,6 +20,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::parse_errors::JsonParseErrors;
 use crate::tls::Tls;
 
 /// How long the loop pauses after an accept error that is not about one
@@ -133,7 +134,10 @@ async fn serve<I>(
         .timer(TokioTimer::new())
         .header_read_timeout(header_timeout);
     let conn = builder
-        .serve_connection(TokioIo::new(stream), TowerToHyperService::new(router))
+        .serve_connection(
+            TokioIo::new(JsonParseErrors::new(stream)),
+            TowerToHyperService::new(router),
+        )
         .with_upgrades();
     let mut conn = std::pin::pin!(conn);
     let mut asked = false;

@@ -33,6 +33,7 @@ pub mod origin;
 pub mod outbox;
 pub mod outgoing;
 mod params;
+mod parse_errors;
 pub mod server;
 pub mod session;
 pub mod sockjs;

@@ -172,3 +172,91 @@ async fn every_http_error_is_json_with_a_code() {
     let (s, _, _) = http(&mesh, "GET", "/v1/history?pattern=caf%C3%A9.%23").await;
     assert_eq!(s, 200);
 }
+
+/// Sends `request` as raw bytes and reads the answer until the gateway
+/// closes the connection: status, content type and body as JSON.
+async fn raw_http(mesh: &Mesh, request: &[u8]) -> (u16, String, Value) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect(mesh.addr).await.unwrap();
+    // The gateway may answer and close before it has read all of a large
+    // request: what matters is the answer.
+    let _ = tcp.write_all(request).await;
+    let mut got = Vec::new();
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        tcp.read_to_end(&mut got),
+    )
+    .await
+    .expect("the gateway answers and closes");
+    let text = String::from_utf8_lossy(&got);
+    let (head, body) = text.split_once("\r\n\r\n").expect("a whole response");
+    let status = head[9..12].parse().unwrap();
+    let kind = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-type: "))
+        .unwrap_or("")
+        .to_owned();
+    let body = serde_json::from_str(body).unwrap_or(Value::String(body.to_owned()));
+    (status, kind, body)
+}
+
+#[tokio::test]
+async fn a_request_that_is_not_http_gets_json_too() {
+    let mesh = Mesh::start().await;
+    let huge = format!(
+        "GET /healthz HTTP/1.1\r\nhost: x\r\nx-big: {}\r\n\r\n",
+        "a".repeat(512 * 1024)
+    );
+    let cases: Vec<(&str, Vec<u8>, u16, &str)> = vec![
+        (
+            "no request line",
+            b"GARBAGE\r\n\r\n".to_vec(),
+            400,
+            "bad_frame",
+        ),
+        (
+            "a header without a colon",
+            b"GET /healthz HTTP/1.1\r\nhost x\r\n\r\n".to_vec(),
+            400,
+            "bad_frame",
+        ),
+        (
+            "an unknown HTTP version",
+            b"GET /healthz HTTP/9.9\r\n\r\n".to_vec(),
+            400,
+            "bad_frame",
+        ),
+        (
+            "a content length that is not a number",
+            b"POST /v1/publish HTTP/1.1\r\nhost: x\r\ncontent-length: abc\r\n\r\n".to_vec(),
+            400,
+            "bad_frame",
+        ),
+        (
+            "headers past the buffer",
+            huge.into_bytes(),
+            431,
+            "too_large",
+        ),
+    ];
+    for (what, request, status, code) in cases {
+        let (s, kind, body) = raw_http(&mesh, &request).await;
+        assert_eq!(
+            (s, body["code"].as_str()),
+            (status, Some(code)),
+            "{what}: {s} {body}"
+        );
+        assert_eq!(kind, "application/json", "{what}");
+        assert!(
+            body["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "{what}"
+        );
+    }
+    // The gateway still serves, over the same wrapper, afterwards.
+    let (s, _, body) = raw_http(
+        &mesh,
+        b"GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!((s, body["status"].as_str()), (200, Some("ok")));
+}
