@@ -202,6 +202,11 @@ impl StoreConfig {
 /// time from a core's store to the devices, with a wide margin.
 pub const DEFAULT_RESUME_OVERLAP_MS: u64 = 5_000;
 
+/// When a resume reads once more (`gateway.resume_settle_ms`) on a broker:
+/// a replica crosses from another core, or another region through the
+/// hub, in milliseconds; this leaves a wide margin.
+pub const DEFAULT_RESUME_SETTLE_MS: u64 = 2_000;
+
 impl Default for CoreConfig {
     fn default() -> Self {
         CoreConfig {

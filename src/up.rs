@@ -20,7 +20,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::{Config, DEFAULT_RESUME_OVERLAP_MS};
+use crate::config::{Config, DEFAULT_RESUME_OVERLAP_MS, DEFAULT_RESUME_SETTLE_MS};
 use crate::store::open_store;
 
 /// Which roles a process runs.
@@ -224,6 +224,14 @@ async fn start_front(
             .get_or_insert(match config.amqp {
                 None => 0,
                 Some(_) => DEFAULT_RESUME_OVERLAP_MS,
+            });
+        // A replica on its way from another core (or region) can only
+        // exist with a broker.
+        gateway_config
+            .resume_settle_ms
+            .get_or_insert(match config.amqp {
+                None => 0,
+                Some(_) => DEFAULT_RESUME_SETTLE_MS,
             });
         gateway = Some(
             Gateway::bind(

@@ -71,6 +71,17 @@ pub struct GatewayConfig {
     /// already had by UUID. Unset: 0 on the embedded postoffice (one core:
     /// resume is exact), 5000 on RabbitMQ (`postmesh up` decides).
     pub resume_overlap_ms: Option<u64>,
+    /// After a `sub` with `since` has caught up, the gateway reads once
+    /// more this many milliseconds later, and sends what it finds that the
+    /// device has not had. It is for a message another core stored before
+    /// the subscription was live, that the core the resume read had not
+    /// yet received as a replica (from another core of the region, or
+    /// from another region across the hub), and that therefore came
+    /// neither in the replay nor live. At most 5000 (the merge remembers
+    /// what it replayed for 10 s). Unset: 0 on the embedded postoffice
+    /// (one core, nothing on its way), 2000 on RabbitMQ (`postmesh up`
+    /// decides).
+    pub resume_settle_ms: Option<u64>,
     /// Latest messages replayed per pattern at login sync.
     pub sync_latest_limit: usize,
     /// Message ids remembered to drop duplicate deliveries.
@@ -221,6 +232,7 @@ impl Default for GatewayConfig {
             resume_limit: 1000,
             max_replay: 100_000,
             resume_overlap_ms: None,
+            resume_settle_ms: None,
             sync_latest_limit: 100,
             dedupe_window: 65_536,
             max_publish_batch: 1000,
@@ -263,7 +275,14 @@ pub enum ConfigError {
          as a browser sends it (no path, no trailing /)"
     )]
     Origin(String),
+    #[error("{0} must be at most {1}")]
+    TooLarge(&'static str, u64),
 }
+
+/// The longest `resume_settle_ms`: well within the time the merge
+/// remembers what it replayed ([`REPLAY_MEMORY`](crate::session::REPLAY_MEMORY)),
+/// so the late read does not send again what the resume sent.
+pub const MAX_RESUME_SETTLE_MS: u64 = 5_000;
 
 impl GatewayConfig {
     /// Checks the configuration before anything starts.
@@ -300,6 +319,14 @@ impl GatewayConfig {
             if value < min {
                 return Err(ConfigError::TooSmall(name, min));
             }
+        }
+        if let Some(ms) = self.resume_settle_ms
+            && ms > MAX_RESUME_SETTLE_MS
+        {
+            return Err(ConfigError::TooLarge(
+                "resume_settle_ms",
+                MAX_RESUME_SETTLE_MS,
+            ));
         }
         if let Some(r) = &self.core_region {
             postmesh_schema::RegionTarget::parse(r)?;

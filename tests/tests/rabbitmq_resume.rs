@@ -606,7 +606,8 @@ async fn device(
                     log.seen.push(Seen {
                         uuid: f["uuid"].as_str().expect("a uuid").to_owned(),
                         path: f["path"].as_str().expect("a path").to_owned(),
-                        replay: !replied,
+                        // A resume's late read is a replay after the `ok`.
+                        replay: !replied || f["late"] == true,
                         connection,
                     });
                 }

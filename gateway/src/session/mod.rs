@@ -208,6 +208,8 @@ struct Session<T> {
     /// The hub reconnected to the postoffice: reread these patterns from
     /// this cursor when no operation is in flight. They are pending already.
     reread: Option<(Cursor, Vec<Pattern>)>,
+    /// A resume's second read, once replicas on their way have landed.
+    late: Option<replay::LateRead>,
     options: Options,
     /// Publishes read while a batch was at the core: the next batch.
     publishes: Vec<(u64, Message)>,
@@ -274,6 +276,7 @@ pub async fn run<T>(
         batch: std::collections::VecDeque::new(),
         next_op: None,
         reread: None,
+        late: None,
         publishes: Vec::new(),
         deferred: None,
         revoking: false,
@@ -291,6 +294,7 @@ pub async fn run<T>(
                 .as_secs();
             Duration::from_secs(exp.saturating_sub(now))
         });
+        let late_due = s.late.as_ref().map(|l| l.due);
         let step = tokio::select! {
             biased;
             _ = cancel.cancelled() => s.close(close::GOING_AWAY).await,
@@ -315,6 +319,10 @@ pub async fn run<T>(
             _ = tokio::time::sleep(expiry.unwrap_or(Duration::MAX)), if expiry.is_some() => {
                 s.close(close::TOKEN_EXPIRED).await
             }
+            // Only wakes the loop: the late read starts below, once no
+            // operation is in flight.
+            _ = tokio::time::sleep_until(late_due.unwrap_or_else(tokio::time::Instant::now)),
+                if late_due.is_some() && inflight.is_none() => Ok(()),
             frame = s.transport.next(),
                 if inflight.is_none() && s.deferred.is_none() && s.publishes.len() < window => match frame {
                 None => Err(Stop),
@@ -356,6 +364,14 @@ pub async fn run<T>(
             && let Some(frame) = s.resync.take()
         {
             inflight = s.start_prefs_resync(&frame);
+        }
+        if inflight.is_none()
+            && s.late
+                .as_ref()
+                .is_some_and(|l| l.due <= tokio::time::Instant::now())
+            && let Some(late) = s.late.take()
+        {
+            inflight = s.start_late_read(late);
         }
     }
 }

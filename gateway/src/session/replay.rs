@@ -28,6 +28,20 @@ pub(super) struct Progress {
     /// A reread's oldest message left out because the hub had fanned it
     /// out already (see [`Merge::cover_reread`]).
     pub left_out: Option<Cursor>,
+    /// A `sub` with `since`: the furthest cursor it has reached, from the
+    /// device's position on; its late read starts there.
+    pub reached: Option<Cursor>,
+    /// This reread is a resume's late read, not one after an outage: it
+    /// ends without a `reread` frame (the device asked for nothing).
+    pub late: bool,
+}
+
+/// A resume's second read, due `resume_settle_ms` after it (see
+/// [`GatewayConfig::resume_settle_ms`](crate::config::GatewayConfig)).
+pub(super) struct LateRead {
+    pub due: tokio::time::Instant,
+    pub from: Cursor,
+    pub patterns: Vec<Pattern>,
 }
 
 /// Oldest first by cursor, each UUID once (several patterns, or several
@@ -156,6 +170,10 @@ where
             self.ctx.core.clone(),
         );
         let (limit, user) = (self.ctx.config.resume_limit, self.grants.user);
+        let progress = since.map(|position| Progress {
+            reached: Some(position),
+            ..Progress::default()
+        });
         let since = since.map(|c| self.resume_from(c));
         Box::pin(async move {
             let bound = hub
@@ -180,7 +198,7 @@ where
             if read.is_err() {
                 let _ = hub.unsubscribe(&conn, &pattern).await;
             }
-            replayed(id, pattern, read, since.map(|_| Progress::default()))
+            replayed(id, pattern, read, progress)
         })
     }
 
@@ -231,6 +249,53 @@ where
         self.next_reread_page(patterns, after, Progress::default())
     }
 
+    /// Queues the late read of a `sub` that resumed up to `reached`:
+    /// `resume_settle_ms` from now, what `pattern` stored after `reached`
+    /// (less the overlap window) is read once more. A late read already
+    /// queued takes this one in: the earliest position, every pattern, the
+    /// latest time.
+    pub(super) fn queue_late_read(&mut self, pattern: Pattern, reached: Cursor) {
+        let settle = self.ctx.config.resume_settle_ms.unwrap_or(0);
+        if settle == 0 {
+            return;
+        }
+        let due = tokio::time::Instant::now() + Duration::from_millis(settle);
+        match &mut self.late {
+            Some(late) => {
+                late.due = late.due.max(due);
+                late.from = late.from.min(reached);
+                if !late.patterns.contains(&pattern) {
+                    late.patterns.push(pattern);
+                }
+            }
+            None => {
+                self.late = Some(LateRead {
+                    due,
+                    from: reached,
+                    patterns: vec![pattern],
+                })
+            }
+        }
+    }
+
+    /// Starts a late read: its patterns still subscribed go pending (live
+    /// frames are held while it reads) and are read as a reread is, without
+    /// what the hub fanned out already. `None` if none is subscribed.
+    pub(super) fn start_late_read(&mut self, late: LateRead) -> Option<Op> {
+        let mut patterns = late.patterns;
+        patterns.retain(|p| self.subs.patterns.contains(p) && !self.merge.is_pending(p));
+        if patterns.is_empty() {
+            return None;
+        }
+        self.merge.begin(patterns.clone());
+        let after = self.resume_from(late.from);
+        let progress = Progress {
+            late: true,
+            ..Progress::default()
+        };
+        Some(self.next_reread_page(patterns, after, progress))
+    }
+
     /// One page of a reread. What the hub fanned out live is left out: the
     /// connection had it, or has it in its outbox behind the reread marker
     /// (then the merge holds it, and the reread's cover stops below it).
@@ -268,10 +333,23 @@ where
 
     /// Sends replayed messages (oldest first) that the merge lets through.
     pub(super) async fn send_replay(&mut self, messages: Vec<Message>) -> Result<usize, Stop> {
+        self.send_replayed(messages, false).await
+    }
+
+    /// [`send_replay`](Self::send_replay); with `late`, each frame says it
+    /// comes from a resume's late read (`"late":true`): a replay after the
+    /// `ok`, which, like any replay, may hold a message the device had on
+    /// an earlier connection.
+    async fn send_replayed(&mut self, messages: Vec<Message>, late: bool) -> Result<usize, Stop> {
         let fresh = self.merge.replay(messages, Instant::now());
         let deadline = self.write_deadline();
         for m in &fresh {
-            let frame = Frame::try_from(msg_frame(m)).map_err(|_| Stop)?;
+            let mut json = msg_frame(m);
+            if late {
+                json.pop();
+                json.extend_from_slice(br#","late":true}"#);
+            }
+            let frame = Frame::try_from(json).map_err(|_| Stop)?;
             self.write_by(deadline, Some(Outbound::Text(frame))).await?;
         }
         Ok(fresh.len())
@@ -313,6 +391,7 @@ where
             }
         };
         let (more, gap) = (page.more, page.gap);
+        let newest = page.messages.iter().filter_map(|m| m.cursor).max();
         self.merge.cover_all(&pattern, &page.messages);
         let n = self.send_replay(page.messages).await?;
         let Some(mut progress) = progress else {
@@ -327,6 +406,7 @@ where
         progress.total += n;
         progress.pages += 1;
         progress.gap |= gap;
+        progress.reached = progress.reached.max(newest);
         let stopped = match next {
             Some(after) if self.may_page_on(&progress) => {
                 self.write_by(self.write_deadline(), None).await?;
@@ -346,7 +426,12 @@ where
                 tokio::spawn(async move { hub.unsubscribe(&conn, &p).await });
                 true
             }
-            None => false,
+            None => {
+                if let Some(reached) = progress.reached {
+                    self.queue_late_read(pattern.clone(), reached);
+                }
+                false
+            }
         };
         self.send(ok_frame(
             id,
@@ -368,6 +453,16 @@ where
     ) -> Result<(), Stop> {
         let page = match result {
             Ok(page) => page,
+            Err(_) if progress.late => {
+                // The resume itself succeeded; this read looked for
+                // stragglers and could not: `more` has the device resume
+                // each subscription from where it got, as after a reread
+                // that stopped short.
+                self.settle(&patterns).await?;
+                return self
+                    .send(r#"{"op":"reread","replayed":0,"more":true,"gap":false}"#)
+                    .await;
+            }
             Err(mut e) => {
                 self.settle(&patterns).await?;
                 e.message = format!(
@@ -382,7 +477,7 @@ where
             let matching = page.messages.iter().filter(|m| p.matches(&m.path));
             self.merge.cover_reread(p, matching, progress.left_out);
         }
-        progress.total += self.send_replay(page.messages).await?;
+        progress.total += self.send_replayed(page.messages, progress.late).await?;
         progress.pages += 1;
         let more = match next {
             Some(after) if self.may_page_on(&progress) => {
@@ -393,6 +488,10 @@ where
             Some(_) => true,
             None => false,
         };
+        if progress.late && !more {
+            // Stragglers, if any, went out as messages: nothing to say.
+            return self.settle(&patterns).await;
+        }
         let frame = format!(
             r#"{{"op":"reread","replayed":{},"more":{more},"gap":{}}}"#,
             progress.total, progress.gap

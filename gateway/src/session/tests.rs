@@ -363,3 +363,120 @@ async fn written_frames_release_their_bytes() {
     assert_eq!(closed, Some(close::SLOW_CONSUMER));
     cancel.cancel();
 }
+
+/// A message another core stored before the subscription was live, whose
+/// replica reached the core the resume read only after it read: neither
+/// the replay nor the live stream had it. The late read, `resume_settle_ms`
+/// later, sends it, and nothing the device already had.
+#[tokio::test]
+async fn a_resume_reads_again_for_what_arrived_late() {
+    let cancel = CancellationToken::new();
+    let metrics = GatewayMetrics::default();
+    let hub = memory_hub(&metrics, &cancel).await;
+    let position = Cursor::now();
+    let straggler = Message {
+        cursor: Some(Cursor::now()),
+        ..message("a.late")
+    };
+    let replayed = Message {
+        cursor: Some(Cursor::now()),
+        ..message("a.replayed")
+    };
+    let core = Arc::new(HeldCore {
+        since_pages: Some(parking_lot::Mutex::new(
+            [
+                // The resume: the replica is not there yet.
+                Page {
+                    messages: vec![replayed.clone()],
+                    ..Page::default()
+                },
+                // The late read: it is, beside what was replayed.
+                Page {
+                    messages: vec![replayed.clone(), straggler.clone()],
+                    ..Page::default()
+                },
+            ]
+            .into(),
+        )),
+        ..HeldCore::default()
+    });
+    let config = GatewayConfig {
+        resume_settle_ms: Some(300),
+        ..GatewayConfig::default()
+    };
+    let (input, mut out, _) = spawn_session(&hub, core.clone(), config, metrics, &cancel);
+    input
+        .unbounded_send(Inbound::Text(Frame::from(format!(
+            r#"{{"op":"sub","id":1,"pattern":"a.#","since":"{position}"}}"#
+        ))))
+        .unwrap();
+    core.asked.notified().await;
+    core.release.notify_one();
+    assert_eq!(next(&mut out).await["uuid"], replayed.uuid.to_string());
+    let ok = next(&mut out).await;
+    assert_eq!(
+        (ok["op"].as_str(), ok["replayed"].as_u64()),
+        (Some("ok"), Some(1))
+    );
+    let live_meanwhile = message("a.live");
+    hub.fan_out(&live(&live_meanwhile));
+    assert_eq!(
+        next(&mut out).await["uuid"],
+        live_meanwhile.uuid.to_string()
+    );
+    let asked = std::time::Instant::now();
+    tokio::time::timeout(Duration::from_secs(5), core.asked.notified())
+        .await
+        .expect("the resume reads again");
+    assert!(
+        asked.elapsed() >= Duration::from_millis(200),
+        "after the settle time"
+    );
+    core.release.notify_one();
+    let late = next(&mut out).await;
+    assert_eq!(
+        (late["uuid"].as_str(), late["late"].as_bool()),
+        (Some(straggler.uuid.to_string().as_str()), Some(true))
+    );
+    // Nothing else: no second copy, no `reread` frame; live goes on.
+    let after = message("a.after");
+    hub.fan_out(&live(&after));
+    assert_eq!(next(&mut out).await["uuid"], after.uuid.to_string());
+    cancel.cancel();
+}
+
+/// Without a settle time (one core on the embedded postoffice) a resume
+/// reads once.
+#[tokio::test]
+async fn without_a_settle_time_a_resume_reads_once() {
+    let cancel = CancellationToken::new();
+    let metrics = GatewayMetrics::default();
+    let hub = memory_hub(&metrics, &cancel).await;
+    let core = Arc::new(HeldCore {
+        since_pages: Some(parking_lot::Mutex::new([Page::default()].into())),
+        ..HeldCore::default()
+    });
+    let (input, mut out, _) = spawn_session(
+        &hub,
+        core.clone(),
+        GatewayConfig::default(),
+        metrics,
+        &cancel,
+    );
+    input
+        .unbounded_send(Inbound::Text(Frame::from(format!(
+            r#"{{"op":"sub","id":1,"pattern":"a.#","since":"{}"}}"#,
+            Cursor::now()
+        ))))
+        .unwrap();
+    core.asked.notified().await;
+    core.release.notify_one();
+    assert_eq!(next(&mut out).await["op"], "ok");
+    assert!(
+        tokio::time::timeout(Duration::from_millis(500), core.asked.notified())
+            .await
+            .is_err(),
+        "no second read"
+    );
+    cancel.cancel();
+}
