@@ -31,7 +31,17 @@
 //! failure is a retryable error: the resend is a duplicate here and is
 //! replicated again), and a peer acks a replica only once it is stored.
 //! This is eventually consistent (a read right after a write may reach a
-//! peer that has not applied it yet). A core on a shared store
+//! peer that has not applied it yet).
+//!
+//! Each such core also sends its peers a *mark* every [`MARK_INTERVAL`]
+//! on the same stream (a `replicate` of kind `mark`, expiring after
+//! [`STALE_AFTER`]), so a core knows whom it hears from. A peer silent for
+//! longer (it, or the link between their regions, is down) may have
+//! replicas on their way: a `since` read answered meanwhile says `stale`,
+//! and a gateway's late read of a resume tries again later (see
+//! `gateway/src/session/replay.rs`). A peer that stops cleanly says so in
+//! a last mark; one silent for [`FORGET_AFTER`] is forgotten. A core on a
+//! shared store
 //! ([`Store::is_shared`](crate::Store::is_shared), the CQL store) does not
 //! replicate: every core reads what any core stored as soon as its `put`
 //! returned, and a replica would only be the same write again.
@@ -111,6 +121,55 @@ const SHARED_ACTIONS: [&str; 5] = ["publish", "history", "since", "latest", "dis
 const GOLD: &str = "gold";
 const BRONZE: &str = "bronze";
 const REPLICATE: &str = "replicate";
+/// The kind of a replication notice that carries nothing but "I am here".
+const MARK: &str = "mark";
+/// How often a core that replicates marks its replication stream.
+pub const MARK_INTERVAL: Duration = Duration::from_secs(1);
+/// A peer not heard from for this long may have replicas on their way
+/// (three marks missed); its marks expire in queues after it too.
+pub const STALE_AFTER: Duration = Duration::from_secs(3);
+/// A peer silent for this long is forgotten (gone for good, or renamed);
+/// until then reads say `stale`.
+pub const FORGET_AFTER: Duration = Duration::from_secs(600);
+
+/// The peers a core hears on its replication stream, by region and
+/// instance (a restart changes the pid, not the peer), with when each was
+/// last heard.
+#[derive(Default)]
+struct Peers {
+    heard: parking_lot::Mutex<std::collections::HashMap<(String, String), std::time::Instant>>,
+}
+
+impl Peers {
+    fn heard(&self, from: &Address, now: std::time::Instant) {
+        self.heard
+            .lock()
+            .insert((from.region.clone(), from.instance.clone()), now);
+    }
+
+    fn left(&self, from: &Address) {
+        self.heard
+            .lock()
+            .remove(&(from.region.clone(), from.instance.clone()));
+    }
+
+    /// Whether a peer has been silent past [`STALE_AFTER`] (and is not yet
+    /// forgotten); forgets those past [`FORGET_AFTER`].
+    fn stale(&self, now: std::time::Instant) -> bool {
+        let mut heard = self.heard.lock();
+        heard.retain(|_, at| now.saturating_duration_since(*at) < FORGET_AFTER);
+        heard
+            .values()
+            .any(|at| now.saturating_duration_since(*at) > STALE_AFTER)
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct Mark {
+    /// The last mark of a core that stops: forget it now.
+    #[serde(default)]
+    leaving: bool,
+}
 
 #[derive(Serialize, Deserialize)]
 struct ReadRequest {
@@ -136,6 +195,8 @@ struct Batch<'a> {
     more: bool,
     #[serde(default)]
     gap: bool,
+    #[serde(default)]
+    stale: bool,
     #[serde(default)]
     next: Option<Cursor>,
 }
@@ -200,6 +261,9 @@ fn encode_page(page: &Page, cap: usize) -> Vec<u8> {
         out.extend_from_slice(&json);
     }
     out.extend_from_slice(format!("],\"more\":{more},\"gap\":{}", page.gap).as_bytes());
+    if page.stale {
+        out.extend_from_slice(b",\"stale\":true");
+    }
     if let Some(c) = next.filter(|_| more) {
         out.extend_from_slice(format!(",\"next\":\"{c}\"").as_bytes());
     }
@@ -222,6 +286,7 @@ fn decode_messages(bytes: &[u8]) -> Result<Page, String> {
         messages,
         more: batch.more,
         gap: batch.gap,
+        stale: batch.stale,
         next: batch.next,
     })
 }
@@ -497,6 +562,8 @@ pub struct CoreServer {
     /// them before it closes the core, so a request taken is answered (or
     /// left unacknowledged for another core) rather than cut halfway.
     tasks: TaskTracker,
+    /// Whom this core hears on its replication stream.
+    peers: Peers,
 }
 
 /// The region's bronze queue and its binding.
@@ -535,6 +602,7 @@ impl CoreServer {
             postoffice,
             me,
             tasks: tasks.clone(),
+            peers: Peers::default(),
         });
         let shared = QueueSpec {
             max_priority: Some(2),
@@ -589,7 +657,37 @@ impl CoreServer {
                     .serve(spec, bindings, prefetch, cancel.clone()),
             );
         }
+        if !server.core.store().is_shared() {
+            tasks.spawn(server.clone().mark(cancel));
+        }
         Ok(())
+    }
+
+    /// Marks the replication stream every [`MARK_INTERVAL`] until
+    /// `cancel`, then says this core is leaving. A mark that cannot be sent
+    /// is skipped: peers then see this core as quiet, which it is.
+    async fn mark(self: Arc<Self>, cancel: CancellationToken) {
+        let mut tick = tokio::time::interval(MARK_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let leaving = tokio::select! {
+                _ = cancel.cancelled() => true,
+                _ = tick.tick() => false,
+            };
+            let payload =
+                Bytes::from(serde_json::to_vec(&Mark { leaving }).expect("marks serialize"));
+            let sent = tokio::time::timeout(
+                STALE_AFTER,
+                self.send_replication(payload, MARK, Some(STALE_AFTER)),
+            )
+            .await;
+            if !matches!(sent, Ok(Ok(()))) {
+                tracing::debug!("a replication mark was not sent");
+            }
+            if leaving {
+                return;
+            }
+        }
     }
 
     /// Consumes one queue; reconnects with backoff when the consumer ends.
@@ -637,7 +735,28 @@ impl CoreServer {
         if self.core.store().is_shared() {
             return Ok(());
         }
-        let cores = Address::any_of(ANY, &self.me.product, SERVICE).map_err(malformed)?;
+        self.send_replication(payload, kind, None)
+            .await
+            .map_err(|e| {
+                tracing::warn!(error = %e, "replication to peer cores failed");
+                CoreError::Remote {
+                    message: format!("stored, but not yet replicated to peer cores: {e}"),
+                    retryable: true,
+                }
+            })
+    }
+
+    /// Publishes on the replication stream, to the cores of every region:
+    /// persistent, unless it expires (a mark).
+    async fn send_replication(
+        &self,
+        payload: Bytes,
+        kind: &str,
+        expiration: Option<Duration>,
+    ) -> Result<(), PostofficeError> {
+        // `me` is valid, so the cores of its product anywhere are too.
+        let cores =
+            Address::any_of(ANY, &self.me.product, SERVICE).expect("a valid product's cores");
         let out = Outgoing {
             routing_key: RoutingKey {
                 action: REPLICATE.into(),
@@ -648,20 +767,12 @@ impl CoreServer {
             payload,
             props: Properties {
                 kind: Some(kind.to_owned()),
-                persistent: true,
+                persistent: expiration.is_none(),
+                expiration,
                 ..Properties::default()
             },
         };
-        self.postoffice
-            .publish(Exchange::Postoffice, out)
-            .await
-            .map_err(|e| {
-                tracing::warn!(error = %e, "replication to peer cores failed");
-                CoreError::Remote {
-                    message: format!("stored, but not yet replicated to peer cores: {e}"),
-                    retryable: true,
-                }
-            })
+        self.postoffice.publish(Exchange::Postoffice, out).await
     }
 
     async fn handle(self: Arc<Self>, d: Delivery) {
@@ -701,7 +812,14 @@ impl CoreServer {
                                 }
                                 "since" => match req.cursor {
                                     Some(after) => {
-                                        self.core.since(pattern, after, req.limit, req.user).await
+                                        // Judged before the read: a peer
+                                        // heard only after it may have had
+                                        // replicas on their way during it.
+                                        let stale = self.peers.stale(std::time::Instant::now());
+                                        self.core
+                                            .since(pattern, after, req.limit, req.user)
+                                            .await
+                                            .map(|p| Page { stale, ..p })
                                     }
                                     None => Err(malformed("since needs a cursor")),
                                 },
@@ -749,7 +867,17 @@ impl CoreServer {
                 None
             }
             REPLICATE => {
-                let from_me = key.as_ref().is_ok_and(|k| k.from == self.me);
+                let from = key.as_ref().ok().map(|k| &k.from);
+                let from_me = from == Some(&self.me);
+                if let Some(from) = from.filter(|_| !from_me) {
+                    if d.props.kind.as_deref() == Some(MARK)
+                        && serde_json::from_slice::<Mark>(&d.payload).is_ok_and(|m| m.leaving)
+                    {
+                        self.peers.left(from);
+                    } else {
+                        self.peers.heard(from, std::time::Instant::now());
+                    }
+                }
                 if !from_me && let Err(e) = self.apply_replica(&d).await {
                     // Acked only once stored: back to the queue, tried again.
                     tracing::warn!(error = %e, "applying a replica failed; requeued");
@@ -803,10 +931,61 @@ impl CoreServer {
                     Ok(())
                 }
             },
+            Some(MARK) => Ok(()),
             other => {
                 tracing::warn!(kind = ?other, "unknown replica");
                 Ok(())
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use super::*;
+
+    fn core_in(region: &str, instance: &str, pid: &str) -> Address {
+        Address::new(region, "p", SERVICE, instance, pid).unwrap()
+    }
+
+    /// A peer is stale once silent past `STALE_AFTER`, fresh again when
+    /// heard (under a new pid too: a restart is the same peer), forgotten
+    /// past `FORGET_AFTER` or when it says it leaves.
+    #[test]
+    fn peers_go_stale_when_silent_and_are_forgotten() {
+        let peers = Peers::default();
+        let t0 = Instant::now();
+        assert!(!peers.stale(t0), "no peer, nothing on its way");
+        peers.heard(&core_in("west", "core-1", "1"), t0);
+        peers.heard(&core_in("east", "core-1", "2"), t0);
+        assert!(!peers.stale(t0 + STALE_AFTER / 2));
+        assert!(peers.stale(t0 + STALE_AFTER + Duration::from_millis(1)));
+        // Both heard again, west after a restart.
+        let t1 = t0 + STALE_AFTER * 2;
+        peers.heard(&core_in("west", "core-1", "99"), t1);
+        assert!(peers.stale(t1), "east is still silent");
+        peers.heard(&core_in("east", "core-1", "2"), t1);
+        assert!(!peers.stale(t1));
+        // East leaves cleanly; west goes silent for good.
+        peers.left(&core_in("east", "core-1", "2"));
+        assert!(peers.stale(t1 + STALE_AFTER * 2));
+        assert!(!peers.stale(t1 + FORGET_AFTER), "west forgotten");
+        assert!(peers.heard.lock().is_empty());
+    }
+
+    /// `stale` crosses the postoffice in a read reply, and only when set.
+    #[test]
+    fn a_read_reply_carries_stale() {
+        let page = Page {
+            stale: true,
+            ..Page::default()
+        };
+        let bytes = encode_page(&page, MAX_READ_REPLY_BYTES);
+        assert!(decode_messages(&bytes).unwrap().stale);
+        let fresh = encode_page(&Page::default(), MAX_READ_REPLY_BYTES);
+        assert!(!String::from_utf8(fresh.clone()).unwrap().contains("stale"));
+        assert!(!decode_messages(&fresh).unwrap().stale);
     }
 }

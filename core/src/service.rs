@@ -224,6 +224,7 @@ impl CoreClient for Core {
             out.extend(self.without_dismissed(user, page.messages).await?);
             if out.len() == limit || !more {
                 return Ok(Page {
+                    stale: false,
                     messages: out,
                     more,
                     gap: false,
@@ -232,6 +233,7 @@ impl CoreClient for Core {
             }
         }
         Ok(Page {
+            stale: false,
             messages: out,
             more: true,
             gap: false,
@@ -249,6 +251,7 @@ impl CoreClient for Core {
         let gap = self.retention_gap(&pattern, after).await?;
         let page = self.store.since(pattern, after, limit).await?;
         Ok(Page {
+            stale: false,
             more: page.more,
             messages: self.without_dismissed(user, page.messages).await?,
             gap,
@@ -264,6 +267,7 @@ impl CoreClient for Core {
     ) -> Result<Page, CoreError> {
         let page = self.store.latest(pattern, limit).await?;
         Ok(Page {
+            stale: false,
             more: page.more,
             messages: self.without_dismissed(user, page.messages).await?,
             gap: false,

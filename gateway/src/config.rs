@@ -77,10 +77,12 @@ pub struct GatewayConfig {
     /// the subscription was live, that the core the resume read had not
     /// yet received as a replica (from another core of the region, or
     /// from another region across the hub), and that therefore came
-    /// neither in the replay nor live. At most 5000 (the merge remembers
-    /// what it replayed for 10 s). Unset: 0 on the embedded postoffice
-    /// (one core, nothing on its way), 2000 on RabbitMQ (`postmesh up`
-    /// decides).
+    /// neither in the replay nor live. While the core answers that a peer
+    /// has gone quiet (replicas may wait on a link that is down), the read
+    /// is made again, each time twice as late, five times in all; then
+    /// the device is told its resume may have a gap. At most 5000. Unset:
+    /// 0 on the embedded postoffice (one core, nothing on its way), 2000
+    /// on RabbitMQ (`postmesh up` decides).
     pub resume_settle_ms: Option<u64>,
     /// Latest messages replayed per pattern at login sync.
     pub sync_latest_limit: usize,
@@ -279,9 +281,9 @@ pub enum ConfigError {
     TooLarge(&'static str, u64),
 }
 
-/// The longest `resume_settle_ms`: well within the time the merge
-/// remembers what it replayed ([`REPLAY_MEMORY`](crate::session::REPLAY_MEMORY)),
-/// so the late read does not send again what the resume sent.
+/// The longest `resume_settle_ms`: the late read is for replicas that
+/// follow within milliseconds; longer waits are its retries' (and the
+/// merge remembers what the resume sent until the last is due).
 pub const MAX_RESUME_SETTLE_MS: u64 = 5_000;
 
 impl GatewayConfig {

@@ -158,6 +158,9 @@ fn properties(p: &Properties) -> BasicProperties {
     if p.persistent {
         b = b.with_delivery_mode(2);
     }
+    if let Some(ttl) = p.expiration {
+        b = b.with_expiration(short(&ttl.as_millis().to_string()));
+    }
     if let Some(c) = &p.cursor {
         let mut headers = FieldTable::default();
         headers.insert(
@@ -180,6 +183,11 @@ fn from_properties(b: &BasicProperties) -> Properties {
         reply_to: b.reply_to().as_ref().map(|s| s.to_string()),
         priority: *b.priority(),
         persistent: *b.delivery_mode() == Some(2),
+        expiration: b
+            .expiration()
+            .as_ref()
+            .and_then(|ms| ms.as_str().parse().ok())
+            .map(std::time::Duration::from_millis),
         cursor: b
             .headers()
             .as_ref()

@@ -66,6 +66,7 @@ pub async fn run_all<P: Postoffice + ?Sized>(po: &P, prefix: &str) {
     topology_is_idempotent(po, prefix).await;
     delete_ends_consumers(po, prefix).await;
     message_ttl(po, prefix).await;
+    message_expiration(po, prefix).await;
 }
 
 /// `#` matches zero words, `*` exactly one.
@@ -431,6 +432,46 @@ pub async fn message_ttl<P: Postoffice + ?Sized>(po: &P, prefix: &str) {
     let d = recv(&mut c).await;
     assert_eq!(d.payload, "new".as_bytes());
     d.ack().await.unwrap();
+    cleanup(po, &[&name]).await;
+}
+
+/// A message whose own expiration has passed is not delivered, on a queue
+/// without a TTL; one without an expiration waits; the expiration is
+/// delivered with the message.
+pub async fn message_expiration<P: Postoffice + ?Sized>(po: &P, prefix: &str) {
+    let name = format!("{prefix}.expiration");
+    po.declare_queue(&QueueSpec::transient(&name))
+        .await
+        .unwrap();
+    po.bind(Exchange::Paths, &name, &format!("{prefix}.e"))
+        .await
+        .unwrap();
+    let expiring = |payload: &str, ttl: Duration| {
+        let mut o = out(&format!("{prefix}.e"), payload);
+        o.props.expiration = Some(ttl);
+        o
+    };
+    po.publish(
+        Exchange::Paths,
+        expiring("stale", Duration::from_millis(100)),
+    )
+    .await
+    .unwrap();
+    po.publish(Exchange::Paths, out(&format!("{prefix}.e"), "kept"))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    po.publish(Exchange::Paths, expiring("fresh", Duration::from_secs(60)))
+        .await
+        .unwrap();
+    let mut c = po.consume(&name, 10).await.unwrap();
+    let kept = recv(&mut c).await;
+    assert_eq!(kept.payload, "kept".as_bytes());
+    kept.ack().await.unwrap();
+    let fresh = recv(&mut c).await;
+    assert_eq!(fresh.payload, "fresh".as_bytes());
+    assert_eq!(fresh.props.expiration, Some(Duration::from_secs(60)));
+    fresh.ack().await.unwrap();
     cleanup(po, &[&name]).await;
 }
 

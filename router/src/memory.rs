@@ -250,7 +250,10 @@ impl Postoffice for MemoryPostoffice {
                     routing_key: routing_key.clone(),
                     payload: payload.clone(),
                     props: props.clone(),
-                    expires_at: queue.spec.message_ttl.map(|ttl| now + ttl),
+                    expires_at: match (queue.spec.message_ttl, props.expiration) {
+                        (Some(a), Some(b)) => Some(now + a.min(b)),
+                        (a, b) => a.or(b).map(|ttl| now + ttl),
+                    },
                 }),
                 redelivered: false,
             };

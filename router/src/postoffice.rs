@@ -124,6 +124,11 @@ pub struct Properties {
     /// Where the store put a path message (its resume position), so a
     /// gateway knows it without decoding the payload.
     pub cursor: Option<String>,
+    /// How long the message may wait in a queue before it is discarded
+    /// (AMQP's per-message `expiration`): for notices that are worthless
+    /// once old, so they never fill a queue meant for what must be kept.
+    /// The earlier of it and the queue's `message_ttl` applies.
+    pub expiration: Option<std::time::Duration>,
 }
 
 /// A message to publish.

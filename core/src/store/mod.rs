@@ -97,6 +97,12 @@ pub struct Page {
     /// when a query stopped at its budget of rows examined, possibly with
     /// no message at all.
     pub next: Option<Cursor>,
+    /// Replicas may be on their way to the core that read this: a peer core
+    /// that replicates to it has gone quiet (it, or the link between their
+    /// regions, is down), so what that peer stored lately may be missing
+    /// here. Set by a core serving reads over the postoffice
+    /// ([`CoreServer`](crate::remote::CoreServer)); a store never sets it.
+    pub stale: bool,
 }
 
 /// A history query: newest first, at most `limit`, strictly before the

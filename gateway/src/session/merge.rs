@@ -253,6 +253,14 @@ impl Merge {
         fresh
     }
 
+    /// Keeps what was replayed until at least `until`: a resume's late
+    /// read is due then, and drops by it what the resume already sent.
+    pub fn remember_until(&mut self, until: Instant) {
+        if let Some((_, deadline)) = &mut self.replayed {
+            *deadline = (*deadline).max(until);
+        }
+    }
+
     /// The replay of `patterns` is done. Once nothing pends any more, the
     /// held frames that match an active subscription and were neither
     /// replayed nor sent are returned, in arrival order, to be sent.

@@ -31,17 +31,30 @@ pub(super) struct Progress {
     /// A `sub` with `since`: the furthest cursor it has reached, from the
     /// device's position on; its late read starts there.
     pub reached: Option<Cursor>,
-    /// This reread is a resume's late read, not one after an outage: it
-    /// ends without a `reread` frame (the device asked for nothing).
-    pub late: bool,
+    /// This reread is a resume's late read (its position and attempt), not
+    /// one after an outage: it ends without a `reread` frame unless it has
+    /// something to say.
+    pub late: Option<(Cursor, u32)>,
+    /// A page said replicas may still be on their way (`Page::stale`).
+    pub stale: bool,
 }
 
-/// A resume's second read, due `resume_settle_ms` after it (see
-/// [`GatewayConfig::resume_settle_ms`](crate::config::GatewayConfig)).
+/// Late reads a resume makes at most while the core says replicas may be
+/// on their way, each twice as long after the one before (with
+/// `resume_settle_ms` of 2 s: 2, 4, 8, 16 and 32 s, about a minute, which
+/// outlasts a hub's restart). After the last, the device is told that its
+/// resume may have a gap.
+pub(super) const LATE_READ_ATTEMPTS: u32 = 5;
+
+/// A resume's late read, due `resume_settle_ms` after it (see
+/// [`GatewayConfig::resume_settle_ms`](crate::config::GatewayConfig)), and
+/// again later while the core says replicas may be on their way.
 pub(super) struct LateRead {
     pub due: tokio::time::Instant,
     pub from: Cursor,
     pub patterns: Vec<Pattern>,
+    /// 0 for the first; the delay doubles with each.
+    pub attempt: u32,
 }
 
 /// Oldest first by cursor, each UUID once (several patterns, or several
@@ -68,6 +81,7 @@ async fn read_page(
     for p in patterns {
         let got = core.since(p.clone(), after, limit, user).await?;
         page.gap |= got.gap;
+        page.stale |= got.stale;
         if got.more {
             // A page that says more without where: go on after its last.
             let next = got
@@ -254,25 +268,38 @@ where
     /// (less the overlap window) is read once more. A late read already
     /// queued takes this one in: the earliest position, every pattern, the
     /// latest time.
-    pub(super) fn queue_late_read(&mut self, pattern: Pattern, reached: Cursor) {
+    pub(super) fn queue_late_read(
+        &mut self,
+        patterns: Vec<Pattern>,
+        reached: Cursor,
+        attempt: u32,
+    ) {
         let settle = self.ctx.config.resume_settle_ms.unwrap_or(0);
         if settle == 0 {
             return;
         }
-        let due = tokio::time::Instant::now() + Duration::from_millis(settle);
+        let delay = Duration::from_millis(settle.saturating_mul(1 << attempt.min(16)));
+        let due = tokio::time::Instant::now() + delay;
+        // What was replayed is remembered until the late read has come.
+        self.merge
+            .remember_until(Instant::now() + delay + REPLAY_MEMORY);
         match &mut self.late {
             Some(late) => {
                 late.due = late.due.max(due);
                 late.from = late.from.min(reached);
-                if !late.patterns.contains(&pattern) {
-                    late.patterns.push(pattern);
+                late.attempt = late.attempt.min(attempt);
+                for p in patterns {
+                    if !late.patterns.contains(&p) {
+                        late.patterns.push(p);
+                    }
                 }
             }
             None => {
                 self.late = Some(LateRead {
                     due,
                     from: reached,
-                    patterns: vec![pattern],
+                    patterns,
+                    attempt,
                 })
             }
         }
@@ -290,7 +317,7 @@ where
         self.merge.begin(patterns.clone());
         let after = self.resume_from(late.from);
         let progress = Progress {
-            late: true,
+            late: Some((late.from, late.attempt)),
             ..Progress::default()
         };
         Some(self.next_reread_page(patterns, after, progress))
@@ -428,7 +455,7 @@ where
             }
             None => {
                 if let Some(reached) = progress.reached {
-                    self.queue_late_read(pattern.clone(), reached);
+                    self.queue_late_read(vec![pattern.clone()], reached, 0);
                 }
                 false
             }
@@ -453,7 +480,7 @@ where
     ) -> Result<(), Stop> {
         let page = match result {
             Ok(page) => page,
-            Err(_) if progress.late => {
+            Err(_) if progress.late.is_some() => {
                 // The resume itself succeeded; this read looked for
                 // stragglers and could not: `more` has the device resume
                 // each subscription from where it got, as after a reread
@@ -473,11 +500,14 @@ where
             }
         };
         progress.gap |= page.gap;
+        progress.stale |= page.stale;
         for p in &patterns {
             let matching = page.messages.iter().filter(|m| p.matches(&m.path));
             self.merge.cover_reread(p, matching, progress.left_out);
         }
-        progress.total += self.send_replayed(page.messages, progress.late).await?;
+        progress.total += self
+            .send_replayed(page.messages, progress.late.is_some())
+            .await?;
         progress.pages += 1;
         let more = match next {
             Some(after) if self.may_page_on(&progress) => {
@@ -488,9 +518,26 @@ where
             Some(_) => true,
             None => false,
         };
-        if progress.late && !more {
-            // Stragglers, if any, went out as messages: nothing to say.
-            return self.settle(&patterns).await;
+        if let Some((from, attempt)) = progress.late
+            && !more
+        {
+            // Stragglers, if any, went out as messages. While the core
+            // says more may be on their way, read again later; after the
+            // last attempt, say the resume may have a gap.
+            let gave_up = progress.stale && attempt + 1 >= LATE_READ_ATTEMPTS;
+            if progress.stale && !gave_up {
+                self.queue_late_read(patterns.clone(), from, attempt + 1);
+            }
+            self.settle(&patterns).await?;
+            if gave_up {
+                return self
+                    .send(format!(
+                        r#"{{"op":"reread","replayed":{},"more":false,"gap":true}}"#,
+                        progress.total
+                    ))
+                    .await;
+            }
+            return Ok(());
         }
         let frame = format!(
             r#"{{"op":"reread","replayed":{},"more":{more},"gap":{}}}"#,

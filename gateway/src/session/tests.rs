@@ -10,6 +10,7 @@ use postmesh_schema::{Body, Path, Uuid};
 use serde_json::Value;
 use tokio::sync::Notify;
 
+use super::replay::LATE_READ_ATTEMPTS;
 use super::*;
 use crate::metrics::GatewayMetrics;
 
@@ -229,8 +230,7 @@ async fn replay_and_live_merge_without_duplicates() {
     *core.page.lock() = Some(Page {
         messages: vec![m3.clone(), m2.clone(), m0.clone()],
         more: false,
-        gap: false,
-        next: None,
+        ..Page::default()
     });
     core.release.notify_one();
     assert_eq!(next(&mut out).await["uuid"], m0.uuid.to_string());
@@ -477,6 +477,115 @@ async fn without_a_settle_time_a_resume_reads_once() {
             .await
             .is_err(),
         "no second read"
+    );
+    cancel.cancel();
+}
+
+/// A session resuming `a.#` with `since` on a core that answers `pages`
+/// in turn (each released at once), with `resume_settle_ms` of 50: its
+/// input (the session ends when it is dropped), output and cancel token.
+async fn resuming_on(
+    pages: Vec<Page>,
+) -> (
+    mpsc::UnboundedSender<Inbound>,
+    mpsc::UnboundedReceiver<Outbound>,
+    CancellationToken,
+) {
+    let cancel = CancellationToken::new();
+    let metrics = GatewayMetrics::default();
+    let hub = memory_hub(&metrics, &cancel).await;
+    let core = Arc::new(HeldCore {
+        since_pages: Some(parking_lot::Mutex::new(pages.into())),
+        ..HeldCore::default()
+    });
+    // Every read is released as soon as it asks.
+    let releaser = core.clone();
+    tokio::spawn(async move {
+        loop {
+            releaser.asked.notified().await;
+            releaser.release.notify_one();
+        }
+    });
+    let config = GatewayConfig {
+        resume_settle_ms: Some(50),
+        ..GatewayConfig::default()
+    };
+    let (input, out, _) = spawn_session(&hub, core.clone(), config, metrics, &cancel);
+    input
+        .unbounded_send(Inbound::Text(Frame::from(format!(
+            r#"{{"op":"sub","id":1,"pattern":"a.#","since":"{}"}}"#,
+            Cursor::now()
+        ))))
+        .unwrap();
+    (input, out, cancel)
+}
+
+fn stale() -> Page {
+    Page {
+        stale: true,
+        ..Page::default()
+    }
+}
+
+/// While the core says a peer's replicas may be on their way (a link
+/// between regions down), the late read is made again, later each time,
+/// and finds the straggler once they have landed.
+#[tokio::test]
+async fn a_late_read_is_made_again_while_replicas_may_be_on_their_way() {
+    let straggler = Message {
+        cursor: Some(Cursor::now()),
+        ..message("a.late")
+    };
+    let landed = Page {
+        messages: vec![straggler.clone()],
+        ..Page::default()
+    };
+    let started = std::time::Instant::now();
+    let (_input, mut out, cancel) =
+        resuming_on(vec![Page::default(), stale(), stale(), landed]).await;
+    assert_eq!(next(&mut out).await["op"], "ok");
+    let late = next(&mut out).await;
+    assert_eq!(
+        (late["uuid"].as_str(), late["late"].as_bool()),
+        (Some(straggler.uuid.to_string().as_str()), Some(true)),
+        "{late}"
+    );
+    // 50, 100 and 200 ms after the resume.
+    assert!(started.elapsed() >= Duration::from_millis(350));
+    // Nothing more: the last read was not stale.
+    assert!(
+        tokio::time::timeout(Duration::from_millis(600), out.next())
+            .await
+            .is_err()
+    );
+    cancel.cancel();
+}
+
+/// A core that says stale through every attempt: the device is told its
+/// resume may have a gap, once.
+#[tokio::test]
+async fn late_reads_that_stay_stale_end_with_a_gap() {
+    let pages = std::iter::once(Page::default())
+        .chain((0..LATE_READ_ATTEMPTS).map(|_| stale()))
+        .collect();
+    let (_input, mut out, cancel) = resuming_on(pages).await;
+    assert_eq!(next(&mut out).await["op"], "ok");
+    // 50 + 100 + 200 + 400 + 800 ms.
+    let told = next(&mut out).await;
+    assert_eq!(
+        (
+            told["op"].as_str(),
+            told["gap"].as_bool(),
+            told["more"].as_bool()
+        ),
+        (Some("reread"), Some(true), Some(false)),
+        "{told}"
+    );
+    assert!(
+        tokio::time::timeout(Duration::from_millis(500), out.next())
+            .await
+            .is_err(),
+        "no further read"
     );
     cancel.cancel();
 }

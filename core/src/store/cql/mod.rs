@@ -1019,6 +1019,7 @@ impl CqlStore {
             None
         };
         Ok(Page {
+            stale: false,
             messages: all,
             more,
             gap: false,
@@ -1267,6 +1268,7 @@ impl Store for CqlStore {
         let more = truncated || found.len() > limit;
         found.truncate(limit);
         Ok(Page {
+            stale: false,
             next: None,
             messages: found,
             more,

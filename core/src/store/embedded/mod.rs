@@ -412,6 +412,7 @@ impl Store for EmbeddedStore {
             let r = t.reader();
             let (cursors, next) = r.query(&q.pattern, q.before.as_ref(), true, q.limit)?;
             Ok(Page {
+                stale: false,
                 messages: r.load_all(&cursors)?,
                 more: next.is_some(),
                 gap: false,
@@ -431,6 +432,7 @@ impl Store for EmbeddedStore {
             let r = t.reader();
             let (cursors, next) = r.query(&pattern, Some(&after), false, limit)?;
             Ok(Page {
+                stale: false,
                 messages: r.load_all(&cursors)?,
                 more: next.is_some(),
                 gap: false,
@@ -474,6 +476,7 @@ impl Store for EmbeddedStore {
             let more = cut || hits.len() > limit;
             hits.truncate(limit);
             Ok(Page {
+                stale: false,
                 messages: r.load_all(&hits)?,
                 more,
                 gap: false,
