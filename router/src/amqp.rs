@@ -67,7 +67,18 @@ pub struct AmqpPostoffice {
 
 struct Inner {
     uri: String,
-    link: Mutex<Option<Link>>,
+    link: Mutex<LinkState>,
+}
+
+/// The current link, and how the last attempt to open one failed.
+#[derive(Default)]
+struct LinkState {
+    link: Option<Link>,
+    /// When an attempt to connect failed, and why: callers that waited for
+    /// that attempt share its outcome instead of each making one more, so
+    /// while the broker is away the k-th caller waits for one attempt, not
+    /// k of them.
+    failed: Option<(tokio::time::Instant, PostofficeError)>,
 }
 
 /// One connection and its confirm channel for publishing.
@@ -206,7 +217,7 @@ impl AmqpPostoffice {
         let po = AmqpPostoffice {
             inner: Arc::new(Inner {
                 uri: uri.to_owned(),
-                link: Mutex::new(None),
+                link: Mutex::new(LinkState::default()),
             }),
         };
         po.link().await?;
@@ -216,17 +227,32 @@ impl AmqpPostoffice {
     /// The current link, reconnecting (and redeclaring the exchanges) when
     /// the connection or the publish channel is gone.
     async fn link(&self) -> Result<Link, PostofficeError> {
+        let asked = tokio::time::Instant::now();
         let mut guard = self.inner.link.lock().await;
-        if let Some(l) = guard.as_ref()
+        if let Some(l) = guard.link.as_ref()
             && l.connection.status().connected()
             && l.publish.status().connected()
         {
             return Ok(l.clone());
         }
-        let old = guard.take();
-        let link = bounded("connecting", Self::open_link(&self.inner.uri, old)).await?;
-        *guard = Some(link.clone());
-        Ok(link)
+        if let Some((at, e)) = &guard.failed
+            && *at >= asked
+        {
+            // An attempt made while this caller waited has just failed.
+            return Err(e.clone());
+        }
+        let old = guard.link.take();
+        match bounded("connecting", Self::open_link(&self.inner.uri, old)).await {
+            Ok(link) => {
+                guard.link = Some(link.clone());
+                guard.failed = None;
+                Ok(link)
+            }
+            Err(e) => {
+                guard.failed = Some((tokio::time::Instant::now(), e.clone()));
+                Err(e)
+            }
+        }
     }
 
     /// Opens the publishing channel, on `old`'s connection while it still
@@ -289,10 +315,11 @@ impl AmqpPostoffice {
     async fn give_up(&self, link: &Link) {
         let mut guard = self.inner.link.lock().await;
         if guard
+            .link
             .as_ref()
             .is_some_and(|l| Arc::ptr_eq(&l.connection, &link.connection))
         {
-            *guard = None;
+            guard.link = None;
         }
         drop(guard);
         tracing::warn!(
@@ -325,7 +352,7 @@ impl AmqpPostoffice {
 
     /// Closes the connection.
     pub async fn close(&self) {
-        if let Some(l) = self.inner.link.lock().await.take() {
+        if let Some(l) = self.inner.link.lock().await.link.take() {
             let _ = l.connection.close(200, short("closing")).await;
         }
     }

@@ -195,7 +195,29 @@ async fn operations_on_a_frozen_broker_fail_in_bounded_time() {
     )
     .await;
     let waited = started.elapsed();
+    // Six callers at once while it stays frozen: each waits for the one
+    // attempt to connect in progress, not for one attempt per caller
+    // before it (which would take six times the bound for the last).
+    let started_all = Instant::now();
+    let all = futures_util::future::join_all((10..16).map(|n| {
+        tokio::time::timeout(
+            OPERATION_TIMEOUT * 4,
+            po.publish(Exchange::Paths, message(n)),
+        )
+    }))
+    .await;
+    let waited_all = started_all.elapsed();
     node.thaw();
+    for r in &all {
+        assert!(
+            matches!(r, Ok(Err(e)) if e.is_retryable()),
+            "each caller gets a retryable error in time: {all:?}"
+        );
+    }
+    assert!(
+        waited_all < OPERATION_TIMEOUT * 2 + Duration::from_secs(5),
+        "six callers took {waited_all:?}"
+    );
     let outcome = outcome.expect("a publish to a frozen broker returns");
     assert!(
         outcome.as_ref().is_err_and(|e| e.is_retryable()),
