@@ -65,6 +65,48 @@ async fn node_with(
     .await
 }
 
+/// Both regions of the star applied, each with a core (on an embedded
+/// store of its own) and a gateway, of product `product` (one per test).
+/// Dropping it stops them.
+struct TwoRegions {
+    east: Process,
+    west: Process,
+    _cores: (Process, Process),
+    _dirs: [tempfile::TempDir; 3],
+}
+
+async fn two_regions(star: &Star, product: &str, gateway_args: &[&str]) -> TwoRegions {
+    let dir = tempfile::tempdir().unwrap();
+    apply(star, &dir).await;
+    let (de, dw) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let east_core = node(product, "core", &star.east.amqp_url, "east", Some(&de)).await;
+    let west_core = node(product, "core", &star.west.amqp_url, "west", Some(&dw)).await;
+    let east = node_with(
+        product,
+        "gateway",
+        &star.east.amqp_url,
+        "east",
+        None,
+        gateway_args,
+    )
+    .await;
+    let west = node_with(
+        product,
+        "gateway",
+        &star.west.amqp_url,
+        "west",
+        None,
+        gateway_args,
+    )
+    .await;
+    TwoRegions {
+        east,
+        west,
+        _cores: (east_core, west_core),
+        _dirs: [dir, de, dw],
+    }
+}
+
 /// `postmesh router apply` for the star.
 async fn apply(star: &Star, dir: &tempfile::TempDir) {
     let config = star.write_config(dir.path(), "");
@@ -149,14 +191,8 @@ fn assert_order_per_path(got: &[Value], published: &[(String, Value)]) {
 async fn messages_cross_regions_once_and_a_device_resumes_in_the_other_region() {
     let _owner = STAR.lock().await;
     let star = the_star().await;
-    let dir = tempfile::tempdir().unwrap();
-    apply(star, &dir).await;
-    let (de, dw) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let p = "regions";
-    let _east_core = node(p, "core", &star.east.amqp_url, "east", Some(&de)).await;
-    let _west_core = node(p, "core", &star.west.amqp_url, "west", Some(&dw)).await;
-    let east = node(p, "gateway", &star.east.amqp_url, "east", None).await;
-    let west = node(p, "gateway", &star.west.amqp_url, "west", None).await;
+    let regions = two_regions(star, "regions", &[]).await;
+    let (east, west) = (&regions.east, &regions.west);
 
     // A device in east; its binding reaches west through the hub.
     let mut device = east.ws(None).await;
@@ -171,7 +207,7 @@ async fn messages_cross_regions_once_and_a_device_resumes_in_the_other_region() 
     let mut published = Vec::new();
     for i in 0..200 {
         let path = format!("feeds.{}.x", i % 5);
-        let r = publish(&west, &path, json!(i)).await;
+        let r = publish(west, &path, json!(i)).await;
         published.push((path, r["uuid"].clone()));
     }
     let got = receive(&mut device, 200).await;
@@ -185,7 +221,7 @@ async fn messages_cross_regions_once_and_a_device_resumes_in_the_other_region() 
     let mut missed = Vec::new();
     for i in 0..100 {
         let path = format!("feeds.{}.x", i % 5);
-        let r = publish(&west, &path, json!(1000 + i)).await;
+        let r = publish(west, &path, json!(1000 + i)).await;
         missed.push((path, r["uuid"].clone()));
     }
     let mut moved = west.ws(None).await;
@@ -213,7 +249,7 @@ async fn messages_cross_regions_once_and_a_device_resumes_in_the_other_region() 
     let mut from_east = Vec::new();
     for i in 0..50 {
         let path = format!("feeds.{}.x", i % 5);
-        let r = publish(&east, &path, json!(2000 + i)).await;
+        let r = publish(east, &path, json!(2000 + i)).await;
         from_east.push((path, r["uuid"].clone()));
     }
     let live = receive(&mut moved, 50).await;
@@ -267,14 +303,8 @@ async fn messages_cross_regions_once_and_a_device_resumes_in_the_other_region() 
 async fn a_hub_killed_mid_stream_loses_nothing_and_duplicates_nothing() {
     let _owner = STAR.lock().await;
     let star = the_star().await;
-    let dir = tempfile::tempdir().unwrap();
-    apply(star, &dir).await;
-    let (de, dw) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let p = "hubout";
-    let _east_core = node(p, "core", &star.east.amqp_url, "east", Some(&de)).await;
-    let _west_core = node(p, "core", &star.west.amqp_url, "west", Some(&dw)).await;
-    let east = node(p, "gateway", &star.east.amqp_url, "east", None).await;
-    let west = node(p, "gateway", &star.west.amqp_url, "west", None).await;
+    let regions = two_regions(star, "hubout", &[]).await;
+    let (east, west) = (&regions.east, &regions.west);
     let mut device = east.ws(None).await;
     device.sub("out.#").await;
     wait_for("east's binding on west's paths exchange", || {
@@ -341,20 +371,14 @@ async fn a_hub_killed_mid_stream_loses_nothing_and_duplicates_nothing() {
 async fn a_device_that_moves_region_during_a_hub_outage_misses_nothing() {
     let _owner = STAR.lock().await;
     let star = the_star().await;
-    let dir = tempfile::tempdir().unwrap();
-    apply(star, &dir).await;
-    let (de, dw) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let p = "moving";
-    let _east_core = node(p, "core", &star.east.amqp_url, "east", Some(&de)).await;
-    let _west_core = node(p, "core", &star.west.amqp_url, "west", Some(&dw)).await;
-    let east = node(p, "gateway", &star.east.amqp_url, "east", None).await;
-    let west = node(p, "gateway", &star.west.amqp_url, "west", None).await;
+    let regions = two_regions(star, "moving", &[]).await;
+    let (east, west) = (&regions.east, &regions.west);
 
     let mut device = west.ws(None).await;
     device.sub("move.#").await;
     let mut had = Vec::new();
     for i in 0..20 {
-        had.push(publish(&west, &format!("move.{}", i % 3), json!(i)).await);
+        had.push(publish(west, &format!("move.{}", i % 3), json!(i)).await);
     }
     let got = receive(&mut device, had.len()).await;
     let position = got.last().unwrap()["cursor"].clone();
@@ -374,7 +398,7 @@ async fn a_device_that_moves_region_during_a_hub_outage_misses_nothing() {
         .unwrap();
     let mut missed = HashSet::new();
     for i in 0..30 {
-        let r = publish(&west, &format!("move.{}", i % 3), json!(100 + i)).await;
+        let r = publish(west, &format!("move.{}", i % 3), json!(100 + i)).await;
         missed.insert(r["uuid"].as_str().unwrap().to_owned());
     }
     // Long enough for east's core to notice west is quiet.
@@ -448,14 +472,8 @@ fn uuids(messages: &[Value]) -> Vec<String> {
 async fn a_regional_broker_killed_mid_stream_loses_nothing_and_duplicates_nothing() {
     let _owner = STAR.lock().await;
     let star = the_star().await;
-    let dir = tempfile::tempdir().unwrap();
-    apply(star, &dir).await;
-    let (de, dw) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let p = "regionout";
-    let _east_core = node(p, "core", &star.east.amqp_url, "east", Some(&de)).await;
-    let _west_core = node(p, "core", &star.west.amqp_url, "west", Some(&dw)).await;
-    let east = node(p, "gateway", &star.east.amqp_url, "east", None).await;
-    let west = node(p, "gateway", &star.west.amqp_url, "west", None).await;
+    let regions = two_regions(star, "regionout", &[]).await;
+    let (east, west) = (&regions.east, &regions.west);
     let mut in_east = east.ws(None).await;
     in_east.sub("down.#").await;
     let mut in_west = west.ws(None).await;
@@ -581,21 +599,14 @@ async fn bound_in_both(star: &Star, key: &str) {
 async fn dismiss_and_login_sync_for_a_user_with_devices_in_two_regions() {
     let _owner = STAR.lock().await;
     let star = the_star().await;
-    let dir = tempfile::tempdir().unwrap();
-    apply(star, &dir).await;
-    let (de, dw) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let p = "twouser";
-    let secret = ["--secret", SECRET];
-    let _east_core = node(p, "core", &star.east.amqp_url, "east", Some(&de)).await;
-    let _west_core = node(p, "core", &star.west.amqp_url, "west", Some(&dw)).await;
-    let east = node_with(p, "gateway", &star.east.amqp_url, "east", None, &secret).await;
-    let west = node_with(p, "gateway", &star.west.amqp_url, "west", None, &secret).await;
+    let regions = two_regions(star, "twouser", &["--secret", SECRET]).await;
+    let (east, west) = (&regions.east, &regions.west);
     let admin = postmesh_tests::token(SECRET, None, &["#"], &["#"]);
     let user = postmesh_tests::token(SECRET, Some(USER), &["alerts.#", "sports.#"], &[]);
 
     // Preferences stored through east, and held by west's core too.
     let prefs = publish_with(
-        &east,
+        east,
         &admin,
         json!({"path": PREFS, "body": {"subscribe": ["alerts.#"]}}),
     )
@@ -624,7 +635,7 @@ async fn dismiss_and_login_sync_for_a_user_with_devices_in_two_regions() {
 
     // An alert published in west reaches both devices, and is in the
     // user's history in both regions.
-    let alert = publish_with(&west, &admin, json!({"path": "alerts.1", "body": "x"})).await;
+    let alert = publish_with(west, &admin, json!({"path": "alerts.1", "body": "x"})).await;
     assert_eq!(phone.msg().await["uuid"], alert["uuid"]);
     assert_eq!(laptop.msg().await["uuid"], alert["uuid"]);
     for gw in [&east, &west] {
@@ -668,7 +679,7 @@ async fn dismiss_and_login_sync_for_a_user_with_devices_in_two_regions() {
 
     // Preferences changed through west: both devices re-sync.
     publish_with(
-        &west,
+        west,
         &admin,
         json!({"path": PREFS, "body": {"subscribe": ["sports.#"]}}),
     )
@@ -680,8 +691,8 @@ async fn dismiss_and_login_sync_for_a_user_with_devices_in_two_regions() {
     }
     bound_in_both(star, "sports.#").await;
     // The old preference is dropped, the new one live, on both sides.
-    publish_with(&east, &admin, json!({"path": "alerts.2"})).await;
-    let goal = publish_with(&east, &admin, json!({"path": "sports.1", "body": "goal"})).await;
+    publish_with(east, &admin, json!({"path": "alerts.2"})).await;
+    let goal = publish_with(east, &admin, json!({"path": "sports.1", "body": "goal"})).await;
     for device in [&mut phone, &mut laptop] {
         assert_eq!(device.msg().await["uuid"], goal["uuid"]);
         device.quiet(Duration::from_millis(500)).await;

@@ -363,130 +363,15 @@ async fn written_frames_release_their_bytes() {
     assert_eq!(closed, Some(close::SLOW_CONSUMER));
     cancel.cancel();
 }
-
-/// A message another core stored before the subscription was live, whose
-/// replica reached the core the resume read only after it read: neither
-/// the replay nor the live stream had it. The late read, `resume_settle_ms`
-/// later, sends it, and nothing the device already had.
-#[tokio::test]
-async fn a_resume_reads_again_for_what_arrived_late() {
-    let cancel = CancellationToken::new();
-    let metrics = GatewayMetrics::default();
-    let hub = memory_hub(&metrics, &cancel).await;
-    let position = Cursor::now();
-    let straggler = Message {
-        cursor: Some(Cursor::now()),
-        ..message("a.late")
-    };
-    let replayed = Message {
-        cursor: Some(Cursor::now()),
-        ..message("a.replayed")
-    };
-    let core = Arc::new(HeldCore {
-        since_pages: Some(parking_lot::Mutex::new(
-            [
-                // The resume: the replica is not there yet.
-                Page {
-                    messages: vec![replayed.clone()],
-                    ..Page::default()
-                },
-                // The late read: it is, beside what was replayed.
-                Page {
-                    messages: vec![replayed.clone(), straggler.clone()],
-                    ..Page::default()
-                },
-            ]
-            .into(),
-        )),
-        ..HeldCore::default()
-    });
-    let config = GatewayConfig {
-        resume_settle_ms: Some(300),
-        ..GatewayConfig::default()
-    };
-    let (input, mut out, _) = spawn_session(&hub, core.clone(), config, metrics, &cancel);
-    input
-        .unbounded_send(Inbound::Text(Frame::from(format!(
-            r#"{{"op":"sub","id":1,"pattern":"a.#","since":"{position}"}}"#
-        ))))
-        .unwrap();
-    core.asked.notified().await;
-    core.release.notify_one();
-    assert_eq!(next(&mut out).await["uuid"], replayed.uuid.to_string());
-    let ok = next(&mut out).await;
-    assert_eq!(
-        (ok["op"].as_str(), ok["replayed"].as_u64()),
-        (Some("ok"), Some(1))
-    );
-    let live_meanwhile = message("a.live");
-    hub.fan_out(&live(&live_meanwhile));
-    assert_eq!(
-        next(&mut out).await["uuid"],
-        live_meanwhile.uuid.to_string()
-    );
-    let asked = std::time::Instant::now();
-    tokio::time::timeout(Duration::from_secs(5), core.asked.notified())
-        .await
-        .expect("the resume reads again");
-    assert!(
-        asked.elapsed() >= Duration::from_millis(200),
-        "after the settle time"
-    );
-    core.release.notify_one();
-    let late = next(&mut out).await;
-    assert_eq!(
-        (late["uuid"].as_str(), late["late"].as_bool()),
-        (Some(straggler.uuid.to_string().as_str()), Some(true))
-    );
-    // Nothing else: no second copy, no `reread` frame; live goes on.
-    let after = message("a.after");
-    hub.fan_out(&live(&after));
-    assert_eq!(next(&mut out).await["uuid"], after.uuid.to_string());
-    cancel.cancel();
-}
-
-/// Without a settle time (one core on the embedded postoffice) a resume
-/// reads once.
-#[tokio::test]
-async fn without_a_settle_time_a_resume_reads_once() {
-    let cancel = CancellationToken::new();
-    let metrics = GatewayMetrics::default();
-    let hub = memory_hub(&metrics, &cancel).await;
-    let core = Arc::new(HeldCore {
-        since_pages: Some(parking_lot::Mutex::new([Page::default()].into())),
-        ..HeldCore::default()
-    });
-    let (input, mut out, _) = spawn_session(
-        &hub,
-        core.clone(),
-        GatewayConfig::default(),
-        metrics,
-        &cancel,
-    );
-    input
-        .unbounded_send(Inbound::Text(Frame::from(format!(
-            r#"{{"op":"sub","id":1,"pattern":"a.#","since":"{}"}}"#,
-            Cursor::now()
-        ))))
-        .unwrap();
-    core.asked.notified().await;
-    core.release.notify_one();
-    assert_eq!(next(&mut out).await["op"], "ok");
-    assert!(
-        tokio::time::timeout(Duration::from_millis(500), core.asked.notified())
-            .await
-            .is_err(),
-        "no second read"
-    );
-    cancel.cancel();
-}
-
 /// A session resuming `a.#` with `since` on a core that answers `pages`
-/// in turn (each released at once), with `resume_settle_ms` of 50: its
-/// input (the session ends when it is dropped), output and cancel token.
+/// in turn (each released at once), with `resume_settle_ms` of `settle`:
+/// its hub, its input (the session ends when it is dropped), its output
+/// and its cancel token.
 async fn resuming_on(
     pages: Vec<Page>,
+    settle: Option<u64>,
 ) -> (
+    Arc<Hub>,
     mpsc::UnboundedSender<Inbound>,
     mpsc::UnboundedReceiver<Outbound>,
     CancellationToken,
@@ -507,17 +392,25 @@ async fn resuming_on(
         }
     });
     let config = GatewayConfig {
-        resume_settle_ms: Some(50),
+        resume_settle_ms: settle,
         ..GatewayConfig::default()
     };
-    let (input, out, _) = spawn_session(&hub, core.clone(), config, metrics, &cancel);
+    let (input, out, _) = spawn_session(&hub, core, config, metrics, &cancel);
     input
         .unbounded_send(Inbound::Text(Frame::from(format!(
             r#"{{"op":"sub","id":1,"pattern":"a.#","since":"{}"}}"#,
             Cursor::now()
         ))))
         .unwrap();
-    (input, out, cancel)
+    (hub, input, out, cancel)
+}
+
+/// A page of `messages`.
+fn page_of(messages: &[&Message]) -> Page {
+    Page {
+        messages: messages.iter().map(|m| (*m).clone()).collect(),
+        ..Page::default()
+    }
 }
 
 fn stale() -> Page {
@@ -527,22 +420,83 @@ fn stale() -> Page {
     }
 }
 
+/// A message stored after `Cursor::now()` at `path`.
+fn stored(path: &str) -> Message {
+    Message {
+        cursor: Some(Cursor::now()),
+        ..message(path)
+    }
+}
+
+/// A message another core stored before the subscription was live, whose
+/// replica reached the core the resume read only after it read: neither
+/// the replay nor the live stream had it. The late read, `resume_settle_ms`
+/// later, sends it (marked late), and nothing the device already had.
+#[tokio::test]
+async fn a_resume_reads_again_for_what_arrived_late() {
+    let (replayed, straggler) = (stored("a.replayed"), stored("a.late"));
+    let pages = vec![
+        // The resume: the replica is not there yet.
+        page_of(&[&replayed]),
+        // The late read: it is, beside what was replayed.
+        page_of(&[&replayed, &straggler]),
+    ];
+    let (hub, _input, mut out, cancel) = resuming_on(pages, Some(300)).await;
+    assert_eq!(next(&mut out).await["uuid"], replayed.uuid.to_string());
+    let ok = next(&mut out).await;
+    let resumed = std::time::Instant::now();
+    assert_eq!(
+        (ok["op"].as_str(), ok["replayed"].as_u64()),
+        (Some("ok"), Some(1))
+    );
+    let live_meanwhile = message("a.live");
+    hub.fan_out(&live(&live_meanwhile));
+    assert_eq!(
+        next(&mut out).await["uuid"],
+        live_meanwhile.uuid.to_string()
+    );
+    let late = next(&mut out).await;
+    assert_eq!(
+        (late["uuid"].as_str(), late["late"].as_bool()),
+        (Some(straggler.uuid.to_string().as_str()), Some(true))
+    );
+    assert!(
+        resumed.elapsed() >= Duration::from_millis(250),
+        "after the settle time"
+    );
+    // Nothing else: no second copy, no `reread` frame; live goes on.
+    let after = message("a.after");
+    hub.fan_out(&live(&after));
+    assert_eq!(next(&mut out).await["uuid"], after.uuid.to_string());
+    cancel.cancel();
+}
+
+/// Without a settle time (one core on the embedded postoffice) a resume
+/// reads once: what a second read would find never comes.
+#[tokio::test]
+async fn without_a_settle_time_a_resume_reads_once() {
+    let straggler = stored("a.late");
+    let pages = vec![Page::default(), page_of(&[&straggler])];
+    let (_hub, _input, mut out, cancel) = resuming_on(pages, None).await;
+    assert_eq!(next(&mut out).await["op"], "ok");
+    assert!(
+        tokio::time::timeout(Duration::from_millis(500), out.next())
+            .await
+            .is_err(),
+        "no second read"
+    );
+    cancel.cancel();
+}
+
 /// While the core says a peer's replicas may be on their way (a link
 /// between regions down), the late read is made again, later each time,
 /// and finds the straggler once they have landed.
 #[tokio::test]
 async fn a_late_read_is_made_again_while_replicas_may_be_on_their_way() {
-    let straggler = Message {
-        cursor: Some(Cursor::now()),
-        ..message("a.late")
-    };
-    let landed = Page {
-        messages: vec![straggler.clone()],
-        ..Page::default()
-    };
+    let straggler = stored("a.late");
     let started = std::time::Instant::now();
-    let (_input, mut out, cancel) =
-        resuming_on(vec![Page::default(), stale(), stale(), landed]).await;
+    let pages = vec![Page::default(), stale(), stale(), page_of(&[&straggler])];
+    let (_hub, _input, mut out, cancel) = resuming_on(pages, Some(50)).await;
     assert_eq!(next(&mut out).await["op"], "ok");
     let late = next(&mut out).await;
     assert_eq!(
@@ -568,7 +522,7 @@ async fn late_reads_that_stay_stale_end_with_a_gap() {
     let pages = std::iter::once(Page::default())
         .chain((0..LATE_READ_ATTEMPTS).map(|_| stale()))
         .collect();
-    let (_input, mut out, cancel) = resuming_on(pages).await;
+    let (_hub, _input, mut out, cancel) = resuming_on(pages, Some(50)).await;
     assert_eq!(next(&mut out).await["op"], "ok");
     // 50 + 100 + 200 + 400 + 800 ms.
     let told = next(&mut out).await;
