@@ -311,21 +311,27 @@ fn spawn_session(
     (in_tx, out, task)
 }
 
-/// A session started on a pipe, with the hub to fan out to it.
-async fn session_with(
-    config: GatewayConfig,
-) -> (
+/// A session on a pipe, with the hub to fan out to it.
+type Started = (
     Arc<Hub>,
     mpsc::UnboundedSender<Inbound>,
     mpsc::UnboundedReceiver<Outbound>,
     CancellationToken,
-) {
+);
+
+/// A session started on a pipe against `core`, with the hub to fan out to
+/// it.
+async fn session_on(core: Arc<dyn CoreClient>, config: GatewayConfig) -> Started {
     let cancel = CancellationToken::new();
     let metrics = GatewayMetrics::default();
     let hub = memory_hub(&metrics, &cancel).await;
-    let core = Arc::new(HeldCore::default());
     let (in_tx, out, _) = spawn_session(&hub, core, config, metrics, &cancel);
     (hub, in_tx, out, cancel)
+}
+
+/// [`session_on`] a core that has nothing stored.
+async fn session_with(config: GatewayConfig) -> Started {
+    session_on(Arc::new(HeldCore::default()), config).await
 }
 
 /// What a session writes no longer counts against its outbox's byte
@@ -367,18 +373,7 @@ async fn written_frames_release_their_bytes() {
 /// in turn (each released at once), with `resume_settle_ms` of `settle`:
 /// its hub, its input (the session ends when it is dropped), its output
 /// and its cancel token.
-async fn resuming_on(
-    pages: Vec<Page>,
-    settle: Option<u64>,
-) -> (
-    Arc<Hub>,
-    mpsc::UnboundedSender<Inbound>,
-    mpsc::UnboundedReceiver<Outbound>,
-    CancellationToken,
-) {
-    let cancel = CancellationToken::new();
-    let metrics = GatewayMetrics::default();
-    let hub = memory_hub(&metrics, &cancel).await;
+async fn resuming_on(pages: Vec<Page>, settle: Option<u64>) -> Started {
     let core = Arc::new(HeldCore {
         since_pages: Some(parking_lot::Mutex::new(pages.into())),
         ..HeldCore::default()
@@ -395,14 +390,15 @@ async fn resuming_on(
         resume_settle_ms: settle,
         ..GatewayConfig::default()
     };
-    let (input, out, _) = spawn_session(&hub, core, config, metrics, &cancel);
-    input
+    let started = session_on(core, config).await;
+    started
+        .1
         .unbounded_send(Inbound::Text(Frame::from(format!(
             r#"{{"op":"sub","id":1,"pattern":"a.#","since":"{}"}}"#,
             Cursor::now()
         ))))
         .unwrap();
-    (hub, input, out, cancel)
+    started
 }
 
 /// A page of `messages`.
