@@ -310,7 +310,14 @@ where
     /// what the hub fanned out already. `None` if none is subscribed.
     pub(super) fn start_late_read(&mut self, late: LateRead) -> Option<Op> {
         let mut patterns = late.patterns;
-        patterns.retain(|p| self.subs.patterns.contains(p) && !self.merge.is_pending(p));
+        patterns.retain(|p| self.subs.patterns.contains(p));
+        // A pattern already being read (a reread after an outage queued
+        // meanwhile) has its late read after that one.
+        let (busy, patterns): (Vec<Pattern>, Vec<Pattern>) =
+            patterns.into_iter().partition(|p| self.merge.is_pending(p));
+        if !busy.is_empty() {
+            self.queue_late_read(busy, late.from, late.attempt);
+        }
         if patterns.is_empty() {
             return None;
         }
