@@ -39,8 +39,10 @@
 //! longer (it, or the link between their regions, is down) may have
 //! replicas on their way: a `since` read answered meanwhile says `stale`,
 //! and a gateway's late read of a resume tries again later (see
-//! `gateway/src/session/replay.rs`). A peer that stops cleanly says so in
-//! a last mark; one silent for [`FORGET_AFTER`] is forgotten. A core on a
+//! `gateway/src/session/replay.rs`). A mark counts only once the replicas
+//! of its peer delivered before it are stored (`Peers`). A peer that stops
+//! cleanly says so in a last mark; one silent for [`FORGET_AFTER`] is
+//! forgotten. A core on a
 //! shared store
 //! ([`Store::is_shared`](crate::Store::is_shared), the CQL store) does not
 //! replicate: every core reads what any core stored as soon as its `put`
@@ -132,25 +134,70 @@ pub const STALE_AFTER: Duration = Duration::from_secs(3);
 /// until then reads say `stale`.
 pub const FORGET_AFTER: Duration = Duration::from_secs(600);
 
-/// The peers a core hears on its replication stream, by region and
-/// instance (a restart changes the pid, not the peer), with when each was
+/// A peer core: its region and instance (a restart changes the pid, not
+/// the peer).
+type PeerKey = (String, String);
+
+fn peer_key(a: &Address) -> PeerKey {
+    (a.region.clone(), a.instance.clone())
+}
+
+/// The peers a core hears on its replication stream, with when each was
 /// last heard.
+///
+/// A peer counts as heard when one of its marks is taken, and only once
+/// every replica of it delivered before that mark has been stored: each
+/// replica holds its peer's [`order`](Peers::order) lock for reading
+/// (taken in delivery order, before it is handed to a task), and a mark
+/// takes it for writing, so it waits for them. A replica that failed (and
+/// went back to its queue) makes the next mark not count.
 #[derive(Default)]
 struct Peers {
-    heard: parking_lot::Mutex<std::collections::HashMap<(String, String), std::time::Instant>>,
+    heard: parking_lot::Mutex<std::collections::HashMap<PeerKey, std::time::Instant>>,
+    order: parking_lot::Mutex<std::collections::HashMap<PeerKey, Arc<tokio::sync::RwLock<()>>>>,
+    failed: parking_lot::Mutex<std::collections::HashSet<PeerKey>>,
 }
 
 impl Peers {
     fn heard(&self, from: &Address, now: std::time::Instant) {
-        self.heard
-            .lock()
-            .insert((from.region.clone(), from.instance.clone()), now);
+        self.heard.lock().insert(peer_key(from), now);
     }
 
     fn left(&self, from: &Address) {
-        self.heard
-            .lock()
-            .remove(&(from.region.clone(), from.instance.clone()));
+        let key = peer_key(from);
+        self.heard.lock().remove(&key);
+        self.order.lock().remove(&key);
+        self.failed.lock().remove(&key);
+    }
+
+    /// The lock that orders `from`'s marks after its replicas.
+    fn order(&self, from: &Address) -> Arc<tokio::sync::RwLock<()>> {
+        self.order.lock().entry(peer_key(from)).or_default().clone()
+    }
+
+    /// A replica of `from` failed and went back to its queue.
+    fn failed(&self, from: &Address) {
+        self.failed.lock().insert(peer_key(from));
+    }
+
+    /// Whether a replica of `from` failed since this was last asked.
+    fn take_failed(&self, from: &Address) -> bool {
+        self.failed.lock().remove(&peer_key(from))
+    }
+
+    /// Takes a mark of `from`: once the replicas delivered before it are
+    /// stored (its order lock), the peer counts as heard, unless one of
+    /// them failed; a last mark (`leaving`) forgets the peer.
+    async fn take_mark(&self, from: &Address, leaving: bool) {
+        if leaving {
+            self.left(from);
+            return;
+        }
+        let order = self.order(from);
+        let _after = order.write().await;
+        if !self.take_failed(from) {
+            self.heard(from, std::time::Instant::now());
+        }
     }
 
     /// Whether a peer has been silent past [`STALE_AFTER`] (and is not yet
@@ -714,8 +761,11 @@ impl CoreServer {
                     tracing::warn!(queue = %spec.name, "lost the postoffice; reconnecting");
                     break;
                 };
-                // Prefetch bounds how many run at once.
-                self.tasks.spawn(self.clone().handle(delivery));
+                // Prefetch bounds how many run at once. A peer's replica
+                // takes its order lock here, in delivery order (see
+                // `Peers`); a mark takes it in its task.
+                let order = self.replica_order(&delivery).await;
+                self.tasks.spawn(self.clone().handle(delivery, order));
             }
         }
     }
@@ -775,7 +825,25 @@ impl CoreServer {
         self.postoffice.publish(Exchange::Postoffice, out).await
     }
 
-    async fn handle(self: Arc<Self>, d: Delivery) {
+    /// For a peer's replica (not a mark), its hold on the peer's order
+    /// lock; it waits only while a mark of that peer waits for the
+    /// replicas before it.
+    async fn replica_order(&self, d: &Delivery) -> Option<tokio::sync::OwnedRwLockReadGuard<()>> {
+        if d.props.kind.as_deref() == Some(MARK) {
+            return None;
+        }
+        let key = RoutingKey::parse(&d.routing_key).ok()?;
+        if key.action != REPLICATE || key.from == self.me {
+            return None;
+        }
+        Some(self.peers.order(&key.from).read_owned().await)
+    }
+
+    async fn handle(
+        self: Arc<Self>,
+        d: Delivery,
+        _order: Option<tokio::sync::OwnedRwLockReadGuard<()>>,
+    ) {
         let key = RoutingKey::parse(&d.routing_key);
         let action = key.as_ref().map(|k| k.action.as_str()).unwrap_or("");
         let outcome: Option<Result<Vec<u8>, CoreError>> = match action {
@@ -868,22 +936,26 @@ impl CoreServer {
             }
             REPLICATE => {
                 let from = key.as_ref().ok().map(|k| &k.from);
-                let from_me = from == Some(&self.me);
-                if let Some(from) = from.filter(|_| !from_me) {
-                    if d.props.kind.as_deref() == Some(MARK)
-                        && serde_json::from_slice::<Mark>(&d.payload).is_ok_and(|m| m.leaving)
-                    {
-                        self.peers.left(from);
-                    } else {
-                        self.peers.heard(from, std::time::Instant::now());
+                let peer = from.filter(|f| **f != self.me);
+                match peer {
+                    Some(from) if d.props.kind.as_deref() == Some(MARK) => {
+                        let leaving =
+                            serde_json::from_slice::<Mark>(&d.payload).is_ok_and(|m| m.leaving);
+                        self.peers.take_mark(from, leaving).await;
                     }
-                }
-                if !from_me && let Err(e) = self.apply_replica(&d).await {
-                    // Acked only once stored: back to the queue, tried again.
-                    tracing::warn!(error = %e, "applying a replica failed; requeued");
-                    tokio::time::sleep(BRONZE_RETRY).await;
-                    let _ = d.nack(true).await;
-                    return;
+                    Some(from) => {
+                        if let Err(e) = self.apply_replica(&d).await {
+                            // Acked only once stored: back to the queue,
+                            // tried again; the peer's next mark does not
+                            // count.
+                            self.peers.failed(from);
+                            tracing::warn!(error = %e, "applying a replica failed; requeued");
+                            tokio::time::sleep(BRONZE_RETRY).await;
+                            let _ = d.nack(true).await;
+                            return;
+                        }
+                    }
+                    None => {}
                 }
                 None
             }
@@ -931,7 +1003,6 @@ impl CoreServer {
                     Ok(())
                 }
             },
-            Some(MARK) => Ok(()),
             other => {
                 tracing::warn!(kind = ?other, "unknown replica");
                 Ok(())
@@ -973,6 +1044,39 @@ mod tests {
         assert!(peers.stale(t1 + STALE_AFTER * 2));
         assert!(!peers.stale(t1 + FORGET_AFTER), "west forgotten");
         assert!(peers.heard.lock().is_empty());
+    }
+
+    /// A mark counts only once the replicas of its peer delivered before
+    /// it are stored, and not at all if one of them failed.
+    #[tokio::test]
+    async fn a_mark_waits_for_the_replicas_before_it() {
+        let peers = Arc::new(Peers::default());
+        let west = core_in("west", "core-1", "1");
+        let replica = peers.order(&west).read_owned().await;
+        let marking = {
+            let (peers, west) = (peers.clone(), west.clone());
+            tokio::spawn(async move { peers.take_mark(&west, false).await })
+        };
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(
+            peers.heard.lock().is_empty(),
+            "not while a replica is applied"
+        );
+        drop(replica);
+        marking.await.unwrap();
+        assert_eq!(peers.heard.lock().len(), 1);
+
+        // A replica that fails: the next mark does not count, the one
+        // after does.
+        let east = core_in("east", "core-1", "2");
+        peers.failed(&east);
+        peers.take_mark(&east, false).await;
+        assert!(!peers.heard.lock().contains_key(&peer_key(&east)));
+        peers.take_mark(&east, false).await;
+        assert!(peers.heard.lock().contains_key(&peer_key(&east)));
+        // A last mark forgets it.
+        peers.take_mark(&east, true).await;
+        assert!(!peers.heard.lock().contains_key(&peer_key(&east)));
     }
 
     /// `stale` crosses the postoffice in a read reply, and only when set.
