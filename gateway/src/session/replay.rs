@@ -57,6 +57,13 @@ pub(super) struct LateRead {
     pub attempt: u32,
 }
 
+/// `{"op":"reread",...}`: what a reread (or a resume's late read) sent,
+/// whether the device should resubscribe (`more`), and whether something
+/// may be missing (`gap`).
+fn reread_frame(replayed: usize, more: bool, gap: bool) -> String {
+    format!(r#"{{"op":"reread","replayed":{replayed},"more":{more},"gap":{gap}}}"#)
+}
+
 /// Oldest first by cursor, each UUID once (several patterns, or several
 /// cores answering, may return the same message).
 fn oldest_first(messages: &mut Vec<Message>) {
@@ -309,12 +316,13 @@ where
     /// frames are held while it reads) and are read as a reread is, without
     /// what the hub fanned out already. `None` if none is subscribed.
     pub(super) fn start_late_read(&mut self, late: LateRead) -> Option<Op> {
-        let mut patterns = late.patterns;
-        patterns.retain(|p| self.subs.patterns.contains(p));
         // A pattern already being read (a reread after an outage queued
         // meanwhile) has its late read after that one.
-        let (busy, patterns): (Vec<Pattern>, Vec<Pattern>) =
-            patterns.into_iter().partition(|p| self.merge.is_pending(p));
+        let (busy, patterns): (Vec<Pattern>, Vec<Pattern>) = late
+            .patterns
+            .into_iter()
+            .filter(|p| self.subs.patterns.contains(p))
+            .partition(|p| self.merge.is_pending(p));
         if !busy.is_empty() {
             self.queue_late_read(busy, late.from, late.attempt);
         }
@@ -493,9 +501,7 @@ where
                 // each subscription from where it got, as after a reread
                 // that stopped short.
                 self.settle(&patterns).await?;
-                return self
-                    .send(r#"{"op":"reread","replayed":0,"more":true,"gap":false}"#)
-                    .await;
+                return self.send(reread_frame(0, true, false)).await;
             }
             Err(mut e) => {
                 self.settle(&patterns).await?;
@@ -537,20 +543,12 @@ where
             }
             self.settle(&patterns).await?;
             if gave_up {
-                return self
-                    .send(format!(
-                        r#"{{"op":"reread","replayed":{},"more":false,"gap":true}}"#,
-                        progress.total
-                    ))
-                    .await;
+                return self.send(reread_frame(progress.total, false, true)).await;
             }
             return Ok(());
         }
-        let frame = format!(
-            r#"{{"op":"reread","replayed":{},"more":{more},"gap":{}}}"#,
-            progress.total, progress.gap
-        );
-        self.send(frame).await?;
+        self.send(reread_frame(progress.total, more, progress.gap))
+            .await?;
         self.settle(&patterns).await
     }
 

@@ -401,6 +401,12 @@ async fn resuming_on(pages: Vec<Page>, settle: Option<u64>) -> Started {
     started
 }
 
+/// Asserts that the session sends nothing within `ms` milliseconds.
+async fn nothing_within(out: &mut mpsc::UnboundedReceiver<Outbound>, ms: u64, why: &str) {
+    let got = tokio::time::timeout(Duration::from_millis(ms), out.next()).await;
+    assert!(got.is_err(), "{why}: got {got:?}");
+}
+
 /// A page of `messages`.
 fn page_of(messages: &[&Message]) -> Page {
     Page {
@@ -475,12 +481,7 @@ async fn without_a_settle_time_a_resume_reads_once() {
     let pages = vec![Page::default(), page_of(&[&straggler])];
     let (_hub, _input, mut out, cancel) = resuming_on(pages, None).await;
     assert_eq!(next(&mut out).await["op"], "ok");
-    assert!(
-        tokio::time::timeout(Duration::from_millis(500), out.next())
-            .await
-            .is_err(),
-        "no second read"
-    );
+    nothing_within(&mut out, 500, "no second read").await;
     cancel.cancel();
 }
 
@@ -502,12 +503,7 @@ async fn a_late_read_is_made_again_while_replicas_may_be_on_their_way() {
     );
     // 50, 100 and 200 ms after the resume.
     assert!(started.elapsed() >= Duration::from_millis(350));
-    // Nothing more: the last read was not stale.
-    assert!(
-        tokio::time::timeout(Duration::from_millis(600), out.next())
-            .await
-            .is_err()
-    );
+    nothing_within(&mut out, 600, "the last read was not stale").await;
     cancel.cancel();
 }
 
@@ -531,11 +527,6 @@ async fn late_reads_that_stay_stale_end_with_a_gap() {
         (Some("reread"), Some(true), Some(false)),
         "{told}"
     );
-    assert!(
-        tokio::time::timeout(Duration::from_millis(500), out.next())
-            .await
-            .is_err(),
-        "no further read"
-    );
+    nothing_within(&mut out, 500, "no further read").await;
     cancel.cancel();
 }
