@@ -99,6 +99,22 @@ async fn http(mesh: &Mesh, method: &str, path_and_query: &str) -> (u16, String, 
     (status, kind, body)
 }
 
+/// Asserts that `got` (status, content type, body) is the documented
+/// error: `status`, JSON `{"code","message"}` with `code` and a message.
+fn assert_documented_error(what: &str, got: &(u16, String, Value), status: u16, code: &str) {
+    let (s, kind, body) = got;
+    assert_eq!(
+        (*s, body["code"].as_str()),
+        (status, Some(code)),
+        "{what} gave {s} {body}"
+    );
+    assert_eq!(kind, "application/json", "{what}");
+    assert!(
+        body["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{what} gave {body}"
+    );
+}
+
 #[tokio::test]
 async fn every_http_error_is_json_with_a_code() {
     let mesh = Mesh::start().await;
@@ -144,17 +160,8 @@ async fn every_http_error_is_json_with_a_code() {
         ("POST", "/nowhere", 404, "unknown_op"),
     ];
     for &(method, path, status, code) in cases {
-        let (s, kind, body) = http(&mesh, method, path).await;
-        assert_eq!(
-            (s, body["code"].as_str()),
-            (status, Some(code)),
-            "{method} {path} gave {s} {body}"
-        );
-        assert_eq!(kind, "application/json", "{method} {path}");
-        assert!(
-            body["message"].as_str().is_some_and(|m| !m.is_empty()),
-            "{method} {path} gave {body}"
-        );
+        let got = http(&mesh, method, path).await;
+        assert_documented_error(&format!("{method} {path}"), &got, status, code);
     }
     // A 405 still says what is allowed.
     let res = reqwest::Client::new()
@@ -240,17 +247,8 @@ async fn a_request_that_is_not_http_gets_json_too() {
         ),
     ];
     for (what, request, status, code) in cases {
-        let (s, kind, body) = raw_http(&mesh, &request).await;
-        assert_eq!(
-            (s, body["code"].as_str()),
-            (status, Some(code)),
-            "{what}: {s} {body}"
-        );
-        assert_eq!(kind, "application/json", "{what}");
-        assert!(
-            body["message"].as_str().is_some_and(|m| !m.is_empty()),
-            "{what}"
-        );
+        let got = raw_http(&mesh, &request).await;
+        assert_documented_error(what, &got, status, code);
     }
     // The gateway still serves, over the same wrapper, afterwards.
     let (s, _, body) = raw_http(
